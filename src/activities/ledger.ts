@@ -1,0 +1,98 @@
+// Ledger activities: every balance change a workflow makes goes through the posting function.
+import { ApplicationFailure, log } from '@temporalio/activity';
+import type { Database } from '../db/client.js';
+import { BusinessError } from '../errors.js';
+import type { Ledger } from '../ledger/ledger.js';
+import type { AdjustmentInput } from '../shared.js';
+
+export interface LedgerActivityDeps {
+  db: Database;
+  ledger: Ledger;
+}
+
+/** Business refusals become non-retryable failures with a stable type; the rest retries. */
+export async function refusalsAreFinal<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof BusinessError) {
+      throw ApplicationFailure.create({
+        message: err.message,
+        type: err.code,
+        nonRetryable: true,
+        details: [err.details],
+      });
+    }
+    throw err;
+  }
+}
+
+export function createLedgerActivities({ db, ledger }: LedgerActivityDeps) {
+  return {
+    /** Posts an admin adjustment and records it (read model + audit) in the same transaction. */
+    async applyAdjustment(
+      input: AdjustmentInput & { workflowId: string },
+    ): Promise<{ entryId: number; balanceAfter: number; replayed: boolean }> {
+      return refusalsAreFinal(async () => {
+        const posted = await ledger.postEntry(
+          {
+            idempotencyKey: `${input.workflowId}:post`,
+            type: 'adjustment',
+            description: `Adjustment: ${input.reason}`,
+            workflowId: input.workflowId,
+            metadata: { adjustmentId: input.adjustmentId, requestedBy: input.requestedBy },
+            lines: [
+              { account: { wallet: input.customerId }, amount: input.amount },
+              { account: { system: 'adjustments' }, amount: -input.amount },
+            ],
+          },
+          async (tx, entry) => {
+            const balanceAfter = entry.lines[0]!.balanceAfter;
+            await tx`
+              insert into adjustments (id, workflow_id, customer_id, amount, reason, requested_by,
+                                       status, entry_id, balance_after)
+              values (${input.adjustmentId}, ${input.workflowId}, ${input.customerId}, ${input.amount},
+                      ${input.reason}, ${input.requestedBy}, 'completed', ${entry.entryId}, ${balanceAfter})
+              on conflict (id) do update set status = 'completed', entry_id = excluded.entry_id,
+                balance_after = excluded.balance_after, updated_at = now()`;
+            await tx`
+              insert into audit_log (idempotency_key, actor, action, target_type, target_id, reason, details)
+              values (${`${input.workflowId}:audit`}, ${input.requestedBy}, 'credit_adjustment',
+                      'customer', ${input.customerId}, ${input.reason},
+                      ${JSON.stringify({ adjustmentId: input.adjustmentId, amount: input.amount, entryId: entry.entryId, outcome: 'completed' })}::jsonb)
+              on conflict (idempotency_key) do nothing`;
+          },
+        );
+        const wallet = posted.lines.find((l) => 'wallet' in l.account)!;
+        log.info('adjustment posted', {
+          adjustmentId: input.adjustmentId,
+          entryId: posted.entryId,
+          amount: input.amount,
+          replayed: posted.replayed,
+        });
+        return { entryId: posted.entryId, balanceAfter: wallet.balanceAfter, replayed: posted.replayed };
+      });
+    },
+
+    /** Records a refused adjustment so the read model and audit log show the refusal. */
+    async rejectAdjustment(
+      input: AdjustmentInput & { workflowId: string; error: { code: string; message: string } },
+    ): Promise<void> {
+      await db.sql.begin(async (tx) => {
+        await tx`
+          insert into adjustments (id, workflow_id, customer_id, amount, reason, requested_by,
+                                   status, error_code, error_message)
+          values (${input.adjustmentId}, ${input.workflowId}, ${input.customerId}, ${input.amount},
+                  ${input.reason}, ${input.requestedBy}, 'rejected', ${input.error.code}, ${input.error.message})
+          on conflict (id) do nothing`;
+        await tx`
+          insert into audit_log (idempotency_key, actor, action, target_type, target_id, reason, details)
+          values (${`${input.workflowId}:audit`}, ${input.requestedBy}, 'credit_adjustment',
+                  'customer', ${input.customerId}, ${input.reason},
+                  ${JSON.stringify({ adjustmentId: input.adjustmentId, amount: input.amount, outcome: 'rejected', error: input.error.code })}::jsonb)
+          on conflict (idempotency_key) do nothing`;
+      });
+      log.info('adjustment rejected', { adjustmentId: input.adjustmentId, code: input.error.code });
+    },
+  };
+}

@@ -1,0 +1,272 @@
+// Admin credit adjustments: start the adjustment workflow and read its state.
+import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowExecutionDescription,
+} from '@temporalio/client';
+import { createHash } from 'node:crypto';
+import type { Database } from '../../db/client.js';
+import { MAX_POSTING_AMOUNT } from '../../ledger/ledger.js';
+import {
+  adjustmentStateQuery,
+  searchAttributes,
+  workflowIds,
+  type AdjustmentInput,
+  type AdjustmentState,
+  type AdjustmentStatus,
+} from '../../shared.js';
+import type { adjustment } from '../../workflows/adjustment.js';
+import { requireAdmin, type AuthEnv } from '../auth.js';
+import { customerIdSchema, errorResponse, security, type AppDeps } from '../common.js';
+import { ApiError, validationHook } from '../errors.js';
+
+/** How long a state read waits for a worker to answer the workflow query. */
+const QUERY_DEADLINE_MS = 3000;
+
+/** The largest single adjustment an admin can make, in credits. */
+export const MAX_ADJUSTMENT = 1_000_000_000;
+
+const CreateAdjustmentSchema = z
+  .object({
+    customerId: customerIdSchema,
+    amount: z
+      .number({ error: 'must be an integer number of credits' })
+      .int('must be an integer number of credits')
+      .refine((v) => v !== 0, { message: 'must not be zero: positive credits, negative debits' })
+      .refine((v) => Math.abs(v) <= Math.min(MAX_ADJUSTMENT, MAX_POSTING_AMOUNT), {
+        message: `must be between -${MAX_ADJUSTMENT} and ${MAX_ADJUSTMENT}`,
+      })
+      .openapi({ example: 500 }),
+    reason: z.string().trim().min(3, 'must say why, in at least 3 characters').max(500),
+  })
+  .strict()
+  .openapi('CreateAdjustment');
+
+const IdempotencyHeader = z.object({
+  'idempotency-key': z
+    .string({ error: 'the Idempotency-Key header is required' })
+    .trim()
+    .min(1, 'the Idempotency-Key header is required')
+    .max(255, 'must be at most 255 characters')
+    .openapi({ param: { name: 'Idempotency-Key', in: 'header' }, example: 'refund-goodwill-2026-11-25' }),
+});
+
+const StartedSchema = z
+  .object({ id: z.string(), workflowId: z.string(), status: z.string() })
+  .openapi('Started');
+
+const AdjustmentSchema = z
+  .object({
+    id: z.string(),
+    workflowId: z.string(),
+    customerId: z.string(),
+    amount: z.number().int(),
+    reason: z.string(),
+    requestedBy: z.string(),
+    status: z.enum(['pending', 'completed', 'rejected']),
+    entryId: z.number().int().nullable(),
+    balanceAfter: z.number().int().nullable(),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi('Adjustment');
+
+const createAdjustment = createRoute({
+  method: 'post',
+  path: '/v1/admin/adjustments',
+  tags: ['admin'],
+  summary: 'Credit (positive) or debit (negative) a wallet, with a reason (admin)',
+  security,
+  request: {
+    headers: IdempotencyHeader,
+    body: { required: true, content: { 'application/json': { schema: CreateAdjustmentSchema } } },
+  },
+  responses: {
+    202: { content: { 'application/json': { schema: StartedSchema } }, description: 'Started (or the existing one for this key)' },
+    400: errorResponse('Invalid body or missing Idempotency-Key'),
+    401: errorResponse('No or bad token'),
+    403: errorResponse('Not an admin'),
+    404: errorResponse('No such customer'),
+    409: errorResponse('Idempotency-Key reused with a different body'),
+  },
+});
+
+const getAdjustment = createRoute({
+  method: 'get',
+  path: '/v1/admin/adjustments/{id}',
+  tags: ['admin'],
+  summary: 'State of an adjustment (admin)',
+  security,
+  request: { params: z.object({ id: z.string().min(1).max(100) }) },
+  responses: {
+    200: { content: { 'application/json': { schema: AdjustmentSchema } }, description: 'State' },
+    401: errorResponse('No or bad token'),
+    403: errorResponse('Not an admin'),
+    404: errorResponse('No such adjustment'),
+  },
+});
+
+/** Adjustment ids are derived from the Idempotency-Key, so a retried POST names the same one. */
+export function adjustmentIdFor(idempotencyKey: string): string {
+  return `adj_${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 32)}`;
+}
+
+/** Builds the state a workflow describes about itself (start memo + FlowStatus), no worker needed. */
+function stateFromDescription(description: WorkflowExecutionDescription): AdjustmentState | undefined {
+  const input = description.memo?.input as AdjustmentInput | undefined;
+  if (!input) return undefined;
+  const status = (description.typedSearchAttributes.get(searchAttributes.flowStatus) ??
+    'pending') as AdjustmentStatus;
+  const at = (description.closeTime ?? description.startTime).toISOString();
+  return {
+    ...input,
+    id: input.adjustmentId,
+    workflowId: description.workflowId,
+    status,
+    entryId: null,
+    balanceAfter: null,
+    error: null,
+    createdAt: description.startTime.toISOString(),
+    updatedAt: at,
+  };
+}
+
+/**
+ * Live state from the workflow query while it runs (`live`), the database once it has closed.
+ * Without `live`, or when no worker answers the query in time, the workflow's own description.
+ */
+export async function readAdjustment(
+  temporal: Client,
+  db: Database,
+  id: string,
+  options: { live: boolean },
+): Promise<AdjustmentState | undefined> {
+  const handle = temporal.workflow.getHandle(workflowIds.adjustment(id));
+  let description: WorkflowExecutionDescription | undefined;
+  try {
+    description = await handle.describe();
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+  }
+  if (description?.status.name === 'RUNNING') {
+    if (options.live) {
+      try {
+        return await temporal.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
+          handle.query(adjustmentStateQuery),
+        );
+      } catch {
+        // No worker answered in time; the description still tells the caller where it stands.
+      }
+    }
+    return stateFromDescription(description);
+  }
+  const [row] = await db.sql<
+    {
+      id: string;
+      workflow_id: string;
+      customer_id: string;
+      amount: string;
+      reason: string;
+      requested_by: string;
+      status: AdjustmentState['status'];
+      entry_id: string | null;
+      balance_after: string | null;
+      error_code: string | null;
+      error_message: string | null;
+      created_at: Date;
+      updated_at: Date;
+    }[]
+  >`select * from adjustments where id = ${id}`;
+  if (!row) return description ? stateFromDescription(description) : undefined;
+  return {
+    id: row.id,
+    workflowId: row.workflow_id,
+    customerId: row.customer_id,
+    amount: Number(row.amount),
+    reason: row.reason,
+    requestedBy: row.requested_by,
+    status: row.status,
+    entryId: row.entry_id === null ? null : Number(row.entry_id),
+    balanceAfter: row.balance_after === null ? null : Number(row.balance_after),
+    error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
+  const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
+
+  /** Starts (or finds, for a repeated Idempotency-Key) the adjustment workflow. */
+  app.openapi(createAdjustment, async (c) => {
+    const principal = c.get('auth');
+    requireAdmin(principal);
+    const body = c.req.valid('json');
+    const key = c.req.valid('header')['idempotency-key'];
+
+    const [customer] = await db.sql<{ id: string }[]>`
+      select id from customers where id = ${body.customerId}`;
+    if (!customer) {
+      throw new ApiError(404, 'customer_not_found', `No customer with id ${body.customerId}.`);
+    }
+
+    const id = adjustmentIdFor(key);
+    const workflowId = workflowIds.adjustment(id);
+    const input: AdjustmentInput = {
+      adjustmentId: id,
+      customerId: body.customerId,
+      amount: body.amount,
+      reason: body.reason,
+      requestedBy: principal.sub,
+    };
+    try {
+      await temporal.workflow.start<typeof adjustment>('adjustment', {
+        taskQueue,
+        workflowId,
+        args: [input],
+        memo: { input },
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        typedSearchAttributes: [
+          { key: searchAttributes.customerId, value: body.customerId },
+          { key: searchAttributes.flowStatus, value: 'pending' },
+        ],
+      });
+    } catch (err) {
+      // A closed workflow with this id: the key was used before; answer with that one.
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    }
+
+    const state = await readAdjustment(temporal, db, id, { live: false });
+    if (!state) {
+      throw new Error(`adjustment ${id} has neither a workflow state nor a record`);
+    }
+    if (
+      state.customerId !== input.customerId ||
+      state.amount !== input.amount ||
+      state.reason !== input.reason
+    ) {
+      throw new ApiError(
+        409,
+        'idempotency_conflict',
+        'This Idempotency-Key was already used for a different adjustment; use a new key.',
+      );
+    }
+    logger.info({ adjustmentId: id, workflowId, customerId: input.customerId, amount: input.amount }, 'adjustment accepted');
+    return c.json({ id, workflowId, status: state.status }, 202);
+  });
+
+  /** Reads an adjustment's state. */
+  app.openapi(getAdjustment, async (c) => {
+    requireAdmin(c.get('auth'));
+    const { id } = c.req.valid('param');
+    const state = await readAdjustment(temporal, db, id, { live: true });
+    if (!state) throw new ApiError(404, 'adjustment_not_found', `No adjustment with id ${id}.`);
+    return c.json(state, 200);
+  });
+
+  return app;
+}

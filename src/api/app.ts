@@ -1,0 +1,62 @@
+// Builds the HTTP API from its dependencies; only src/server.ts listens on a port.
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { swaggerUI } from '@hono/swagger-ui';
+import { routePath } from 'hono/route';
+import { adjustmentRoutes } from './adjustments/routes.js';
+import { authenticate, type AuthEnv } from './auth.js';
+import type { AppDeps } from './common.js';
+import { customerRoutes } from './customers/routes.js';
+import { ApiError, errorBody, handleError, validationHook } from './errors.js';
+import { healthRoutes } from './health/routes.js';
+import { createMetrics } from './metrics.js';
+import { walletRoutes } from './wallet/routes.js';
+
+export type { AppDeps } from './common.js';
+
+export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } = {}) {
+  const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
+  const metrics = createMetrics(options);
+
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    const route = routePath(c, -1) || 'unmatched';
+    metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
+    metrics.httpDuration.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
+    if (c.res.status >= 500) {
+      deps.logger.warn({ method: c.req.method, route, status: c.res.status }, 'request failed');
+    }
+  });
+
+  app.route('/', healthRoutes(deps, metrics.registry));
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'creditflow API',
+      version: '1',
+      description:
+        'Credits and payments: every money movement is a Temporal workflow over a double-entry ledger. ' +
+        'Errors are `{ "error": { "code", "message" } }`.',
+    },
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+  });
+  app.get('/docs', swaggerUI({ url: '/openapi.json' }));
+
+  app.use('/v1/*', authenticate(deps.jwtSecret));
+  app.get('/v1/customers/', () => {
+    throw new ApiError(400, 'invalid_reference', 'Empty customer reference: pass an id, e-mail or external id.');
+  });
+  app.route('/', customerRoutes(deps));
+  app.route('/', walletRoutes(deps));
+  app.route('/', adjustmentRoutes(deps));
+
+  app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404));
+  app.onError(handleError(deps.logger));
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;

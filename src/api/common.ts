@@ -1,0 +1,50 @@
+// Pieces every resource's routes share: the error schema, placeholders, the app's dependencies.
+import { z } from '@hono/zod-openapi';
+import type { Client } from '@temporalio/client';
+import type { Database } from '../db/client.js';
+import type { Ledger } from '../ledger/ledger.js';
+import type { Logger } from '../logger.js';
+
+export interface AppDeps {
+  db: Database;
+  ledger: Ledger;
+  temporal: Client;
+  logger: Logger;
+  jwtSecret: string;
+  taskQueue: string;
+  temporalUiUrl?: string | undefined;
+}
+
+export const ErrorSchema = z
+  .object({
+    error: z.object({
+      code: z.string().openapi({ example: 'invalid_request' }),
+      message: z.string().openapi({ example: 'amount: must be a non-zero integer' }),
+    }),
+  })
+  .openapi('Error');
+
+export const errorResponse = (description: string) => ({
+  content: { 'application/json': { schema: ErrorSchema } },
+  description,
+});
+
+export const security = [{ bearerAuth: [] }];
+
+const PLACEHOLDER = /^(<.*>|\{.*\}|:.+|null|undefined|nil|none|none|nan|string|example|\$\{.*\})$/i;
+
+/** Values people paste from docs or templates by mistake (`<email>`, `null`, `{id}`, …). */
+export function isPlaceholder(value: string): boolean {
+  const trimmed = value.trim();
+  return trimmed === '' || PLACEHOLDER.test(trimmed);
+}
+
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A customer id field: a UUID, and a clear message when it is a placeholder. */
+export const customerIdSchema = z
+  .string()
+  .trim()
+  .refine((v) => !isPlaceholder(v), { message: 'is a placeholder, not a customer id' })
+  .refine((v) => UUID_PATTERN.test(v), { message: 'must be a customer id (UUID)' })
+  .openapi({ example: '7f1c2d4e-8a9b-4c3d-9e8f-0a1b2c3d4e5f' });

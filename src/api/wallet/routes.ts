@@ -1,0 +1,145 @@
+// The caller's wallet: balance, and history with the balance after each transaction.
+import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { actingCustomer, type AuthEnv } from '../auth.js';
+import { customerIdSchema, errorResponse, security, type AppDeps } from '../common.js';
+import { ApiError, validationHook } from '../errors.js';
+
+const WalletSchema = z
+  .object({ customerId: z.string(), balance: z.number().int() })
+  .openapi('Wallet');
+
+const TransactionSchema = z
+  .object({
+    id: z.number().int().openapi({ description: 'Ledger entry id' }),
+    type: z.string(),
+    amount: z.number().int().openapi({ description: 'Signed credits for this wallet' }),
+    balanceAfter: z.number().int(),
+    description: z.string(),
+    createdAt: z.string(),
+  })
+  .openapi('Transaction');
+
+const TransactionPageSchema = z
+  .object({ items: z.array(TransactionSchema), nextCursor: z.string().nullable() })
+  .openapi('TransactionPage');
+
+const isoDate = z
+  .string()
+  .refine((v) => !Number.isNaN(Date.parse(v)), { message: 'must be an ISO 8601 date or date-time' });
+
+const TransactionQuery = z.object({
+  customerId: customerIdSchema.optional().openapi({ description: 'Admins only: whose wallet' }),
+  type: z.string().min(1).max(64).optional(),
+  from: isoDate.optional().openapi({ description: 'Inclusive lower bound on createdAt' }),
+  to: isoDate.optional().openapi({ description: 'Exclusive upper bound on createdAt' }),
+  cursor: z.string().max(200).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+});
+
+const getWallet = createRoute({
+  method: 'get',
+  path: '/v1/wallet',
+  tags: ['wallet'],
+  summary: "The caller's credit balance",
+  security,
+  request: { query: z.object({ customerId: customerIdSchema.optional() }) },
+  responses: {
+    200: { content: { 'application/json': { schema: WalletSchema } }, description: 'Balance' },
+    401: errorResponse('No or bad token'),
+    403: errorResponse('Another customer'),
+    404: errorResponse('No wallet'),
+  },
+});
+
+const listTransactions = createRoute({
+  method: 'get',
+  path: '/v1/wallet/transactions',
+  tags: ['wallet'],
+  summary: "The caller's transactions, newest first",
+  security,
+  request: { query: TransactionQuery },
+  responses: {
+    200: { content: { 'application/json': { schema: TransactionPageSchema } }, description: 'A page' },
+    400: errorResponse('Bad filter or cursor'),
+    401: errorResponse('No or bad token'),
+    403: errorResponse('Another customer'),
+    404: errorResponse('No wallet'),
+  },
+});
+
+const encodeCursor = (postingId: number) => Buffer.from(`p:${postingId}`).toString('base64url');
+function decodeCursor(cursor: string): number {
+  const match = /^p:(\d{1,18})$/.exec(Buffer.from(cursor, 'base64url').toString());
+  if (!match) throw new ApiError(400, 'invalid_cursor', 'cursor: not a cursor this API returned.');
+  return Number(match[1]);
+}
+
+export function walletRoutes({ db }: AppDeps) {
+  const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
+
+  async function walletOf(customerId: string): Promise<{ id: number; balance: number }> {
+    const [row] = await db.sql<{ id: string; balance: string }[]>`
+      select id, balance from accounts where kind = 'wallet' and customer_id = ${customerId}`;
+    if (!row) throw new ApiError(404, 'customer_not_found', 'No wallet exists for this customer.');
+    return { id: Number(row.id), balance: Number(row.balance) };
+  }
+
+  /** Current balance of the caller's wallet. */
+  app.openapi(getWallet, async (c) => {
+    const customerId = actingCustomer(c.get('auth'), c.req.valid('query').customerId);
+    const wallet = await walletOf(customerId);
+    return c.json({ customerId, balance: wallet.balance }, 200);
+  });
+
+  /** Paged history of the caller's wallet, with filters on type and time. */
+  app.openapi(listTransactions, async (c) => {
+    const q = c.req.valid('query');
+    const customerId = actingCustomer(c.get('auth'), q.customerId);
+    const from = q.from ? new Date(q.from) : null;
+    const to = q.to ? new Date(q.to) : null;
+    if (from && to && from >= to) {
+      throw new ApiError(400, 'invalid_request', 'from: must be earlier than to.');
+    }
+    const before = q.cursor ? decodeCursor(q.cursor) : null;
+    const wallet = await walletOf(customerId);
+    const rows = await db.sql<
+      {
+        posting_id: string;
+        entry_id: string;
+        type: string;
+        amount: string;
+        balance_after: string;
+        description: string;
+        created_at: Date;
+      }[]
+    >`
+      select p.id as posting_id, e.id as entry_id, e.type, p.amount, p.balance_after,
+             e.description, e.created_at
+      from postings p join entries e on e.id = p.entry_id
+      where p.account_id = ${wallet.id}
+        ${q.type ? db.sql`and e.type = ${q.type}` : db.sql``}
+        ${from ? db.sql`and e.created_at >= ${from}` : db.sql``}
+        ${to ? db.sql`and e.created_at < ${to}` : db.sql``}
+        ${before !== null ? db.sql`and p.id < ${before}` : db.sql``}
+      order by p.id desc
+      limit ${q.limit + 1}`;
+    const page = rows.slice(0, q.limit);
+    const last = page[page.length - 1];
+    return c.json(
+      {
+        items: page.map((r) => ({
+          id: Number(r.entry_id),
+          type: r.type,
+          amount: Number(r.amount),
+          balanceAfter: Number(r.balance_after),
+          description: r.description,
+          createdAt: r.created_at.toISOString(),
+        })),
+        nextCursor: rows.length > q.limit && last ? encodeCursor(Number(last.posting_id)) : null,
+      },
+      200,
+    );
+  });
+
+  return app;
+}

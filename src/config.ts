@@ -1,0 +1,169 @@
+// The one place that reads the environment: parsed once, and a bad value names its variable.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(1).max(65535);
+const optionalUrl = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .pipe(z.string().url().optional())
+  .optional();
+
+const schema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PORT: port.default(3000),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection URL')
+    .optional(),
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  TEMPORAL_ADDRESS: z
+    .string()
+    .regex(/^[^\s:/]+:\d+$/, 'must be host:port, e.g. localhost:7233')
+    .optional(),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('creditflow'),
+  TEMPORAL_API_KEY: z.string().min(1).optional(),
+  TEMPORAL_TLS: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
+  TEMPORAL_UI_URL: optionalUrl,
+  AUTH_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  STRIPE_SECRET_KEY: z
+    .string()
+    .regex(/^(sk|rk)_(test|live)_/, 'must be a Stripe secret key (sk_test_… or sk_live_…)')
+    .optional(),
+  STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
+  STRIPE_API_BASE: optionalUrl,
+  SMS_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  CREDITFLOW_DATA_DIR: z.string().min(1).optional(),
+  CREDITFLOW_TOOLS_DIR: z.string().min(1).optional(),
+  TEMPORAL_CLI_PATH: z.string().min(1).optional(),
+  STRIPE_MOCK_PATH: z.string().min(1).optional(),
+});
+
+export type RawConfig = z.infer<typeof schema>;
+
+export interface Config {
+  nodeEnv: RawConfig['NODE_ENV'];
+  logLevel: RawConfig['LOG_LEVEL'];
+  port: number;
+  databaseUrl: string | undefined;
+  databasePoolSize: number;
+  temporal: {
+    address: string | undefined;
+    namespace: string;
+    taskQueue: string;
+    apiKey: string | undefined;
+    tls: boolean;
+    uiUrl: string | undefined;
+  };
+  auth: { jwtSecret: string | undefined };
+  stripe: {
+    secretKey: string | undefined;
+    webhookSecret: string | undefined;
+    apiBase: string | undefined;
+  };
+  sms: { webhookSecret: string | undefined };
+  paths: {
+    dataDir: string | undefined;
+    toolsDir: string | undefined;
+    temporalCli: string | undefined;
+    stripeMock: string | undefined;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment; throws ConfigError listing every bad variable by name. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`),
+    );
+  }
+  const e = parsed.data;
+  return {
+    nodeEnv: e.NODE_ENV,
+    logLevel: e.LOG_LEVEL,
+    port: e.PORT,
+    databaseUrl: e.DATABASE_URL,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    temporal: {
+      address: e.TEMPORAL_ADDRESS,
+      namespace: e.TEMPORAL_NAMESPACE,
+      taskQueue: e.TEMPORAL_TASK_QUEUE,
+      apiKey: e.TEMPORAL_API_KEY,
+      tls: e.TEMPORAL_TLS,
+      uiUrl: e.TEMPORAL_UI_URL,
+    },
+    auth: { jwtSecret: e.AUTH_JWT_SECRET },
+    stripe: {
+      secretKey: e.STRIPE_SECRET_KEY,
+      webhookSecret: e.STRIPE_WEBHOOK_SECRET,
+      apiBase: e.STRIPE_API_BASE,
+    },
+    sms: { webhookSecret: e.SMS_WEBHOOK_SECRET },
+    paths: {
+      dataDir: e.CREDITFLOW_DATA_DIR,
+      toolsDir: e.CREDITFLOW_TOOLS_DIR,
+      temporalCli: e.TEMPORAL_CLI_PATH,
+      stripeMock: e.STRIPE_MOCK_PATH,
+    },
+  };
+}
+
+/** Returns the value or stops with a message naming the variable a process needs. */
+export function required<T>(value: T | undefined, variable: string, purpose: string): T {
+  if (value === undefined) {
+    throw new ConfigError([`${variable}: required ${purpose}`]);
+  }
+  return value;
+}
+
+/** Loads config for a process entry point; on error prints the problems and exits 1. */
+export function loadConfigOrExit(env: Record<string, string | undefined> = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+/** Environment passthrough for child processes and tools (kept here so nothing else reads env). */
+export function processEnv(): Record<string, string | undefined> {
+  return process.env;
+}
+
+/** Where `npm start` keeps local state (embedded PostgreSQL, Temporal's SQLite file, dev secrets). */
+export function dataDir(config: Config): string {
+  return config.paths.dataDir ?? fileURLToPath(new URL('../.data', import.meta.url));
+}
+
+/**
+ * For local helper scripts: fills unset variables from the env file `npm start` writes, so
+ * `npm run token` or `npm run check:ledger` talk to the running local stack.
+ */
+export function loadLocalStackEnv(): void {
+  const file = join(dataDir(loadConfig()), 'stack.env');
+  if (!existsSync(file)) return;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const match = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (match && process.env[match[1]!] === undefined) process.env[match[1]!] = match[2];
+  }
+}

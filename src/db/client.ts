@@ -1,0 +1,48 @@
+// Database handle: one postgres.js pool, with drizzle on top for typed queries.
+import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
+import { migrate } from 'drizzle-orm/postgres-js/migrator';
+import { fileURLToPath } from 'node:url';
+import postgres from 'postgres';
+import * as schema from './schema.js';
+
+export type Sql = postgres.Sql;
+export type Drizzle = PostgresJsDatabase<typeof schema>;
+
+export interface Database {
+  sql: Sql;
+  db: Drizzle;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  max?: number;
+  /** Name shown in pg_stat_activity, so an operator can tell API, worker and tests apart. */
+  applicationName?: string;
+}
+
+/** Opens a pool; nothing connects until the first query. */
+export function createDatabase(url: string, options: DatabaseOptions = {}): Database {
+  const sql = postgres(url, {
+    max: options.max ?? 10,
+    onnotice: () => undefined,
+    connection: { application_name: options.applicationName ?? 'creditflow' },
+  });
+  const db = drizzle(sql, { schema });
+  return {
+    sql,
+    db,
+    close: () => sql.end({ timeout: 5 }),
+  };
+}
+
+export const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
+
+/** Applies every pending migration in drizzle/ (idempotent; safe to run at every start). */
+export async function runMigrations(url: string): Promise<void> {
+  const sql = postgres(url, { max: 1, onnotice: () => undefined });
+  try {
+    await migrate(drizzle(sql), { migrationsFolder });
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}

@@ -1,0 +1,25 @@
+// Business refusals with a stable code; shared by the ledger, activities and the API.
+
+/** Codes a caller can act on. The API maps each to one HTTP status (src/api/errors.ts). */
+export type BusinessErrorCode =
+  | 'insufficient_credits'
+  | 'idempotency_conflict'
+  | 'customer_not_found'
+  | 'account_not_found'
+  | 'invalid_posting';
+
+/** A refusal that retrying cannot fix; activities turn it into a non-retryable failure. */
+export class BusinessError extends Error {
+  constructor(
+    readonly code: BusinessErrorCode,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'BusinessError';
+  }
+}
+
+export function isBusinessError(err: unknown): err is BusinessError {
+  return err instanceof BusinessError;
+}

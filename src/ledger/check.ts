@@ -1,0 +1,98 @@
+// The ledger invariant checker: proves double entry held, from one consistent snapshot.
+import type { Sql } from '../db/client.js';
+
+export interface Violation {
+  invariant:
+    | 'entry_not_balanced'
+    | 'cached_balance_mismatch'
+    | 'balance_after_mismatch'
+    | 'negative_wallet'
+    | 'duplicate_idempotency_key';
+  detail: string;
+}
+
+export interface LedgerReport {
+  ok: boolean;
+  checkedAt: Date;
+  counts: { accounts: number; entries: number; postings: number };
+  violations: Violation[];
+}
+
+/** Runs every invariant in one read-only repeatable-read transaction and lists what is wrong. */
+export async function checkLedger(sql: Sql): Promise<LedgerReport> {
+  return sql.begin('isolation level repeatable read read only', async (tx) => {
+    const violations: Violation[] = [];
+
+    const unbalanced = await tx<{ id: string; total: string; lines: string }[]>`
+      select e.id, coalesce(sum(p.amount), 0) as total, count(p.id) as lines
+      from entries e left join postings p on p.entry_id = e.id
+      group by e.id
+      having coalesce(sum(p.amount), 0) <> 0 or count(p.id) < 2`;
+    for (const r of unbalanced) {
+      violations.push({
+        invariant: 'entry_not_balanced',
+        detail: `entry ${r.id}: ${r.lines} posting(s) summing to ${r.total}`,
+      });
+    }
+
+    const mismatched = await tx<{ id: string; code: string; balance: string; sum: string }[]>`
+      select a.id, a.code, a.balance, coalesce(s.sum, 0) as sum
+      from accounts a
+      left join (select account_id, sum(amount) as sum from postings group by account_id) s
+        on s.account_id = a.id
+      where a.balance <> coalesce(s.sum, 0)`;
+    for (const r of mismatched) {
+      violations.push({
+        invariant: 'cached_balance_mismatch',
+        detail: `account ${r.id} (${r.code}): cached balance ${r.balance}, postings sum to ${r.sum}`,
+      });
+    }
+
+    const chain = await tx<{ id: string; account_id: string; balance_after: string; running: string }[]>`
+      select id, account_id, balance_after, running from (
+        select id, account_id, balance_after,
+               sum(amount) over (partition by account_id order by id) as running
+        from postings
+      ) p where balance_after <> running
+      limit 100`;
+    for (const r of chain) {
+      violations.push({
+        invariant: 'balance_after_mismatch',
+        detail: `posting ${r.id} on account ${r.account_id}: balance_after ${r.balance_after}, running sum ${r.running}`,
+      });
+    }
+
+    const negative = await tx<{ id: string; customer_id: string; balance: string }[]>`
+      select id, customer_id, balance from accounts where kind = 'wallet' and balance < 0`;
+    for (const r of negative) {
+      violations.push({
+        invariant: 'negative_wallet',
+        detail: `wallet ${r.id} of customer ${r.customer_id} holds ${r.balance}`,
+      });
+    }
+
+    const duplicates = await tx<{ idempotency_key: string; n: string }[]>`
+      select idempotency_key, count(*) as n from entries group by idempotency_key having count(*) > 1`;
+    for (const r of duplicates) {
+      violations.push({
+        invariant: 'duplicate_idempotency_key',
+        detail: `idempotency key ${r.idempotency_key} used by ${r.n} entries`,
+      });
+    }
+
+    const [counts] = await tx<{ accounts: string; entries: string; postings: string }[]>`
+      select (select count(*) from accounts) as accounts,
+             (select count(*) from entries) as entries,
+             (select count(*) from postings) as postings`;
+    return {
+      ok: violations.length === 0,
+      checkedAt: new Date(),
+      counts: {
+        accounts: Number(counts?.accounts ?? 0),
+        entries: Number(counts?.entries ?? 0),
+        postings: Number(counts?.postings ?? 0),
+      },
+      violations,
+    };
+  });
+}

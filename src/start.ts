@@ -1,0 +1,142 @@
+// `npm start`: the whole service on one machine — PostgreSQL, Temporal (with UI), stripe-mock,
+// migrations, the worker and the API — using what is configured and embedded defaults elsewhere.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { dataDir, loadConfig, processEnv, type Config } from './config.js';
+import { runMigrations } from './db/client.js';
+import { startApi } from './server.js';
+import { freePort } from './stack/ports.js';
+import { assertReachable, startEmbeddedPostgres } from './stack/postgres.js';
+import { startStripeMock } from './stack/stripe-mock.js';
+import { startTemporalDevServer } from './stack/temporal.js';
+import { startWorker } from './worker.js';
+
+const say = (message: string) => process.stdout.write(`[creditflow] ${message}\n`);
+
+interface LocalSecrets {
+  AUTH_JWT_SECRET: string;
+  STRIPE_WEBHOOK_SECRET: string;
+  SMS_WEBHOOK_SECRET: string;
+}
+
+/** Dev-only secrets, made once and kept in the data folder so tokens survive restarts. */
+function localSecrets(dir: string): LocalSecrets {
+  const file = join(dir, 'secrets.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as LocalSecrets;
+  const secrets: LocalSecrets = {
+    AUTH_JWT_SECRET: randomBytes(32).toString('hex'),
+    STRIPE_WEBHOOK_SECRET: `whsec_${randomBytes(24).toString('hex')}`,
+    SMS_WEBHOOK_SECRET: randomBytes(24).toString('hex'),
+  };
+  writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  return secrets;
+}
+
+async function main(): Promise<void> {
+  const env = processEnv();
+  const base = loadConfig(env);
+  const dir = dataDir(base);
+  mkdirSync(dir, { recursive: true });
+  const stops: Array<{ name: string; stop: () => Promise<void> }> = [];
+  let stopping = false;
+  const shutdown = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say('Stopping…');
+    for (const { name, stop } of stops.reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        say(`  ${name} did not stop cleanly: ${(err as Error).message}`);
+      }
+    }
+    say('Stopped.');
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void shutdown(0));
+  process.on('SIGTERM', () => void shutdown(0));
+
+  try {
+    const secrets = localSecrets(dir);
+    const effective: Record<string, string | undefined> = { ...secrets, ...env };
+
+    // PostgreSQL
+    if (base.databaseUrl) {
+      say('Using PostgreSQL from DATABASE_URL.');
+      await assertReachable(base.databaseUrl);
+    } else {
+      say(`Starting embedded PostgreSQL (data in ${join(dir, 'postgres')})…`);
+      const pg = await startEmbeddedPostgres(join(dir, 'postgres'), { log: say });
+      stops.push({ name: 'PostgreSQL', stop: pg.stop });
+      effective.DATABASE_URL = pg.url;
+    }
+    say('Applying database migrations…');
+    await runMigrations(effective.DATABASE_URL!);
+
+    // Temporal
+    let temporalUi = base.temporal.uiUrl;
+    if (base.temporal.address) {
+      say(`Using Temporal at ${base.temporal.address} (namespace ${base.temporal.namespace}).`);
+    } else {
+      say('Starting the Temporal dev server…');
+      const temporal = await startTemporalDevServer({
+        dbFilename: join(dir, 'temporal.db'),
+        port: await freePort(7233),
+        uiPort: await freePort(8233),
+        namespace: base.temporal.namespace,
+        env,
+        log: say,
+      });
+      stops.push({ name: 'Temporal', stop: temporal.stop });
+      effective.TEMPORAL_ADDRESS = temporal.address;
+      temporalUi = temporal.uiUrl;
+      effective.TEMPORAL_UI_URL = temporalUi;
+    }
+
+    // stripe-mock, unless a real Stripe is configured
+    if (!base.stripe.apiBase && !base.stripe.secretKey) {
+      const mock = await startStripeMock(env, say);
+      if (mock) {
+        stops.push({ name: 'stripe-mock', stop: mock.stop });
+        effective.STRIPE_API_BASE = mock.apiBase;
+        effective.STRIPE_SECRET_KEY = 'sk_test_creditflow_local';
+        say(`stripe-mock at ${mock.apiBase}.`);
+      } else {
+        say('stripe-mock is not available (Go not installed); Stripe calls will fail until STRIPE_* is set.');
+      }
+    }
+
+    const config: Config = loadConfig(effective);
+    writeFileSync(
+      join(dir, 'stack.env'),
+      ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'AUTH_JWT_SECRET', 'PORT']
+        .map((k) => [k, effective[k] ?? (k === 'PORT' ? String(config.port) : undefined)])
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => `${k}=${v}`)
+        .join('\n') + '\n',
+      { mode: 0o600 },
+    );
+
+    const worker = await startWorker(config);
+    stops.push({ name: 'worker', stop: worker.stop });
+    worker.done.catch((err: unknown) => {
+      say(`The worker stopped with an error: ${(err as Error).message}`);
+      void shutdown(1);
+    });
+    const api = await startApi(config);
+    stops.push({ name: 'API', stop: api.stop });
+
+    say('');
+    say(`API          ${api.url}`);
+    say(`API docs     ${api.url}/docs  (OpenAPI: ${api.url}/openapi.json)`);
+    if (temporalUi) say(`Temporal UI  ${temporalUi}`);
+    say(`Admin token  npm run token -- --admin`);
+    say('Ready. Press Ctrl-C to stop.');
+  } catch (err) {
+    say(`Could not start: ${err instanceof Error ? err.message : String(err)}`);
+    await shutdown(1);
+  }
+}
+
+void main();

@@ -1,0 +1,61 @@
+// Connections to Temporal for the API (client) and the worker, from config.
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { fileURLToPath } from 'node:url';
+import type { Configuration as WebpackConfiguration } from 'webpack';
+import type { Activities } from './activities/index.js';
+
+export interface TemporalTarget {
+  address: string;
+  namespace: string;
+  apiKey?: string | undefined;
+  tls?: boolean;
+}
+
+export async function connectClient(target: TemporalTarget): Promise<Client> {
+  const connection = await Connection.connect({
+    address: target.address,
+    tls: target.tls || Boolean(target.apiKey) ? {} : undefined,
+    apiKey: target.apiKey,
+  });
+  return new Client({ connection, namespace: target.namespace });
+}
+
+export const workflowsPath = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
+
+/** Lets the workflow bundler resolve our NodeNext-style `./x.js` imports to `./x.ts` sources. */
+export function webpackConfigHook(config: WebpackConfiguration): WebpackConfiguration {
+  config.resolve = {
+    ...config.resolve,
+    extensionAlias: { '.js': ['.ts', '.js'] },
+  };
+  return config;
+}
+
+export interface WorkerSetup {
+  target: TemporalTarget;
+  taskQueue: string;
+  activities: Activities;
+  /** A prebuilt workflow bundle (tests build one per run); otherwise bundled at start. */
+  workflowBundle?: { codePath: string };
+  options?: Partial<WorkerOptions>;
+}
+
+export async function createWorker(setup: WorkerSetup): Promise<{ worker: Worker; connection: NativeConnection }> {
+  const connection = await NativeConnection.connect({
+    address: setup.target.address,
+    tls: setup.target.tls || Boolean(setup.target.apiKey) ? {} : undefined,
+    apiKey: setup.target.apiKey,
+  });
+  const worker = await Worker.create({
+    connection,
+    namespace: setup.target.namespace,
+    taskQueue: setup.taskQueue,
+    activities: setup.activities,
+    ...(setup.workflowBundle
+      ? { workflowBundle: setup.workflowBundle }
+      : { workflowsPath, bundlerOptions: { webpackConfigHook } }),
+    ...setup.options,
+  });
+  return { worker, connection };
+}

@@ -1,0 +1,60 @@
+// The worker process: runs every workflow and activity on the task queue.
+import type { Worker } from '@temporalio/worker';
+import { createActivities } from './activities/index.js';
+import { loadConfigOrExit, required, type Config } from './config.js';
+import { createDatabase } from './db/client.js';
+import { createLogger } from './logger.js';
+import { isMainModule } from './main.js';
+import { createWorker } from './temporal.js';
+
+export interface RunningWorker {
+  worker: Worker;
+  /** Settles when the worker has stopped (after stop() or a shutdown signal). */
+  done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts polling; the Temporal runtime also drains the worker on SIGINT/SIGTERM. */
+export async function startWorker(config: Config): Promise<RunningWorker> {
+  const logger = createLogger({ level: config.logLevel, name: 'creditflow-worker' });
+  const databaseUrl = required(config.databaseUrl, 'DATABASE_URL', 'by the worker (postgres://…)');
+  const address = required(config.temporal.address, 'TEMPORAL_ADDRESS', 'by the worker (host:port)');
+  const db = createDatabase(databaseUrl, { max: config.databasePoolSize, applicationName: 'creditflow-worker' });
+  const { worker, connection } = await createWorker({
+    target: {
+      address,
+      namespace: config.temporal.namespace,
+      apiKey: config.temporal.apiKey,
+      tls: config.temporal.tls,
+    },
+    taskQueue: config.temporal.taskQueue,
+    activities: createActivities({ db }),
+  });
+  logger.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'worker polling');
+  const done = worker.run().finally(async () => {
+    await connection.close();
+    await db.close();
+    logger.info('worker stopped');
+  });
+  return {
+    worker,
+    done,
+    stop: async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await done;
+    },
+  };
+}
+
+if (isMainModule(import.meta.url)) {
+  const config = loadConfigOrExit();
+  startWorker(config)
+    .then((running) => running.done)
+    .then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        process.exit(1);
+      },
+    );
+}

@@ -1,0 +1,75 @@
+// adjustment: an admin credits or debits a wallet, through the ledger, with an audit record.
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import {
+  BUSINESS_FAILURE_TYPES,
+  adjustmentStateQuery,
+  searchAttributes,
+  type AdjustmentInput,
+  type AdjustmentState,
+  type AdjustmentStatus,
+} from '../shared.js';
+
+const { applyAdjustment, rejectAdjustment } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  // Infrastructure failures retry until they succeed; business refusals are non-retryable.
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+/** Business refusal raised by an activity, or undefined for anything else. */
+function businessFailure(err: unknown): ApplicationFailure | undefined {
+  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
+    const type = err.cause.type ?? '';
+    if ((BUSINESS_FAILURE_TYPES as readonly string[]).includes(type)) return err.cause;
+  }
+  return undefined;
+}
+
+/** Posts one admin adjustment; fails with the refusal's type when the ledger refuses it. */
+export async function adjustment(input: AdjustmentInput): Promise<AdjustmentState> {
+  const { workflowId, startTime } = workflowInfo();
+  const state: AdjustmentState = {
+    ...input,
+    id: input.adjustmentId,
+    workflowId,
+    status: 'pending',
+    entryId: null,
+    balanceAfter: null,
+    error: null,
+    createdAt: startTime.toISOString(),
+    updatedAt: startTime.toISOString(),
+  };
+  setHandler(adjustmentStateQuery, () => state);
+  const move = (status: AdjustmentStatus) => {
+    state.status = status;
+    state.updatedAt = new Date().toISOString();
+    upsertSearchAttributes([{ key: searchAttributes.flowStatus, value: status }]);
+  };
+
+  try {
+    const posted = await applyAdjustment({ ...input, workflowId });
+    state.entryId = posted.entryId;
+    state.balanceAfter = posted.balanceAfter;
+    move('completed');
+    return state;
+  } catch (err) {
+    const refusal = businessFailure(err);
+    if (!refusal) throw err;
+    state.error = { code: refusal.type ?? 'rejected', message: refusal.message };
+    await rejectAdjustment({ ...input, workflowId, error: state.error });
+    move('rejected');
+    throw ApplicationFailure.create({
+      message: refusal.message,
+      type: refusal.type ?? undefined,
+      nonRetryable: true,
+      details: [state],
+    });
+  }
+}
