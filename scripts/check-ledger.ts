@@ -5,13 +5,18 @@ import { checkLedger } from '../src/ledger/check.js';
 
 loadLocalStackEnv();
 const config = loadConfigOrExit();
-const db = createDatabase(required(config.databaseUrl, 'DATABASE_URL', 'to know which ledger to check'), { max: 1 });
+const db = createDatabase(
+  required(config.databaseUrl, 'DATABASE_URL', 'to know which ledger to check'),
+  { max: 1 },
+);
 try {
   const report = await checkLedger(db.sql);
   const { accounts, entries, postings } = report.counts;
   console.log(`Checked ${accounts} accounts, ${entries} entries, ${postings} postings.`);
   if (report.ok) {
-    console.log('Ledger OK: every entry sums to zero, cached balances match postings, no wallet is negative, no key is duplicated.');
+    console.log(
+      'Ledger OK: every entry sums to zero, cached balances match postings, no wallet is negative, no key is duplicated.',
+    );
   } else {
     console.log(`Ledger has ${report.violations.length} violation(s):`);
     for (const v of report.violations) console.log(`  ${v.invariant}: ${v.detail}`);

@@ -13,11 +13,17 @@ const { values } = parseArgs({
   },
 });
 if (!values.admin && !values.customer) {
-  console.error('Usage: npm run token -- --customer <customer-id>   |   npm run token -- --admin [--sub <name>]');
+  console.error(
+    'Usage: npm run token -- --customer <customer-id>   |   npm run token -- --admin [--sub <name>]',
+  );
   process.exit(2);
 }
 const config = loadConfigOrExit();
-const secret = required(config.auth.jwtSecret, 'AUTH_JWT_SECRET', 'to sign tokens (start the stack with npm start, or set it)');
+const secret = required(
+  config.auth.jwtSecret,
+  'AUTH_JWT_SECRET',
+  'to sign tokens (start the stack with npm start, or set it)',
+);
 const token = await mintToken(
   secret,
   values.admin

@@ -8,7 +8,9 @@ for (const spec of [TEMPORAL_CLI, STRIPE_MOCK]) {
   const path = await ensureTool(spec, env, (m) => console.log(m));
   if (path) console.log(`${spec.label}: ${path}`);
   else {
-    console.log(`${spec.label}: not found, and Go is not installed to build it (go install ${spec.goPackage}).`);
+    console.log(
+      `${spec.label}: not found, and Go is not installed to build it (go install ${spec.goPackage}).`,
+    );
     missing++;
   }
 }

@@ -10,17 +10,28 @@ import { connectClient } from './temporal.js';
 
 export interface RunningApi {
   url: string;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 /** Starts the API; the returned stop() closes the socket, then the connections. */
 export async function startApi(config: Config): Promise<RunningApi> {
   const logger = createLogger({ level: config.logLevel, name: 'creditflow-api' });
   const databaseUrl = required(config.databaseUrl, 'DATABASE_URL', 'by the API (postgres://…)');
-  const temporalAddress = required(config.temporal.address, 'TEMPORAL_ADDRESS', 'by the API (host:port)');
-  const jwtSecret = required(config.auth.jwtSecret, 'AUTH_JWT_SECRET', 'to verify bearer tokens (32+ characters)');
+  const temporalAddress = required(
+    config.temporal.address,
+    'TEMPORAL_ADDRESS',
+    'by the API (host:port)',
+  );
+  const jwtSecret = required(
+    config.auth.jwtSecret,
+    'AUTH_JWT_SECRET',
+    'to verify bearer tokens (32+ characters)',
+  );
 
-  const db = createDatabase(databaseUrl, { max: config.databasePoolSize, applicationName: 'creditflow-api' });
+  const db = createDatabase(databaseUrl, {
+    max: config.databasePoolSize,
+    applicationName: 'creditflow-api',
+  });
   const temporal = await connectClient({
     address: temporalAddress,
     namespace: config.temporal.namespace,

@@ -103,7 +103,9 @@ async function main(): Promise<void> {
         effective.STRIPE_SECRET_KEY = 'sk_test_creditflow_local';
         say(`stripe-mock at ${mock.apiBase}.`);
       } else {
-        say('stripe-mock is not available (Go not installed); Stripe calls will fail until STRIPE_* is set.');
+        say(
+          'stripe-mock is not available (Go not installed); Stripe calls will fail until STRIPE_* is set.',
+        );
       }
     }
 

@@ -41,7 +41,9 @@ export interface WorkerSetup {
   options?: Partial<WorkerOptions>;
 }
 
-export async function createWorker(setup: WorkerSetup): Promise<{ worker: Worker; connection: NativeConnection }> {
+export async function createWorker(
+  setup: WorkerSetup,
+): Promise<{ worker: Worker; connection: NativeConnection }> {
   const connection = await NativeConnection.connect({
     address: setup.target.address,
     tls: setup.target.tls || Boolean(setup.target.apiKey) ? {} : undefined,

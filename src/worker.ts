@@ -11,15 +11,22 @@ export interface RunningWorker {
   worker: Worker;
   /** Settles when the worker has stopped (after stop() or a shutdown signal). */
   done: Promise<void>;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 /** Starts polling; the Temporal runtime also drains the worker on SIGINT/SIGTERM. */
 export async function startWorker(config: Config): Promise<RunningWorker> {
   const logger = createLogger({ level: config.logLevel, name: 'creditflow-worker' });
   const databaseUrl = required(config.databaseUrl, 'DATABASE_URL', 'by the worker (postgres://…)');
-  const address = required(config.temporal.address, 'TEMPORAL_ADDRESS', 'by the worker (host:port)');
-  const db = createDatabase(databaseUrl, { max: config.databasePoolSize, applicationName: 'creditflow-worker' });
+  const address = required(
+    config.temporal.address,
+    'TEMPORAL_ADDRESS',
+    'by the worker (host:port)',
+  );
+  const db = createDatabase(databaseUrl, {
+    max: config.databasePoolSize,
+    applicationName: 'creditflow-worker',
+  });
   const { worker, connection } = await createWorker({
     target: {
       address,
@@ -30,7 +37,10 @@ export async function startWorker(config: Config): Promise<RunningWorker> {
     taskQueue: config.temporal.taskQueue,
     activities: createActivities({ db }),
   });
-  logger.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'worker polling');
+  logger.info(
+    { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace },
+    'worker polling',
+  );
   const done = worker.run().finally(async () => {
     await connection.close();
     await db.close();
@@ -53,7 +63,9 @@ if (isMainModule(import.meta.url)) {
     .then(
       () => process.exit(0),
       (err: unknown) => {
-        process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        process.stderr.write(
+          `${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+        );
         process.exit(1);
       },
     );

@@ -70,7 +70,11 @@ export function createLedgerActivities({ db, ledger }: LedgerActivityDeps) {
           amount: input.amount,
           replayed: posted.replayed,
         });
-        return { entryId: posted.entryId, balanceAfter: wallet.balanceAfter, replayed: posted.replayed };
+        return {
+          entryId: posted.entryId,
+          balanceAfter: wallet.balanceAfter,
+          replayed: posted.replayed,
+        };
       });
     },
 

@@ -1,6 +1,7 @@
 // Builds the HTTP API from its dependencies; only src/server.ts listens on a port.
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { swaggerUI } from '@hono/swagger-ui';
+import type { Context, Next } from 'hono';
 import { routePath } from 'hono/route';
 import { adjustmentRoutes } from './adjustments/routes.js';
 import { authenticate, type AuthEnv } from './auth.js';
@@ -17,12 +18,15 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
   const metrics = createMetrics(options);
 
-  app.use('*', async (c, next) => {
+  app.use('*', async (c: Context, next: Next) => {
     const started = performance.now();
     await next();
     const route = routePath(c, -1) || 'unmatched';
     metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
-    metrics.httpDuration.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
+    metrics.httpDuration.observe(
+      { method: c.req.method, route },
+      (performance.now() - started) / 1000,
+    );
     if (c.res.status >= 500) {
       deps.logger.warn({ method: c.req.method, route, status: c.res.status }, 'request failed');
     }
@@ -48,13 +52,19 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
 
   app.use('/v1/*', authenticate(deps.jwtSecret));
   app.get('/v1/customers/', () => {
-    throw new ApiError(400, 'invalid_reference', 'Empty customer reference: pass an id, e-mail or external id.');
+    throw new ApiError(
+      400,
+      'invalid_reference',
+      'Empty customer reference: pass an id, e-mail or external id.',
+    );
   });
   app.route('/', customerRoutes(deps));
   app.route('/', walletRoutes(deps));
   app.route('/', adjustmentRoutes(deps));
 
-  app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404));
+  app.notFound((c) =>
+    c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404),
+  );
   app.onError(handleError(deps.logger));
   return app;
 }

@@ -19,7 +19,11 @@ export async function mintToken(
   ttlSeconds = 12 * 60 * 60,
 ): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  return sign({ sub: principal.sub, role: principal.role, iat: now, exp: now + ttlSeconds }, secret, 'HS256');
+  return sign(
+    { sub: principal.sub, role: principal.role, iat: now, exp: now + ttlSeconds },
+    secret,
+    'HS256',
+  );
 }
 
 /** Requires a valid bearer token; 401 with a reason otherwise. */
@@ -27,7 +31,11 @@ export function authenticate(secret: string): MiddlewareHandler<AuthEnv> {
   return async (c, next) => {
     const header = c.req.header('authorization');
     if (!header) {
-      throw new ApiError(401, 'unauthorized', 'Missing Authorization header: send "Authorization: Bearer <token>".');
+      throw new ApiError(
+        401,
+        'unauthorized',
+        'Missing Authorization header: send "Authorization: Bearer <token>".',
+      );
     }
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) {
@@ -41,7 +49,11 @@ export function authenticate(secret: string): MiddlewareHandler<AuthEnv> {
     }
     const { sub, role } = payload;
     if (typeof sub !== 'string' || sub.length === 0 || (role !== 'customer' && role !== 'admin')) {
-      throw new ApiError(401, 'unauthorized', 'The bearer token needs a "sub" claim and a "role" of customer or admin.');
+      throw new ApiError(
+        401,
+        'unauthorized',
+        'The bearer token needs a "sub" claim and a "role" of customer or admin.',
+      );
     }
     c.set('auth', { sub, role });
     await next();
@@ -58,12 +70,16 @@ export function requireAdmin(principal: Principal): void {
 export function actingCustomer(principal: Principal, requested: string | undefined): string {
   if (principal.role === 'admin') {
     if (!requested) {
-      throw new ApiError(400, 'invalid_request', 'customerId: admins must name the customer (?customerId=…).');
+      throw new ApiError(
+        400,
+        'invalid_request',
+        'customerId: admins must name the customer (?customerId=…).',
+      );
     }
     return requested;
   }
   if (requested && requested !== principal.sub) {
-    throw new ApiError(403, 'forbidden', "You can only see your own wallet.");
+    throw new ApiError(403, 'forbidden', 'You can only see your own wallet.');
   }
   return principal.sub;
 }

@@ -31,7 +31,7 @@ export const errorResponse = (description: string) => ({
 
 export const security = [{ bearerAuth: [] }];
 
-const PLACEHOLDER = /^(<.*>|\{.*\}|:.+|null|undefined|nil|none|none|nan|string|example|\$\{.*\})$/i;
+const PLACEHOLDER = /^(<.*>|\{.*\}|:.+|null|undefined|nil|none|nan|\$\{.*\})$/i;
 
 /** Values people paste from docs or templates by mistake (`<email>`, `null`, `{id}`, …). */
 export function isPlaceholder(value: string): boolean {

@@ -64,7 +64,11 @@ export function handleError(logger: Logger) {
     if (err instanceof BusinessError) {
       return c.json(errorBody(err.code, err.message), statusForCode(err.code));
     }
-    if (err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure && err.cause.type) {
+    if (
+      err instanceof WorkflowFailedError &&
+      err.cause instanceof ApplicationFailure &&
+      err.cause.type
+    ) {
       return c.json(errorBody(err.cause.type, err.cause.message), statusForCode(err.cause.type));
     }
     if (err instanceof HTTPException) {
@@ -78,7 +82,10 @@ export function handleError(logger: Logger) {
     }
     logger.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
     return c.json(
-      errorBody('internal_error', 'Something went wrong on our side; it has been logged. Try again.'),
+      errorBody(
+        'internal_error',
+        'Something went wrong on our side; it has been logged. Try again.',
+      ),
       500,
     );
   };

@@ -46,3 +46,11 @@ export async function runMigrations(url: string): Promise<void> {
     await sql.end({ timeout: 5 });
   }
 }
+
+/**
+ * drizzle's postgres-js driver makes the shared pool return timestamps as text; raw queries
+ * on the same pool pass them through here to get a Date either way.
+ */
+export function toDate(value: Date | string): Date {
+  return value instanceof Date ? value : new Date(value);
+}

@@ -51,7 +51,10 @@ export const accounts = pgTable(
       .on(t.code, t.shard)
       .where(sql`kind = 'system'`),
     check('accounts_kind_check', sql`${t.kind} in ('wallet', 'system')`),
-    check('accounts_wallet_owner_check', sql`(${t.kind} = 'wallet') = (${t.customerId} is not null)`),
+    check(
+      'accounts_wallet_owner_check',
+      sql`(${t.kind} = 'wallet') = (${t.customerId} is not null)`,
+    ),
     check('accounts_wallet_not_negative', sql`${t.kind} <> 'wallet' or ${t.balance} >= 0`),
   ],
 );

@@ -1,4 +1,5 @@
 // The ledger invariant checker: proves double entry held, from one consistent snapshot.
+import type postgres from 'postgres';
 import type { Sql } from '../db/client.js';
 
 export interface Violation {
@@ -20,7 +21,12 @@ export interface LedgerReport {
 
 /** Runs every invariant in one read-only repeatable-read transaction and lists what is wrong. */
 export async function checkLedger(sql: Sql): Promise<LedgerReport> {
-  return sql.begin('isolation level repeatable read read only', async (tx) => {
+  return sql.begin('isolation level repeatable read read only', (tx) => runLedgerChecks(tx));
+}
+
+/** The checks themselves, on a transaction the caller controls. */
+export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<LedgerReport> {
+  {
     const violations: Violation[] = [];
 
     const unbalanced = await tx<{ id: string; total: string; lines: string }[]>`
@@ -48,7 +54,9 @@ export async function checkLedger(sql: Sql): Promise<LedgerReport> {
       });
     }
 
-    const chain = await tx<{ id: string; account_id: string; balance_after: string; running: string }[]>`
+    const chain = await tx<
+      { id: string; account_id: string; balance_after: string; running: string }[]
+    >`
       select id, account_id, balance_after, running from (
         select id, account_id, balance_after,
                sum(amount) over (partition by account_id order by id) as running
@@ -94,5 +102,5 @@ export async function checkLedger(sql: Sql): Promise<LedgerReport> {
       },
       violations,
     };
-  });
+  }
 }

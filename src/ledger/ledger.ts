@@ -1,7 +1,7 @@
 // The one posting function every money movement goes through: idempotent, double-entry, atomic.
 import { createHash } from 'node:crypto';
 import type postgres from 'postgres';
-import type { Sql } from '../db/client.js';
+import { toDate, type Sql } from '../db/client.js';
 import { BusinessError } from '../errors.js';
 
 /** System accounts. Each is split into shards (rows) so customers do not queue on one lock. */
@@ -63,7 +63,8 @@ export interface Ledger {
   systemBalance(code: string): Promise<number>;
 }
 
-const refKey = (ref: AccountRef) => ('wallet' in ref ? `wallet:${ref.wallet}` : `system:${ref.system}`);
+const refKey = (ref: AccountRef) =>
+  'wallet' in ref ? `wallet:${ref.wallet}` : `system:${ref.system}`;
 
 function validate(input: PostEntryInput): void {
   const fail = (message: string) => {
@@ -166,7 +167,7 @@ export function createLedger(sql: Sql): Ledger {
         entry_id: string;
         content_hash: string;
         type: string;
-        created_at: Date;
+        created_at: Date | string;
         account_id: string;
         kind: 'wallet' | 'system';
         customer_id: string | null;
@@ -188,7 +189,7 @@ export function createLedger(sql: Sql): Ledger {
       entryId: Number(first.entry_id),
       idempotencyKey,
       type: first.type,
-      createdAt: first.created_at,
+      createdAt: toDate(first.created_at),
       replayed: true,
       lines: rows.map((r) => ({
         account: r.kind === 'wallet' ? { wallet: r.customer_id! } : { system: r.code },
@@ -206,7 +207,7 @@ export function createLedger(sql: Sql): Ledger {
     const accountIds = await resolveAccounts(input);
 
     const posted = await sql.begin(async (tx) => {
-      const [entry] = await tx<{ id: string; created_at: Date }[]>`
+      const [entry] = await tx<{ id: string; created_at: Date | string }[]>`
         insert into entries (idempotency_key, content_hash, type, description, workflow_id, metadata)
         values (${input.idempotencyKey}, ${hash}, ${input.type}, ${input.description},
                 ${input.workflowId ?? null}, ${JSON.stringify(input.metadata ?? {})}::jsonb)
@@ -257,7 +258,7 @@ export function createLedger(sql: Sql): Ledger {
         entryId,
         idempotencyKey: input.idempotencyKey,
         type: input.type,
-        createdAt: entry.created_at,
+        createdAt: toDate(entry.created_at),
         replayed: false,
         lines: accountIds.map((id) => byAccount.get(id)!),
       };
@@ -278,7 +279,9 @@ export function createLedger(sql: Sql): Ledger {
         { idempotencyKey: input.idempotencyKey, entryId: existing.entry.entryId },
       );
     }
-    return existing.entry;
+    // Same content: the first result, with lines in the caller's order.
+    const byRef = new Map(existing.entry.lines.map((l) => [refKey(l.account), l]));
+    return { ...existing.entry, lines: input.lines.map((l) => byRef.get(refKey(l.account))!) };
   }
 
   async function walletBalance(customerId: string): Promise<number> {

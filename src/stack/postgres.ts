@@ -8,7 +8,7 @@ import { freePort } from './ports.js';
 export interface RunningPostgres {
   url: string;
   embedded: boolean;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 /** Starts an embedded PostgreSQL whose data lives in `dir` (kept across restarts unless `ephemeral`). */
@@ -58,6 +58,7 @@ export async function assertReachable(url: string): Promise<void> {
     throw new Error(
       `PostgreSQL at ${where} is not reachable (${(err as Error).message}). ` +
         'Start it, fix DATABASE_URL, or unset DATABASE_URL to use an embedded PostgreSQL.',
+      { cause: err },
     );
   } finally {
     await sql.end({ timeout: 1 });

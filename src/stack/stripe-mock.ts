@@ -6,7 +6,7 @@ import { STRIPE_MOCK, ensureTool, type Log } from './tools.js';
 
 export interface RunningStripeMock {
   apiBase: string;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
@@ -24,7 +24,8 @@ function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Prom
       });
       socket.once('error', () => {
         socket.destroy();
-        if (Date.now() > deadline) reject(new Error(`stripe-mock did not listen on ${port} in time`));
+        if (Date.now() > deadline)
+          reject(new Error(`stripe-mock did not listen on ${port} in time`));
         else setTimeout(attempt, 100);
       });
     };

@@ -18,7 +18,7 @@ export interface RunningTemporal {
   address: string;
   namespace: string;
   uiUrl: string | undefined;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 export async function startTemporalDevServer(options: DevServerOptions): Promise<RunningTemporal> {
@@ -49,6 +49,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
       `Could not start the Temporal dev server (${(err as Error).message}). ` +
         'Install Go (the CLI is then built once with go install ' +
         `${TEMPORAL_CLI.goPackage}), set TEMPORAL_CLI_PATH, or point TEMPORAL_ADDRESS at a running server.`,
+      { cause: err },
     );
   }
   return {

@@ -81,7 +81,9 @@ export async function buildTool(spec: ToolSpec, env: Env, log: Log): Promise<str
   if (!go) return undefined;
   const dir = toolsDir(env);
   mkdirSync(dir, { recursive: true });
-  log(`Building ${spec.label} with go install ${spec.goPackage} (${spec.buildEstimate}; cached in ${dir})…`);
+  log(
+    `Building ${spec.label} with go install ${spec.goPackage} (${spec.buildEstimate}; cached in ${dir})…`,
+  );
   const started = Date.now();
   const ticker = setInterval(() => {
     log(`  still building ${spec.label} (${Math.round((Date.now() - started) / 1000)} s)…`);
@@ -99,7 +101,9 @@ export async function buildTool(spec: ToolSpec, env: Env, log: Log): Promise<str
       child.on('exit', resolve);
     });
     if (code !== 0) {
-      throw new Error(`go install ${spec.goPackage} failed (exit ${code}):\n${output.join('').slice(-4000)}`);
+      throw new Error(
+        `go install ${spec.goPackage} failed (exit ${code}):\n${output.join('').slice(-4000)}`,
+      );
     }
   } finally {
     clearInterval(ticker);

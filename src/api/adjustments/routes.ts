@@ -7,7 +7,7 @@ import {
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
 import { createHash } from 'node:crypto';
-import type { Database } from '../../db/client.js';
+import { toDate, type Database } from '../../db/client.js';
 import { MAX_POSTING_AMOUNT } from '../../ledger/ledger.js';
 import {
   adjustmentStateQuery,
@@ -50,7 +50,10 @@ const IdempotencyHeader = z.object({
     .trim()
     .min(1, 'the Idempotency-Key header is required')
     .max(255, 'must be at most 255 characters')
-    .openapi({ param: { name: 'Idempotency-Key', in: 'header' }, example: 'refund-goodwill-2026-11-25' }),
+    .openapi({
+      example: 'goodwill-2026-11-25-0001',
+      description: 'Client-chosen key; a retry with the same key returns the same adjustment',
+    }),
 });
 
 const StartedSchema = z
@@ -85,7 +88,10 @@ const createAdjustment = createRoute({
     body: { required: true, content: { 'application/json': { schema: CreateAdjustmentSchema } } },
   },
   responses: {
-    202: { content: { 'application/json': { schema: StartedSchema } }, description: 'Started (or the existing one for this key)' },
+    202: {
+      content: { 'application/json': { schema: StartedSchema } },
+      description: 'Started (or the existing one for this key)',
+    },
     400: errorResponse('Invalid body or missing Idempotency-Key'),
     401: errorResponse('No or bad token'),
     403: errorResponse('Not an admin'),
@@ -115,7 +121,9 @@ export function adjustmentIdFor(idempotencyKey: string): string {
 }
 
 /** Builds the state a workflow describes about itself (start memo + FlowStatus), no worker needed. */
-function stateFromDescription(description: WorkflowExecutionDescription): AdjustmentState | undefined {
+function stateFromDescription(
+  description: WorkflowExecutionDescription,
+): AdjustmentState | undefined {
   const input = description.memo?.input as AdjustmentInput | undefined;
   if (!input) return undefined;
   const status = (description.typedSearchAttributes.get(searchAttributes.flowStatus) ??
@@ -176,8 +184,8 @@ export async function readAdjustment(
       balance_after: string | null;
       error_code: string | null;
       error_message: string | null;
-      created_at: Date;
-      updated_at: Date;
+      created_at: Date | string;
+      updated_at: Date | string;
     }[]
   >`select * from adjustments where id = ${id}`;
   if (!row) return description ? stateFromDescription(description) : undefined;
@@ -192,8 +200,8 @@ export async function readAdjustment(
     entryId: row.entry_id === null ? null : Number(row.entry_id),
     balanceAfter: row.balance_after === null ? null : Number(row.balance_after),
     error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
-    createdAt: row.created_at.toISOString(),
-    updatedAt: row.updated_at.toISOString(),
+    createdAt: toDate(row.created_at).toISOString(),
+    updatedAt: toDate(row.updated_at).toISOString(),
   };
 }
 
@@ -255,7 +263,10 @@ export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
         'This Idempotency-Key was already used for a different adjustment; use a new key.',
       );
     }
-    logger.info({ adjustmentId: id, workflowId, customerId: input.customerId, amount: input.amount }, 'adjustment accepted');
+    logger.info(
+      { adjustmentId: id, workflowId, customerId: input.customerId, amount: input.amount },
+      'adjustment accepted',
+    );
     return c.json({ id, workflowId, status: state.status }, 202);
   });
 

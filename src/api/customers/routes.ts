@@ -3,13 +3,7 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { eq, sql as dsql } from 'drizzle-orm';
 import { accounts, customers } from '../../db/schema.js';
 import { requireAdmin, requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
-import {
-  UUID_PATTERN,
-  errorResponse,
-  isPlaceholder,
-  security,
-  type AppDeps,
-} from '../common.js';
+import { UUID_PATTERN, errorResponse, isPlaceholder, security, type AppDeps } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
 
 const CustomerSchema = z
@@ -56,7 +50,9 @@ const createCustomer = createRoute({
   tags: ['customers'],
   summary: 'Create a customer and their credits wallet (admin)',
   security,
-  request: { body: { required: true, content: { 'application/json': { schema: CreateCustomerSchema } } } },
+  request: {
+    body: { required: true, content: { 'application/json': { schema: CreateCustomerSchema } } },
+  },
   responses: {
     201: { content: { 'application/json': { schema: CustomerSchema } }, description: 'Created' },
     400: errorResponse('Invalid body'),
@@ -74,7 +70,10 @@ const getCustomer = createRoute({
   security,
   request: { params: z.object({ ref: z.string() }) },
   responses: {
-    200: { content: { 'application/json': { schema: CustomerSchema } }, description: 'The customer' },
+    200: {
+      content: { 'application/json': { schema: CustomerSchema } },
+      description: 'The customer',
+    },
     400: errorResponse('Placeholder or empty reference'),
     401: errorResponse('No or bad token'),
     403: errorResponse('Another customer'),
@@ -95,14 +94,20 @@ export function customerRoutes({ db }: AppDeps) {
           .insert(customers)
           .values({ email: body.email, externalId: body.externalId ?? null })
           .returning();
-        await tx.insert(accounts).values({ kind: 'wallet', customerId: customer!.id, code: 'wallet' });
+        await tx
+          .insert(accounts)
+          .values({ kind: 'wallet', customerId: customer!.id, code: 'wallet' });
         return customer!;
       });
       return c.json(present(created), 201);
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause ?? err;
       if ((cause as { code?: string }).code === '23505') {
-        throw new ApiError(409, 'customer_exists', 'A customer with this e-mail or external id already exists.');
+        throw new ApiError(
+          409,
+          'customer_exists',
+          'A customer with this e-mail or external id already exists.',
+        );
       }
       throw err;
     }
@@ -113,7 +118,11 @@ export function customerRoutes({ db }: AppDeps) {
     const { ref: raw } = c.req.valid('param');
     const ref = decodeURIComponent(raw).trim();
     if (isPlaceholder(ref)) {
-      throw new ApiError(400, 'invalid_reference', `"${ref}" is a placeholder or empty: pass a customer id, e-mail or external id.`);
+      throw new ApiError(
+        400,
+        'invalid_reference',
+        `"${ref}" is a placeholder or empty: pass a customer id, e-mail or external id.`,
+      );
     }
     const where = UUID_PATTERN.test(ref)
       ? eq(customers.id, ref)
@@ -122,7 +131,11 @@ export function customerRoutes({ db }: AppDeps) {
         : eq(customers.externalId, ref);
     const [customer] = await db.db.select().from(customers).where(where).limit(1);
     if (!customer) {
-      throw new ApiError(404, 'customer_not_found', 'No customer matches this id, e-mail or external id.');
+      throw new ApiError(
+        404,
+        'customer_not_found',
+        'No customer matches this id, e-mail or external id.',
+      );
     }
     requireOwnerOrAdmin(c.get('auth'), customer.id);
     return c.json(present(customer), 200);

@@ -1,5 +1,6 @@
 // The caller's wallet: balance, and history with the balance after each transaction.
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { toDate } from '../../db/client.js';
 import { actingCustomer, type AuthEnv } from '../auth.js';
 import { customerIdSchema, errorResponse, security, type AppDeps } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
@@ -25,7 +26,9 @@ const TransactionPageSchema = z
 
 const isoDate = z
   .string()
-  .refine((v) => !Number.isNaN(Date.parse(v)), { message: 'must be an ISO 8601 date or date-time' });
+  .refine((v) => !Number.isNaN(Date.parse(v)), {
+    message: 'must be an ISO 8601 date or date-time',
+  });
 
 const TransactionQuery = z.object({
   customerId: customerIdSchema.optional().openapi({ description: 'Admins only: whose wallet' }),
@@ -59,7 +62,10 @@ const listTransactions = createRoute({
   security,
   request: { query: TransactionQuery },
   responses: {
-    200: { content: { 'application/json': { schema: TransactionPageSchema } }, description: 'A page' },
+    200: {
+      content: { 'application/json': { schema: TransactionPageSchema } },
+      description: 'A page',
+    },
     400: errorResponse('Bad filter or cursor'),
     401: errorResponse('No or bad token'),
     403: errorResponse('Another customer'),
@@ -110,7 +116,7 @@ export function walletRoutes({ db }: AppDeps) {
         amount: string;
         balance_after: string;
         description: string;
-        created_at: Date;
+        created_at: Date | string;
       }[]
     >`
       select p.id as posting_id, e.id as entry_id, e.type, p.amount, p.balance_after,
@@ -118,8 +124,8 @@ export function walletRoutes({ db }: AppDeps) {
       from postings p join entries e on e.id = p.entry_id
       where p.account_id = ${wallet.id}
         ${q.type ? db.sql`and e.type = ${q.type}` : db.sql``}
-        ${from ? db.sql`and e.created_at >= ${from}` : db.sql``}
-        ${to ? db.sql`and e.created_at < ${to}` : db.sql``}
+        ${from ? db.sql`and e.created_at >= ${from.toISOString()}::timestamptz` : db.sql``}
+        ${to ? db.sql`and e.created_at < ${to.toISOString()}::timestamptz` : db.sql``}
         ${before !== null ? db.sql`and p.id < ${before}` : db.sql``}
       order by p.id desc
       limit ${q.limit + 1}`;
@@ -133,7 +139,7 @@ export function walletRoutes({ db }: AppDeps) {
           amount: Number(r.amount),
           balanceAfter: Number(r.balance_after),
           description: r.description,
-          createdAt: r.created_at.toISOString(),
+          createdAt: toDate(r.created_at).toISOString(),
         })),
         nextCursor: rows.length > q.limit && last ? encodeCursor(Number(last.posting_id)) : null,
       },

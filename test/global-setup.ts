@@ -1,0 +1,113 @@
+// Once per test run: PostgreSQL (a fresh database), the Temporal dev server, and one workflow bundle.
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import type {} from 'vitest';
+import type { TestProject } from 'vitest/node';
+import { loadConfig, processEnv } from '../src/config.js';
+import { runMigrations } from '../src/db/client.js';
+import { assertReachable, startEmbeddedPostgres } from '../src/stack/postgres.js';
+import { startTemporalDevServer } from '../src/stack/temporal.js';
+import { webpackConfigHook, workflowsPath } from '../src/temporal.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    databaseUrl: string;
+    temporalAddress: string;
+    temporalNamespace: string;
+    workflowBundlePath: string;
+  }
+}
+
+const say = (message: string) => process.stderr.write(`[test setup] ${message}\n`);
+
+/** A fresh database on the server DATABASE_URL names, dropped after the run. */
+async function freshDatabaseOn(url: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  await assertReachable(url);
+  const name = `creditflow_test_${Date.now()}_${randomBytes(3).toString('hex')}`;
+  const admin = postgres(url, { max: 1, onnotice: () => undefined });
+  await admin.unsafe(`create database ${name}`);
+  await admin.end();
+  const target = new URL(url);
+  target.pathname = `/${name}`;
+  return {
+    url: target.toString(),
+    drop: async () => {
+      const sql = postgres(url, { max: 1, onnotice: () => undefined });
+      await sql.unsafe(`drop database if exists ${name} with (force)`);
+      await sql.end();
+    },
+  };
+}
+
+export default async function setup(project: TestProject) {
+  const env = processEnv();
+  const config = loadConfig(env);
+  const cleanups: Array<() => Promise<void>> = [];
+  const scratch = mkdtempSync(join(tmpdir(), 'creditflow-test-'));
+  // The embedded PostgreSQL runs as an unprivileged user, which must be able to reach its folder.
+  chmodSync(scratch, 0o755);
+  cleanups.push(() => Promise.resolve(rmSync(scratch, { recursive: true, force: true })));
+
+  try {
+    let databaseUrl: string;
+    if (config.databaseUrl) {
+      const fresh = await freshDatabaseOn(config.databaseUrl);
+      cleanups.push(fresh.drop);
+      databaseUrl = fresh.url;
+      say('PostgreSQL: a fresh database on the DATABASE_URL server.');
+    } else {
+      const pg = await startEmbeddedPostgres(join(scratch, 'postgres'), {
+        ephemeral: true,
+        log: say,
+      });
+      cleanups.push(pg.stop);
+      databaseUrl = pg.url;
+      say('PostgreSQL: embedded, for this run only.');
+    }
+    await runMigrations(databaseUrl);
+
+    let temporalAddress = config.temporal.address;
+    if (temporalAddress) {
+      say(`Temporal: ${temporalAddress} (TEMPORAL_ADDRESS).`);
+    } else {
+      // In memory: faster than a file-backed server, and nothing to clean up.
+      const temporal = await startTemporalDevServer({ env, log: say });
+      cleanups.push(temporal.stop);
+      temporalAddress = temporal.address;
+      say(`Temporal: dev server at ${temporalAddress}.`);
+    }
+
+    const bundle = await bundleWorkflowCode({
+      workflowsPath,
+      webpackConfigHook,
+      logger: {
+        log: () => undefined,
+        trace: () => undefined,
+        debug: () => undefined,
+        info: () => undefined,
+        warn: say,
+        error: say,
+      },
+    });
+    const workflowBundlePath = join(scratch, 'workflow-bundle.js');
+    writeFileSync(workflowBundlePath, bundle.code);
+
+    project.provide('databaseUrl', databaseUrl);
+    project.provide('temporalAddress', temporalAddress);
+    project.provide('temporalNamespace', config.temporal.namespace);
+    project.provide('workflowBundlePath', workflowBundlePath);
+  } catch (err) {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+    throw err;
+  }
+
+  return async () => {
+    for (const cleanup of cleanups.reverse()) {
+      await cleanup().catch((err: unknown) => say(`cleanup failed: ${(err as Error).message}`));
+    }
+  };
+}

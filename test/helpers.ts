@@ -1,0 +1,147 @@
+// Factories and harness shared by integration tests: each test file gets its own task queue,
+// customers and ids against the run's one PostgreSQL and one Temporal server.
+import { Client, Connection } from '@temporalio/client';
+import { randomUUID } from 'node:crypto';
+import { expect, inject } from 'vitest';
+import { mintToken, type Principal } from '../src/api/auth.js';
+import { createApp } from '../src/api/app.js';
+import { createActivities } from '../src/activities/index.js';
+import { createDatabase, type Database } from '../src/db/client.js';
+import { checkLedger } from '../src/ledger/check.js';
+import { createLedger, type Ledger } from '../src/ledger/ledger.js';
+import { createLogger } from '../src/logger.js';
+import { createWorker } from '../src/temporal.js';
+
+export const JWT_SECRET = 'test-secret-that-is-at-least-32-characters-long';
+
+export function testDatabase(max = 10): Database {
+  return createDatabase(inject('databaseUrl'), { max, applicationName: 'creditflow-test' });
+}
+
+export function uniqueId(prefix: string): string {
+  return `${prefix}-${randomUUID()}`;
+}
+
+export interface TestCustomer {
+  id: string;
+  email: string;
+  externalId: string | null;
+}
+
+/** Creates a customer with a wallet, straight in the database. */
+export async function createCustomer(
+  db: Database,
+  overrides: Partial<Omit<TestCustomer, 'id'>> = {},
+): Promise<TestCustomer> {
+  const email = overrides.email ?? `${randomUUID()}@example.test`;
+  const externalId = overrides.externalId ?? null;
+  return db.sql.begin(async (tx) => {
+    const [row] = await tx<{ id: string }[]>`
+      insert into customers (email, external_id) values (${email}, ${externalId}) returning id`;
+    await tx`insert into accounts (kind, customer_id, code) values ('wallet', ${row!.id}, 'wallet')`;
+    return { id: row!.id, email, externalId };
+  });
+}
+
+/** Puts credits in a wallet through the real posting function. */
+export async function fund(ledger: Ledger, customerId: string, amount: number): Promise<void> {
+  await ledger.postEntry({
+    idempotencyKey: uniqueId('test-funding'),
+    type: 'adjustment',
+    description: 'Test funding',
+    lines: [
+      { account: { wallet: customerId }, amount },
+      { account: { system: 'adjustments' }, amount: -amount },
+    ],
+  });
+}
+
+export async function expectLedgerConsistent(db: Database): Promise<void> {
+  const report = await checkLedger(db.sql);
+  expect(report.violations).toEqual([]);
+}
+
+export async function connectTestClient(): Promise<Client> {
+  const connection = await Connection.connect({ address: inject('temporalAddress') });
+  return new Client({ connection, namespace: inject('temporalNamespace') });
+}
+
+/** A worker on its own task queue, using the run's prebuilt workflow bundle. */
+export async function startTestWorker(db: Database, taskQueue: string) {
+  const { worker, connection } = await createWorker({
+    target: { address: inject('temporalAddress'), namespace: inject('temporalNamespace') },
+    taskQueue,
+    activities: createActivities({ db }),
+    workflowBundle: { codePath: inject('workflowBundlePath') },
+  });
+  const running = worker.run();
+  return {
+    worker,
+    stop: async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
+
+export const silentLogger = createLogger({ level: 'error' });
+
+/** The real app, wired to the run's database and Temporal, on the file's own task queue. */
+export function testApp(db: Database, temporal: Client, taskQueue: string) {
+  return createApp({
+    db,
+    ledger: createLedger(db.sql),
+    temporal,
+    logger: silentLogger,
+    jwtSecret: JWT_SECRET,
+    taskQueue,
+  });
+}
+
+export function tokenFor(principal: Principal): Promise<string> {
+  return mintToken(JWT_SECRET, principal);
+}
+
+export const adminToken = () => tokenFor({ sub: 'admin-tests', role: 'admin' });
+export const customerToken = (customerId: string) =>
+  tokenFor({ sub: customerId, role: 'customer' });
+
+/** Polls until `check` returns a value (not undefined) or the deadline passes. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  { timeoutMs = 20_000, intervalMs = 100 } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(
+    `condition not met within ${timeoutMs} ms${lastError instanceof Error ? `: ${lastError.message}` : ''}`,
+  );
+}
+
+/** JSON request helper for app.request. */
+export function jsonRequest(
+  method: string,
+  body: unknown,
+  token?: string,
+  headers: Record<string, string> = {},
+): RequestInit {
+  return {
+    method,
+    headers: {
+      'content-type': 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...headers,
+    },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  };
+}
