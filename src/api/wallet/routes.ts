@@ -24,11 +24,9 @@ const TransactionPageSchema = z
   .object({ items: z.array(TransactionSchema), nextCursor: z.string().nullable() })
   .openapi('TransactionPage');
 
-const isoDate = z
-  .string()
-  .refine((v) => !Number.isNaN(Date.parse(v)), {
-    message: 'must be an ISO 8601 date or date-time',
-  });
+const isoDate = z.string().refine((v) => !Number.isNaN(Date.parse(v)), {
+  message: 'must be an ISO 8601 date or date-time',
+});
 
 const TransactionQuery = z.object({
   customerId: customerIdSchema.optional().openapi({ description: 'Admins only: whose wallet' }),
