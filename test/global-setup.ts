@@ -9,7 +9,12 @@ import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 import { loadConfig, processEnv } from '../src/config.js';
 import { runMigrations } from '../src/db/client.js';
-import { assertReachable, startEmbeddedPostgres } from '../src/stack/postgres.js';
+import {
+  LOCAL_POSTGRES_URL,
+  assertReachable,
+  isReachable,
+  startEmbeddedPostgres,
+} from '../src/stack/postgres.js';
 import { startTemporalDevServer } from '../src/stack/temporal.js';
 import { webpackConfigHook, workflowsPath } from '../src/temporal.js';
 
@@ -53,12 +58,19 @@ export default async function setup(project: TestProject) {
   cleanups.push(() => Promise.resolve(rmSync(scratch, { recursive: true, force: true })));
 
   try {
+    // A fresh database on DATABASE_URL's server, else on a local server if one answers,
+    // else an embedded PostgreSQL for this run only.
     let databaseUrl: string;
-    if (config.databaseUrl) {
-      const fresh = await freshDatabaseOn(config.databaseUrl);
+    const server =
+      config.databaseUrl ??
+      ((await isReachable(LOCAL_POSTGRES_URL)) ? LOCAL_POSTGRES_URL : undefined);
+    if (server) {
+      const fresh = await freshDatabaseOn(server);
       cleanups.push(fresh.drop);
       databaseUrl = fresh.url;
-      say('PostgreSQL: a fresh database on the DATABASE_URL server.');
+      say(
+        `PostgreSQL: fresh database ${new URL(fresh.url).pathname.slice(1)} on ${new URL(server).host}.`,
+      );
     } else {
       const pg = await startEmbeddedPostgres(join(scratch, 'postgres'), {
         ephemeral: true,

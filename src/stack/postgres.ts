@@ -45,7 +45,12 @@ export async function startEmbeddedPostgres(
   });
   if (!first.url) {
     child.kill('SIGKILL');
-    throw new Error(`Could not start the embedded PostgreSQL in ${dir}: ${first.error}`);
+    throw new Error(
+      `Could not start the embedded PostgreSQL in ${dir}: ${first.error}. ` +
+        'As root it runs as an unprivileged user, which needs to reach both that folder and ' +
+        `this project's node_modules (every parent folder executable by others, e.g. chmod o+x). ` +
+        'Or set DATABASE_URL to a PostgreSQL server you run.',
+    );
   }
   return {
     url: first.url,
@@ -55,6 +60,22 @@ export async function startEmbeddedPostgres(
       await exited;
     },
   };
+}
+
+/** The PostgreSQL many development machines run: local, trust auth, user postgres. */
+export const LOCAL_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** True when a server answers at `url` within a couple of seconds. */
+export async function isReachable(url: string): Promise<boolean> {
+  const sql = postgres(url, { max: 1, connect_timeout: 2, onnotice: () => undefined });
+  try {
+    await sql`select 1`;
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
 }
 
 /** Fails with a message that says what to do when the database cannot be reached. */
