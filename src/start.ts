@@ -7,7 +7,13 @@ import { dataDir, loadConfig, processEnv, type Config } from './config.js';
 import { runMigrations } from './db/client.js';
 import { startApi } from './server.js';
 import { freePort } from './stack/ports.js';
-import { assertReachable, startEmbeddedPostgres } from './stack/postgres.js';
+import {
+  LOCAL_POSTGRES_URL,
+  assertReachable,
+  ensureDatabase,
+  isReachable,
+  startEmbeddedPostgres,
+} from './stack/postgres.js';
 import { startStripeMock } from './stack/stripe-mock.js';
 import { startTemporalDevServer } from './stack/temporal.js';
 import { startWorker } from './worker.js';
@@ -67,9 +73,18 @@ async function main(): Promise<void> {
       await assertReachable(base.databaseUrl);
     } else {
       say(`Starting embedded PostgreSQL (data in ${join(dir, 'postgres')})…`);
-      const pg = await startEmbeddedPostgres(join(dir, 'postgres'), { log: say });
-      stops.push({ name: 'PostgreSQL', stop: pg.stop });
-      effective.DATABASE_URL = pg.url;
+      try {
+        const pg = await startEmbeddedPostgres(join(dir, 'postgres'), { log: say });
+        stops.push({ name: 'PostgreSQL', stop: pg.stop });
+        effective.DATABASE_URL = pg.url;
+      } catch (err) {
+        // Where the embedded server cannot run (see the message) but a local one answers,
+        // use that rather than give up; the message says so, so nobody is surprised.
+        if (!(await isReachable(LOCAL_POSTGRES_URL))) throw err;
+        say((err as Error).message);
+        effective.DATABASE_URL = await ensureDatabase(LOCAL_POSTGRES_URL, 'creditflow');
+        say('Using the local PostgreSQL at 127.0.0.1:5432 instead (database creditflow).');
+      }
     }
     say('Applying database migrations…');
     await runMigrations(effective.DATABASE_URL!);

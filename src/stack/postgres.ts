@@ -78,6 +78,20 @@ export async function isReachable(url: string): Promise<boolean> {
   }
 }
 
+/** Creates `name` on the server at `serverUrl` if missing; returns its URL. */
+export async function ensureDatabase(serverUrl: string, name: string): Promise<string> {
+  const sql = postgres(serverUrl, { max: 1, onnotice: () => undefined });
+  try {
+    const [exists] = await sql`select 1 from pg_database where datname = ${name}`;
+    if (!exists) await sql.unsafe(`create database "${name.replace(/"/g, '""')}"`);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
 /** Fails with a message that says what to do when the database cannot be reached. */
 export async function assertReachable(url: string): Promise<void> {
   const sql = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => undefined });
