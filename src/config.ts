@@ -16,6 +16,7 @@ const schema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   PORT: port.default(3000),
+  WORKER_METRICS_PORT: port.default(9464),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection URL')
@@ -53,6 +54,7 @@ export interface Config {
   nodeEnv: RawConfig['NODE_ENV'];
   logLevel: RawConfig['LOG_LEVEL'];
   port: number;
+  workerMetricsPort: number;
   databaseUrl: string | undefined;
   databasePoolSize: number;
   temporal: {
@@ -98,6 +100,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     nodeEnv: e.NODE_ENV,
     logLevel: e.LOG_LEVEL,
     port: e.PORT,
+    workerMetricsPort: e.WORKER_METRICS_PORT,
     databaseUrl: e.DATABASE_URL,
     databasePoolSize: e.DATABASE_POOL_SIZE,
     temporal: {

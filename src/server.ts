@@ -6,6 +6,7 @@ import { createDatabase } from './db/client.js';
 import { createLedger } from './ledger/ledger.js';
 import { createLogger } from './logger.js';
 import { isMainModule } from './main.js';
+import type { Metrics } from './metrics.js';
 import { connectClient } from './temporal.js';
 
 export interface RunningApi {
@@ -14,7 +15,10 @@ export interface RunningApi {
 }
 
 /** Starts the API; the returned stop() closes the socket, then the connections. */
-export async function startApi(config: Config): Promise<RunningApi> {
+export async function startApi(
+  config: Config,
+  options: { metrics?: Metrics } = {},
+): Promise<RunningApi> {
   const logger = createLogger({ level: config.logLevel, name: 'creditflow-api' });
   const databaseUrl = required(config.databaseUrl, 'DATABASE_URL', 'by the API (postgres://…)');
   const temporalAddress = required(
@@ -47,6 +51,7 @@ export async function startApi(config: Config): Promise<RunningApi> {
       jwtSecret,
       taskQueue: config.temporal.taskQueue,
       temporalUiUrl: config.temporal.uiUrl,
+      metrics: options.metrics,
     },
     { defaultMetrics: true },
   );

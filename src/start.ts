@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dataDir, loadConfig, processEnv, type Config } from './config.js';
 import { runMigrations } from './db/client.js';
+import { createMetrics } from './metrics.js';
 import { startApi } from './server.js';
 import { freePort } from './stack/ports.js';
 import {
@@ -135,13 +136,14 @@ async function main(): Promise<void> {
       { mode: 0o600 },
     );
 
-    const worker = await startWorker(config);
+    const metrics = createMetrics({ defaultMetrics: true });
+    const worker = await startWorker(config, { metrics });
     stops.push({ name: 'worker', stop: worker.stop });
     worker.done.catch((err: unknown) => {
       say(`The worker stopped with an error: ${(err as Error).message}`);
       void shutdown(1);
     });
-    const api = await startApi(config);
+    const api = await startApi(config, { metrics });
     stops.push({ name: 'API', stop: api.stop });
 
     say('');

@@ -1,10 +1,12 @@
 // The worker process: runs every workflow and activity on the task queue.
 import type { Worker } from '@temporalio/worker';
+import { createServer, type Server } from 'node:http';
 import { createActivities } from './activities/index.js';
 import { loadConfigOrExit, required, type Config } from './config.js';
 import { createDatabase } from './db/client.js';
 import { createLogger } from './logger.js';
 import { isMainModule } from './main.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { createWorker } from './temporal.js';
 
 export interface RunningWorker {
@@ -14,8 +16,14 @@ export interface RunningWorker {
   stop: () => Promise<void>;
 }
 
-/** Starts polling; the Temporal runtime also drains the worker on SIGINT/SIGTERM. */
-export async function startWorker(config: Config): Promise<RunningWorker> {
+/**
+ * Starts polling; the Temporal runtime also drains the worker on SIGINT/SIGTERM. Without shared
+ * `metrics` (npm start shares the API's), the worker serves its own on WORKER_METRICS_PORT.
+ */
+export async function startWorker(
+  config: Config,
+  options: { metrics?: Metrics } = {},
+): Promise<RunningWorker> {
   const logger = createLogger({ level: config.logLevel, name: 'creditflow-worker' });
   const databaseUrl = required(config.databaseUrl, 'DATABASE_URL', 'by the worker (postgres://…)');
   const address = required(
@@ -23,6 +31,11 @@ export async function startWorker(config: Config): Promise<RunningWorker> {
     'TEMPORAL_ADDRESS',
     'by the worker (host:port)',
   );
+  const metrics = options.metrics ?? createMetrics({ defaultMetrics: true });
+  const metricsServer = options.metrics
+    ? undefined
+    : await serveMetrics(metrics, config.workerMetricsPort);
+  if (metricsServer) logger.info({ port: config.workerMetricsPort }, 'worker metrics at /metrics');
   const db = createDatabase(databaseUrl, {
     max: config.databasePoolSize,
     applicationName: 'creditflow-worker',
@@ -35,13 +48,14 @@ export async function startWorker(config: Config): Promise<RunningWorker> {
       tls: config.temporal.tls,
     },
     taskQueue: config.temporal.taskQueue,
-    activities: createActivities({ db }),
+    activities: createActivities({ db, metrics }),
   });
   logger.info(
     { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace },
     'worker polling',
   );
   const done = worker.run().finally(async () => {
+    metricsServer?.close();
     await connection.close();
     await db.close();
     logger.info('worker stopped');
@@ -54,6 +68,24 @@ export async function startWorker(config: Config): Promise<RunningWorker> {
       await done;
     },
   };
+}
+
+/** A bare HTTP server for Prometheus to scrape the worker. */
+function serveMetrics(metrics: Metrics, port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    metrics.registry.metrics().then(
+      (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
+      () => res.writeHead(500).end(),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, () => resolve(server));
+  });
 }
 
 if (isMainModule(import.meta.url)) {

@@ -9,14 +9,15 @@ import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
 import { ApiError, errorBody, handleError, validationHook } from './errors.js';
 import { healthRoutes } from './health/routes.js';
-import { createMetrics } from './metrics.js';
+import { notificationRoutes } from './notifications/routes.js';
+import { createMetrics } from '../metrics.js';
 import { walletRoutes } from './wallet/routes.js';
 
 export type { AppDeps } from './common.js';
 
 export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } = {}) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
-  const metrics = createMetrics(options);
+  const metrics = deps.metrics ?? createMetrics(options);
 
   app.use('*', async (c: Context, next: Next) => {
     const started = performance.now();
@@ -61,6 +62,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.route('/', customerRoutes(deps));
   app.route('/', walletRoutes(deps));
   app.route('/', adjustmentRoutes(deps));
+  app.route('/', notificationRoutes(deps));
 
   app.notFound((c) =>
     c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404),

@@ -4,6 +4,7 @@ import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
 
 export interface AppDeps {
   db: Database;
@@ -13,6 +14,8 @@ export interface AppDeps {
   jwtSecret: string;
   taskQueue: string;
   temporalUiUrl?: string | undefined;
+  /** Shared with an in-process worker; the app makes its own when absent. */
+  metrics?: Metrics;
 }
 
 export const ErrorSchema = z

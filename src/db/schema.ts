@@ -8,6 +8,7 @@ import {
   integer,
   jsonb,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -143,5 +144,185 @@ export const auditLog = pgTable(
   (t) => [
     uniqueIndex('audit_log_idempotency_key_key').on(t.idempotencyKey),
     index('audit_log_target_idx').on(t.targetType, t.targetId),
+  ],
+);
+
+/** What a customer is told about their credits; written by a retried, idempotent activity. */
+export const notifications = pgTable(
+  'notifications',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    idempotencyKey: text('idempotency_key').notNull(),
+    customerId: uuid('customer_id')
+      .notNull()
+      .references(() => customers.id),
+    kind: text('kind').notNull(),
+    title: text('title').notNull(),
+    body: text('body').notNull(),
+    amount: bigint('amount', { mode: 'number' }),
+    balanceAfter: bigint('balance_after', { mode: 'number' }),
+    data: jsonb('data').$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('notifications_idempotency_key_key').on(t.idempotencyKey),
+    index('notifications_customer_idx').on(t.customerId, t.id),
+  ],
+);
+
+/** Which notification kinds a customer wants, and from what amount. */
+export const notificationPreferences = pgTable('notification_preferences', {
+  customerId: uuid('customer_id')
+    .primaryKey()
+    .references(() => customers.id),
+  /** Kinds to deliver; null means every kind. */
+  kinds: text('kinds').array(),
+  minAmount: bigint('min_amount', { mode: 'number' }).notNull().default(0),
+  updatedAt: updatedAt(),
+});
+
+/** Price of one phone verification, in credits, by service and country. Admin-editable. */
+export const prices = pgTable(
+  'prices',
+  {
+    service: text('service').notNull(),
+    country: text('country').notNull(),
+    price: bigint('price', { mode: 'number' }).notNull(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.service, t.country] }),
+    check('prices_price_positive', sql`${t.price} > 0`),
+  ],
+);
+
+/** Read model of verificationPurchase workflows. */
+export const verifications = pgTable(
+  'verifications',
+  {
+    id: text('id').primaryKey(),
+    workflowId: text('workflow_id').notNull(),
+    customerId: uuid('customer_id')
+      .notNull()
+      .references(() => customers.id),
+    service: text('service').notNull(),
+    country: text('country').notNull(),
+    price: bigint('price', { mode: 'number' }).notNull(),
+    timeoutSeconds: integer('timeout_seconds').notNull(),
+    status: text('status').notNull(),
+    phoneNumber: text('phone_number'),
+    providerRef: text('provider_ref'),
+    code: text('code'),
+    refundReason: text('refund_reason'),
+    debitEntryId: bigint('debit_entry_id', { mode: 'number' }).references(() => entries.id),
+    refundEntryId: bigint('refund_entry_id', { mode: 'number' }).references(() => entries.id),
+    error: text('error'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('verifications_workflow_id_key').on(t.workflowId),
+    uniqueIndex('verifications_provider_ref_key').on(t.providerRef),
+    index('verifications_customer_idx').on(t.customerId, t.createdAt),
+  ],
+);
+
+/** A credit-pack purchase through Stripe Checkout; its status follows one state machine. */
+export const payments = pgTable(
+  'payments',
+  {
+    id: text('id').primaryKey(),
+    workflowId: text('workflow_id').notNull(),
+    customerId: uuid('customer_id')
+      .notNull()
+      .references(() => customers.id),
+    pack: text('pack').notNull(),
+    credits: bigint('credits', { mode: 'number' }).notNull(),
+    amount: bigint('amount', { mode: 'number' }).notNull(),
+    currency: text('currency').notNull(),
+    status: text('status').notNull(),
+    stripeSessionId: text('stripe_session_id'),
+    checkoutUrl: text('checkout_url'),
+    paymentIntentId: text('payment_intent_id'),
+    topupEntryId: bigint('topup_entry_id', { mode: 'number' }).references(() => entries.id),
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('payments_workflow_id_key').on(t.workflowId),
+    uniqueIndex('payments_stripe_session_key').on(t.stripeSessionId),
+    uniqueIndex('payments_payment_intent_key').on(t.paymentIntentId),
+    index('payments_customer_idx').on(t.customerId, t.createdAt),
+  ],
+);
+
+/** Every verified Stripe webhook event, once (the event id is the key). */
+export const stripeEvents = pgTable(
+  'stripe_events',
+  {
+    id: text('id').primaryKey(),
+    type: text('type').notNull(),
+    status: text('status').notNull(),
+    paymentId: text('payment_id'),
+    payload: jsonb('payload').$type<Record<string, unknown>>().notNull(),
+    error: text('error'),
+    receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
+    processedAt: timestamp('processed_at', { withTimezone: true }),
+  },
+  (t) => [index('stripe_events_payment_idx').on(t.paymentId)],
+);
+
+/** Marketplace items: listed by a seller, owned by whoever bought them last. */
+export const items = pgTable(
+  'items',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    sellerId: uuid('seller_id')
+      .notNull()
+      .references(() => customers.id),
+    ownerId: uuid('owner_id')
+      .notNull()
+      .references(() => customers.id),
+    title: text('title').notNull(),
+    price: bigint('price', { mode: 'number' }).notNull(),
+    status: text('status').notNull(),
+    soldInOrder: text('sold_in_order'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    index('items_status_idx').on(t.status, t.createdAt),
+    index('items_seller_idx').on(t.sellerId),
+    check('items_price_positive', sql`${t.price} > 0`),
+  ],
+);
+
+/** Read model of order workflows (cart checkouts). */
+export const orders = pgTable(
+  'orders',
+  {
+    id: text('id').primaryKey(),
+    workflowId: text('workflow_id').notNull(),
+    buyerId: uuid('buyer_id')
+      .notNull()
+      .references(() => customers.id),
+    itemIds: uuid('item_ids').array().notNull(),
+    status: text('status').notNull(),
+    purchased: jsonb('purchased').$type<string[]>().notNull().default([]),
+    failed: jsonb('failed')
+      .$type<Array<{ itemId: string; reason: string }>>()
+      .notNull()
+      .default([]),
+    charged: bigint('charged', { mode: 'number' }).notNull().default(0),
+    refunded: bigint('refunded', { mode: 'number' }).notNull().default(0),
+    errorCode: text('error_code'),
+    errorMessage: text('error_message'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('orders_workflow_id_key').on(t.workflowId),
+    index('orders_buyer_idx').on(t.buyerId, t.createdAt),
   ],
 );

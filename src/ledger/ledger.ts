@@ -11,6 +11,7 @@ export const SYSTEM_ACCOUNTS = [
   'revenue',
   'refunds',
   'seller_payouts',
+  'order_escrow',
 ] as const;
 export type SystemAccount = (typeof SYSTEM_ACCOUNTS)[number];
 
@@ -105,8 +106,13 @@ function shardOf(key: string, shards: number): number {
   return createHash('sha256').update(key).digest().readUInt32BE(0) % shards;
 }
 
+/** Counts postings by outcome; the worker passes its Prometheus counter. */
+export interface LedgerObserver {
+  inc(labels: { type: string; status: 'posted' | 'replayed' | 'refused' }): void;
+}
+
 /** Creates the ledger over a postgres.js pool; caches account ids, which never change. */
-export function createLedger(sql: Sql): Ledger {
+export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
   const walletIds = new Map<string, number>();
   let systemShards: Map<string, number[]> | undefined;
 
@@ -202,6 +208,17 @@ export function createLedger(sql: Sql): Ledger {
   }
 
   async function postEntry(input: PostEntryInput, afterPost?: AfterPost): Promise<PostedEntry> {
+    try {
+      const result = await post(input, afterPost);
+      observer?.inc({ type: input.type, status: result.replayed ? 'replayed' : 'posted' });
+      return result;
+    } catch (err) {
+      if (err instanceof BusinessError) observer?.inc({ type: input.type, status: 'refused' });
+      throw err;
+    }
+  }
+
+  async function post(input: PostEntryInput, afterPost?: AfterPost): Promise<PostedEntry> {
     validate(input);
     const hash = contentHash(input);
     const accountIds = await resolveAccounts(input);
@@ -270,7 +287,7 @@ export function createLedger(sql: Sql): Ledger {
     const existing = await readPosted(input.idempotencyKey);
     if (!existing) {
       // The conflicting insert rolled back between our two statements: post afresh.
-      return postEntry(input, afterPost);
+      return post(input, afterPost);
     }
     if (existing.contentHash !== hash) {
       throw new BusinessError(

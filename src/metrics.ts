@@ -1,0 +1,47 @@
+// Prometheus metrics. One registry per process (or per test app); `npm start` shares one between
+// the API and the in-process worker so /metrics shows both.
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'creditflow_http_requests_total',
+      help: 'HTTP requests by method, route and status',
+      labelNames: ['method', 'route', 'status'] as const,
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'creditflow_http_request_duration_seconds',
+      help: 'HTTP request duration by method and route',
+      labelNames: ['method', 'route'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    transactions: new Counter({
+      name: 'creditflow_ledger_transactions_total',
+      help: 'Ledger postings by entry type and status (posted, replayed, refused)',
+      labelNames: ['type', 'status'] as const,
+      registers: [registry],
+    }),
+    notifications: new Counter({
+      name: 'creditflow_notifications_total',
+      help: 'Notifications by kind and outcome (sent, duplicate, muted)',
+      labelNames: ['kind', 'outcome'] as const,
+      registers: [registry],
+    }),
+    refundLatency: new Histogram({
+      name: 'creditflow_refund_latency_seconds',
+      help: 'From the failure, cancel or timeout to the refund entry, by flow and reason',
+      labelNames: ['flow', 'reason'] as const,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+/** The part of the metrics the worker's activities write. */
+export type WorkerMetrics = Pick<Metrics, 'transactions' | 'notifications' | 'refundLatency'>;
