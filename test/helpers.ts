@@ -1,7 +1,9 @@
 // Factories and harness shared by integration tests: each test file gets its own task queue,
 // customers and ids against the run's one PostgreSQL and one Temporal server.
 import { Client, Connection } from '@temporalio/client';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { expect, inject } from 'vitest';
 import { mintToken, type Principal } from '../src/api/auth.js';
 import { createApp } from '../src/api/app.js';
@@ -9,8 +11,13 @@ import { createActivities } from '../src/activities/index.js';
 import { createDatabase, type Database } from '../src/db/client.js';
 import { checkLedger } from '../src/ledger/check.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
+import { processEnv } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
+import { freePort } from '../src/stack/ports.js';
 import { createWorker } from '../src/temporal.js';
+
+const projectRoot = fileURLToPath(new URL('..', import.meta.url));
+const workerEntry = fileURLToPath(new URL('../src/worker.ts', import.meta.url));
 
 export const JWT_SECRET = 'test-secret-that-is-at-least-32-characters-long';
 
@@ -143,5 +150,52 @@ export function jsonRequest(
       ...headers,
     },
     body: typeof body === 'string' ? body : JSON.stringify(body),
+  };
+}
+
+/**
+ * A worker in its own OS process (src/worker.ts), for chaos tests that SIGKILL it mid-flow.
+ * It bundles the workflows itself at start, so allow a few seconds before it polls.
+ */
+export async function spawnWorkerProcess(taskQueue: string) {
+  const metricsPort = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', workerEntry], {
+    cwd: projectRoot,
+    env: {
+      ...processEnv(),
+      DATABASE_URL: inject('databaseUrl'),
+      TEMPORAL_ADDRESS: inject('temporalAddress'),
+      TEMPORAL_NAMESPACE: inject('temporalNamespace'),
+      TEMPORAL_TASK_QUEUE: taskQueue,
+      WORKER_METRICS_PORT: String(metricsPort),
+      LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  child.stdout.on('data', (d: Buffer) => output.push(d.toString()));
+  child.stderr.on('data', (d: Buffer) => output.push(d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // Ready once it serves metrics, which it does just before polling.
+  await eventually(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`worker exited early:\n${output.join('')}`);
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).catch(() => undefined);
+      return res?.ok ? true : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
+  return {
+    pid: child.pid,
+    output,
+    /** SIGKILL: no drain, no cleanup, exactly like a crashed host. */
+    kill: async () => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
   };
 }
