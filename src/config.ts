@@ -42,6 +42,12 @@ const schema = z.object({
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
   STRIPE_API_BASE: optionalUrl,
   SMS_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  SMS_PROVIDER: z.enum(['simulated', 'http']).default('simulated'),
+  SMS_PROVIDER_URL: optionalUrl,
+  SMS_PROVIDER_API_KEY: z.string().min(1).optional(),
+  SMS_SIMULATED_UNAVAILABLE_SERVICES: z.string().default(''),
+  SMS_SIMULATED_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
+  SMS_SIMULATED_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(0),
   CREDITFLOW_DATA_DIR: z.string().min(1).optional(),
   CREDITFLOW_TOOLS_DIR: z.string().min(1).optional(),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
@@ -71,7 +77,13 @@ export interface Config {
     webhookSecret: string | undefined;
     apiBase: string | undefined;
   };
-  sms: { webhookSecret: string | undefined };
+  sms: {
+    webhookSecret: string | undefined;
+    provider: 'simulated' | 'http';
+    providerUrl: string | undefined;
+    providerApiKey: string | undefined;
+    simulated: { unavailableServices: string[]; failureRate: number; delayMs: number };
+  };
   paths: {
     dataDir: string | undefined;
     toolsDir: string | undefined;
@@ -117,7 +129,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       webhookSecret: e.STRIPE_WEBHOOK_SECRET,
       apiBase: e.STRIPE_API_BASE,
     },
-    sms: { webhookSecret: e.SMS_WEBHOOK_SECRET },
+    sms: {
+      webhookSecret: e.SMS_WEBHOOK_SECRET,
+      provider: e.SMS_PROVIDER,
+      providerUrl: e.SMS_PROVIDER_URL,
+      providerApiKey: e.SMS_PROVIDER_API_KEY,
+      simulated: {
+        unavailableServices: e.SMS_SIMULATED_UNAVAILABLE_SERVICES.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+        failureRate: e.SMS_SIMULATED_FAILURE_RATE,
+        delayMs: e.SMS_SIMULATED_DELAY_MS,
+      },
+    },
     paths: {
       dataDir: e.CREDITFLOW_DATA_DIR,
       toolsDir: e.CREDITFLOW_TOOLS_DIR,

@@ -52,6 +52,7 @@ export async function startApi(
       taskQueue: config.temporal.taskQueue,
       temporalUiUrl: config.temporal.uiUrl,
       metrics: options.metrics,
+      smsWebhookSecret: config.sms.webhookSecret,
     },
     { defaultMetrics: true },
   );

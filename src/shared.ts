@@ -1,12 +1,13 @@
 // The contract both sides of Temporal share: ids, queries, search attributes, failure types.
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
-import { defineQuery } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 export const DEFAULT_TASK_QUEUE = 'creditflow';
 
 /** Workflow ids are business ids, so a retried request finds the same workflow. */
 export const workflowIds = {
   adjustment: (adjustmentId: string) => `adjustment-${adjustmentId}`,
+  verification: (verificationId: string) => `verification-${verificationId}`,
 };
 
 /** Search attributes operators filter on in the Temporal UI. */
@@ -28,6 +29,8 @@ export const BUSINESS_FAILURE_TYPES = [
   'customer_not_found',
   'account_not_found',
   'invalid_posting',
+  'provider_refused',
+  'verification_closed',
 ] as const;
 
 export interface AdjustmentInput {
@@ -57,3 +60,41 @@ export interface AdjustmentState {
 }
 
 export const adjustmentStateQuery = defineQuery<AdjustmentState>('state');
+
+export interface VerificationInput {
+  verificationId: string;
+  customerId: string;
+  service: string;
+  country: string;
+  /** Credits, fixed from the price table when the purchase was requested. */
+  price: number;
+  timeoutSeconds: number;
+}
+
+export type VerificationStatus = 'pending' | 'active' | 'completed' | 'refunded' | 'failed';
+export type RefundReason = 'timeout' | 'cancelled' | 'provider_failed';
+
+export interface VerificationState {
+  id: string;
+  workflowId: string;
+  customerId: string;
+  status: VerificationStatus;
+  service: string;
+  country: string;
+  price: number;
+  timeoutSeconds: number;
+  phoneNumber: string | null;
+  code: string | null;
+  refundReason: RefundReason | null;
+  error: { code: string; message: string } | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export const verificationStateQuery = defineQuery<VerificationState>('state');
+/** The SMS provider delivered a code (from its webhook). */
+export const codeReceivedSignal = defineSignal<[{ code: string }]>('codeReceived');
+/** The customer cancels; answers the final state once the refund is done. */
+export const cancelVerificationUpdate = defineUpdate<VerificationState>('cancel');
+/** Answers once the debit is settled (or refused), so the API can answer the POST with it. */
+export const debitSettledUpdate = defineUpdate<VerificationState>('debitSettled');

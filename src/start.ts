@@ -128,7 +128,15 @@ async function main(): Promise<void> {
     const config: Config = loadConfig(effective);
     writeFileSync(
       join(dir, 'stack.env'),
-      ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'AUTH_JWT_SECRET', 'PORT']
+      [
+        'DATABASE_URL',
+        'TEMPORAL_ADDRESS',
+        'TEMPORAL_NAMESPACE',
+        'AUTH_JWT_SECRET',
+        'SMS_WEBHOOK_SECRET',
+        'STRIPE_WEBHOOK_SECRET',
+        'PORT',
+      ]
         .map((k) => [k, effective[k] ?? (k === 'PORT' ? String(config.port) : undefined)])
         .filter(([, v]) => v !== undefined)
         .map(([k, v]) => `${k}=${v}`)

@@ -7,6 +7,7 @@ import { createDatabase } from './db/client.js';
 import { createLogger } from './logger.js';
 import { isMainModule } from './main.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { smsProviderFromConfig } from './sms/provider.js';
 import { createWorker } from './temporal.js';
 
 export interface RunningWorker {
@@ -48,7 +49,7 @@ export async function startWorker(
       tls: config.temporal.tls,
     },
     taskQueue: config.temporal.taskQueue,
-    activities: createActivities({ db, metrics }),
+    activities: createActivities({ db, metrics, sms: smsProviderFromConfig(config) }),
   });
   logger.info(
     { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace },

@@ -2,13 +2,17 @@
 import type { Database } from '../db/client.js';
 import { createLedger, type Ledger } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
+import { SimulatedSmsProvider, type SmsProvider } from '../sms/provider.js';
 import { createLedgerActivities } from './ledger.js';
 import { createNotificationActivities } from './notifications.js';
+import { createVerificationActivities } from './verification.js';
 
 export interface ActivityDeps {
   db: Database;
   ledger?: Ledger;
   metrics?: WorkerMetrics;
+  /** The simulated provider when absent (local runs and tests). */
+  sms?: SmsProvider;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -16,6 +20,12 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createLedgerActivities({ db: deps.db, ledger }),
     ...createNotificationActivities({ db: deps.db, metrics: deps.metrics }),
+    ...createVerificationActivities({
+      db: deps.db,
+      ledger,
+      sms: deps.sms ?? new SimulatedSmsProvider(),
+      metrics: deps.metrics,
+    }),
   };
 }
 

@@ -11,7 +11,11 @@ import { ApiError, errorBody, handleError, validationHook } from './errors.js';
 import { healthRoutes } from './health/routes.js';
 import { notificationRoutes } from './notifications/routes.js';
 import { createMetrics } from '../metrics.js';
+import { createWalletEventHub } from './wallet/events.js';
 import { walletRoutes } from './wallet/routes.js';
+import { priceRoutes } from './prices/routes.js';
+import { verificationRoutes } from './verifications/routes.js';
+import { smsWebhookRoutes } from './webhooks/sms.js';
 
 export type { AppDeps } from './common.js';
 
@@ -50,6 +54,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
     bearerFormat: 'JWT',
   });
   app.get('/docs', swaggerUI({ url: '/openapi.json' }));
+  app.route('/', smsWebhookRoutes(deps));
 
   app.use('/v1/*', authenticate(deps.jwtSecret));
   app.get('/v1/customers/', () => {
@@ -60,9 +65,12 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
     );
   });
   app.route('/', customerRoutes(deps));
-  app.route('/', walletRoutes(deps));
+  const walletEvents = deps.walletEvents ?? createWalletEventHub(deps.db.sql, deps.logger);
+  app.route('/', walletRoutes({ ...deps, walletEvents }));
   app.route('/', adjustmentRoutes(deps));
   app.route('/', notificationRoutes(deps));
+  app.route('/', priceRoutes(deps));
+  app.route('/', verificationRoutes(deps));
 
   app.notFound((c) =>
     c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404),

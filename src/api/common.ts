@@ -5,6 +5,7 @@ import type { Database } from '../db/client.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import type { WalletEventHub } from './wallet/events.js';
 
 export interface AppDeps {
   db: Database;
@@ -16,6 +17,10 @@ export interface AppDeps {
   temporalUiUrl?: string | undefined;
   /** Shared with an in-process worker; the app makes its own when absent. */
   metrics?: Metrics;
+  /** One LISTEN connection per process; the app makes its own when absent. */
+  walletEvents?: WalletEventHub;
+  /** Verifies POST /webhooks/sms; the route answers 503 without it. */
+  smsWebhookSecret?: string | undefined;
 }
 
 export const ErrorSchema = z

@@ -25,6 +25,7 @@ const businessStatus: Record<BusinessErrorCode, ContentfulStatusCode> = {
   customer_not_found: 404,
   account_not_found: 404,
   invalid_posting: 400,
+  verification_closed: 409,
 };
 
 export function statusForCode(code: string): ContentfulStatusCode {

@@ -1,9 +1,13 @@
 // The caller's wallet: balance, and history with the balance after each transaction.
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { streamSSE } from 'hono/streaming';
 import { toDate } from '../../db/client.js';
 import { actingCustomer, type AuthEnv } from '../auth.js';
 import { customerIdSchema, errorResponse, security, type AppDeps } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
+import type { WalletEvent, WalletEventHub } from './events.js';
+
+const HEARTBEAT_MS = 15_000;
 
 const WalletSchema = z
   .object({ customerId: z.string(), balance: z.number().int() })
@@ -78,7 +82,27 @@ function decodeCursor(cursor: string): number {
   return Number(match[1]);
 }
 
-export function walletRoutes({ db }: AppDeps) {
+const walletEvents = createRoute({
+  method: 'get',
+  path: '/v1/wallet/events',
+  tags: ['wallet'],
+  summary: "Server-Sent Events: every balance change of the caller's wallet",
+  description:
+    'Sends `balance` events `{ balance, entry: { id, type, amount }, at }` (the first one is the current balance, with entry null) and a comment line every 15 s to keep proxies from closing the stream.',
+  security,
+  request: { query: z.object({ customerId: customerIdSchema.optional() }) },
+  responses: {
+    200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'Event stream' },
+    401: errorResponse('No or bad token'),
+    403: errorResponse('Another customer'),
+    404: errorResponse('No wallet'),
+  },
+});
+
+export function walletRoutes({
+  db,
+  walletEvents: hub,
+}: AppDeps & { walletEvents: WalletEventHub }) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
   async function walletOf(customerId: string): Promise<{ id: number; balance: number }> {
@@ -143,6 +167,55 @@ export function walletRoutes({ db }: AppDeps) {
       },
       200,
     );
+  });
+
+  /** Pushes each balance change as it commits (LISTEN/NOTIFY, not polling). */
+  app.openapi(walletEvents, async (c) => {
+    const customerId = actingCustomer(c.get('auth'), c.req.valid('query').customerId);
+    await walletOf(customerId); // 404 before the stream opens
+    return streamSSE(c, async (stream) => {
+      const queue: WalletEvent[] = [];
+      let wake: (() => void) | undefined;
+      const unsubscribe = await hub.subscribe(customerId, (event) => {
+        queue.push(event);
+        wake?.();
+      });
+      let open = true;
+      stream.onAbort(() => {
+        open = false;
+        wake?.();
+      });
+      try {
+        const current = await walletOf(customerId);
+        await stream.writeSSE({
+          event: 'balance',
+          data: JSON.stringify({
+            balance: current.balance,
+            entry: null,
+            at: new Date().toISOString(),
+          }),
+        });
+        while (open) {
+          const next = queue.shift();
+          if (next) {
+            await stream.writeSSE({
+              event: 'balance',
+              id: String(next.entry.id),
+              data: JSON.stringify({ balance: next.balance, entry: next.entry, at: next.at }),
+            });
+            continue;
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, HEARTBEAT_MS);
+          });
+          wake = undefined;
+          if (queue.length === 0 && open) await stream.write(': keep-alive\n\n');
+        }
+      } finally {
+        unsubscribe();
+      }
+    });
   });
 
   return app;

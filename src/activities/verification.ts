@@ -1,0 +1,192 @@
+// Verification activities: the debit and refund postings (with the read model in the same
+// transaction) and the SMS provider calls, each idempotent by a key derived from the workflow.
+import { ApplicationFailure, log } from '@temporalio/activity';
+import type { Database } from '../db/client.js';
+import { BusinessError } from '../errors.js';
+import type { Ledger } from '../ledger/ledger.js';
+import type { WorkerMetrics } from '../metrics.js';
+import type { RefundReason, VerificationInput } from '../shared.js';
+import { ProviderRefusal, type SmsProvider } from '../sms/provider.js';
+import { refusalsAreFinal } from './ledger.js';
+
+type Ids = VerificationInput & { workflowId: string };
+
+export function createVerificationActivities(deps: {
+  db: Database;
+  ledger: Ledger;
+  sms: SmsProvider;
+  metrics?: WorkerMetrics;
+}) {
+  const { db, ledger, sms, metrics } = deps;
+  const debitKey = (workflowId: string) => `${workflowId}:debit`;
+
+  return {
+    /** Takes the price from the wallet and records the verification, in one transaction. */
+    async debitVerification(input: Ids): Promise<{ entryId: number; balanceAfter: number }> {
+      return refusalsAreFinal(async () => {
+        const posted = await ledger.postEntry(
+          {
+            idempotencyKey: debitKey(input.workflowId),
+            type: 'verification_purchase',
+            description: `${input.service} verification (${input.country})`,
+            workflowId: input.workflowId,
+            metadata: { verificationId: input.verificationId },
+            lines: [
+              { account: { wallet: input.customerId }, amount: -input.price },
+              { account: { system: 'revenue' }, amount: input.price },
+            ],
+          },
+          async (tx, entry) => {
+            await tx`
+              insert into verifications (id, workflow_id, customer_id, service, country, price,
+                                         timeout_seconds, status, debit_entry_id)
+              values (${input.verificationId}, ${input.workflowId}, ${input.customerId}, ${input.service},
+                      ${input.country}, ${input.price}, ${input.timeoutSeconds}, 'pending', ${entry.entryId})
+              on conflict (id) do update set debit_entry_id = excluded.debit_entry_id, updated_at = now()`;
+          },
+        );
+        return { entryId: posted.entryId, balanceAfter: posted.lines[0]!.balanceAfter };
+      });
+    },
+
+    /** Records a purchase refused before any money moved (e.g. not enough credits). */
+    async recordVerificationFailed(
+      input: Ids & { error: { code: string; message: string } },
+    ): Promise<void> {
+      await db.sql`
+        insert into verifications (id, workflow_id, customer_id, service, country, price,
+                                   timeout_seconds, status, error)
+        values (${input.verificationId}, ${input.workflowId}, ${input.customerId}, ${input.service},
+                ${input.country}, ${input.price}, ${input.timeoutSeconds}, 'failed', ${input.error.code})
+        on conflict (id) do nothing`;
+    },
+
+    /** Rents a number; a permanent refusal is final, anything else is retried by the workflow. */
+    async rentNumber(input: Ids): Promise<{ providerRef: string; phoneNumber: string }> {
+      try {
+        return await sms.rentNumber({
+          verificationId: input.verificationId,
+          service: input.service,
+          country: input.country,
+          idempotencyKey: `${input.workflowId}:rent`,
+        });
+      } catch (err) {
+        if (err instanceof ProviderRefusal) {
+          throw ApplicationFailure.create({
+            type: 'provider_refused',
+            message: err.message,
+            nonRetryable: true,
+          });
+        }
+        throw err;
+      }
+    },
+
+    /** The number is rented: the read model shows it to the owner. */
+    async markVerificationActive(
+      input: Ids & { providerRef: string; phoneNumber: string },
+    ): Promise<void> {
+      await db.sql`
+        update verifications
+        set status = 'active', phone_number = ${input.phoneNumber}, provider_ref = ${input.providerRef},
+            updated_at = now()
+        where id = ${input.verificationId} and status = 'pending'`;
+    },
+
+    /** The code arrived: completed, unless a refund got there first (which the workflow prevents). */
+    async completeVerification(input: Ids & { code: string }): Promise<void> {
+      const updated = await db.sql`
+        update verifications set status = 'completed', code = ${input.code}, updated_at = now()
+        where id = ${input.verificationId} and status in ('pending', 'active')`;
+      if (updated.count === 0) {
+        const [row] = await db.sql<{ status: string }[]>`
+          select status from verifications where id = ${input.verificationId}`;
+        if (row?.status !== 'completed') {
+          throw ApplicationFailure.create({
+            type: 'verification_closed',
+            message: `verification ${input.verificationId} is ${row?.status ?? 'missing'}, not completable`,
+            nonRetryable: true,
+          });
+        }
+      }
+    },
+
+    /**
+     * Reverses the debit, if one was posted (found by its key, so a debit whose answer was lost is
+     * still reversed), and marks the verification refunded in the same transaction. Never for a
+     * completed verification; never twice.
+     */
+    async refundVerification(
+      input: Ids & { reason: RefundReason; failedAtMs: number },
+    ): Promise<{ refunded: boolean; balanceAfter: number | null; entryId: number | null }> {
+      const [debit] = await db.sql<{ id: string }[]>`
+        select id from entries where idempotency_key = ${debitKey(input.workflowId)}`;
+      if (!debit) {
+        await db.sql`
+          update verifications set status = 'refunded', refund_reason = ${input.reason}, updated_at = now()
+          where id = ${input.verificationId} and status <> 'completed'`;
+        log.info('nothing to refund: no debit was posted', {
+          verificationId: input.verificationId,
+        });
+        return { refunded: false, balanceAfter: null, entryId: null };
+      }
+      return refusalsAreFinal(async () => {
+        const posted = await ledger.postEntry(
+          {
+            idempotencyKey: `${input.workflowId}:refund`,
+            type: 'verification_refund',
+            description: `Refund: ${input.service} verification (${input.country}), ${input.reason.replace('_', ' ')}`,
+            workflowId: input.workflowId,
+            metadata: {
+              verificationId: input.verificationId,
+              reason: input.reason,
+              debitEntryId: Number(debit.id),
+            },
+            lines: [
+              { account: { wallet: input.customerId }, amount: input.price },
+              { account: { system: 'revenue' }, amount: -input.price },
+            ],
+          },
+          async (tx, entry) => {
+            const updated = await tx`
+              update verifications
+              set status = 'refunded', refund_reason = ${input.reason}, refund_entry_id = ${entry.entryId},
+                  updated_at = now()
+              where id = ${input.verificationId} and status <> 'completed'`;
+            if (updated.count === 0) {
+              throw new BusinessError(
+                'verification_closed',
+                `verification ${input.verificationId} is completed; it cannot be refunded`,
+              );
+            }
+          },
+        );
+        if (!posted.replayed) {
+          metrics?.refundLatency.observe(
+            { flow: 'verification', reason: input.reason },
+            Math.max(0, posted.createdAt.getTime() - input.failedAtMs) / 1000,
+          );
+        }
+        log.info('verification refunded', {
+          verificationId: input.verificationId,
+          reason: input.reason,
+          entryId: posted.entryId,
+          replayed: posted.replayed,
+        });
+        return {
+          refunded: true,
+          balanceAfter: posted.lines[0]!.balanceAfter,
+          entryId: posted.entryId,
+        };
+      });
+    },
+
+    /** Tells the provider to release the number (a compensation: retried until it succeeds). */
+    async releaseNumber(input: Ids & { providerRef: string }): Promise<void> {
+      await sms.releaseNumber({
+        providerRef: input.providerRef,
+        idempotencyKey: `${input.workflowId}:release`,
+      });
+    },
+  };
+}

@@ -1,0 +1,54 @@
+// Live wallet events: one LISTEN on wallet_events per API process, fanned out to the open
+// streams of each customer, so no client is ever served by polling.
+import type { Sql } from '../../db/client.js';
+import type { Logger } from '../../logger.js';
+
+export interface WalletEvent {
+  customerId: string;
+  balance: number;
+  entry: { id: number; type: string; amount: number };
+  at: string;
+}
+
+type Listener = (event: WalletEvent) => void;
+
+export interface WalletEventHub {
+  /** Resolves once the database connection is listening, so no event after it is missed. */
+  subscribe(customerId: string, listener: Listener): Promise<() => void>;
+  close(): Promise<void>;
+}
+
+export function createWalletEventHub(sql: Sql, logger: Logger): WalletEventHub {
+  const listeners = new Map<string, Set<Listener>>();
+  let listening: Promise<{ unlisten: () => Promise<void> }> | undefined;
+
+  const onMessage = (payload: string) => {
+    let event: WalletEvent;
+    try {
+      event = JSON.parse(payload) as WalletEvent;
+    } catch (err) {
+      logger.warn({ err }, 'unreadable wallet event');
+      return;
+    }
+    for (const listener of listeners.get(event.customerId) ?? []) listener(event);
+  };
+
+  return {
+    async subscribe(customerId, listener) {
+      listening ??= sql.listen('wallet_events', onMessage);
+      await listening;
+      const set = listeners.get(customerId) ?? new Set();
+      set.add(listener);
+      listeners.set(customerId, set);
+      return () => {
+        set.delete(listener);
+        if (set.size === 0) listeners.delete(customerId);
+      };
+    },
+    async close() {
+      if (listening) await (await listening).unlisten();
+      listening = undefined;
+      listeners.clear();
+    },
+  };
+}
