@@ -18,7 +18,7 @@ import {
 } from '../shared.js';
 
 const { applyAdjustment, rejectAdjustment } = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
+  startToCloseTimeout: '10 seconds',
   // Infrastructure failures retry until they succeed; business refusals are non-retryable.
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });

@@ -35,22 +35,23 @@ const retryForever = {
 } as const;
 
 // Ledger writes, notifications and compensations retry until they succeed: each is idempotent.
+// They take milliseconds; a short timeout lets another worker take over fast after a crash.
 const steps = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
+  startToCloseTimeout: '10 seconds',
   retry: retryForever,
 });
 
 // The debit waits for a cancelled attempt to really finish, so the refund that follows a
 // cancellation always sees a debit that committed late.
 const debitStep = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
+  startToCloseTimeout: '10 seconds',
   retry: retryForever,
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 });
 
 // The provider gets a few tries; after that the customer is refunded rather than kept waiting.
 const provider = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
+  startToCloseTimeout: '15 seconds',
   retry: {
     initialInterval: '1 second',
     backoffCoefficient: 2,
