@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { expect, inject } from 'vitest';
 import { mintToken, type Principal } from '../src/api/auth.js';
 import { createApp, type AppDeps } from '../src/api/app.js';
-import { createActivities, type ActivityDeps } from '../src/activities/index.js';
+import { createActivities, type ActivityDeps, type Activities } from '../src/activities/index.js';
 import { createDatabase, type Database } from '../src/db/client.js';
 import { checkLedger } from '../src/ledger/check.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
@@ -79,11 +79,13 @@ export async function startTestWorker(
   db: Database,
   taskQueue: string,
   extra: Partial<Omit<ActivityDeps, 'db'>> = {},
+  /** Replaces individual activities, e.g. with a flaky version of one. */
+  overrides: Partial<Activities> = {},
 ) {
   const { worker, connection } = await createWorker({
     target: { address: inject('temporalAddress'), namespace: inject('temporalNamespace') },
     taskQueue,
-    activities: createActivities({ db, ...extra }),
+    activities: { ...createActivities({ db, ...extra }), ...overrides },
     workflowBundle: { codePath: inject('workflowBundlePath') },
   });
   const running = worker.run();

@@ -2,7 +2,9 @@
 // own, and small HTTP helpers for buying, following, cancelling and delivering codes.
 import type { Client } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
+import type { Activities } from '../src/activities/index.js';
 import { signSmsBody } from '../src/api/webhooks/sms.js';
+import { createMetrics } from '../src/metrics.js';
 import type { Database } from '../src/db/client.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
 import { SimulatedSmsProvider } from '../src/sms/provider.js';
@@ -28,7 +30,10 @@ export interface Verification {
   error?: { code: string };
 }
 
-export async function verificationHarness(name: string, options: { price?: number } = {}) {
+export async function verificationHarness(
+  name: string,
+  options: { price?: number; overrides?: Partial<Activities> } = {},
+) {
   const suffix = randomBytes(4).toString('hex');
   const service = `${name}-${suffix}`;
   const failingService = `${name}-down-${suffix}`;
@@ -41,7 +46,8 @@ export async function verificationHarness(name: string, options: { price?: numbe
   await db.sql`
     insert into prices (service, country, price)
     values (${service}, 'US', ${price}), (${failingService}, 'US', ${price})`;
-  const worker = await startTestWorker(db, taskQueue, { sms });
+  const metrics = createMetrics();
+  const worker = await startTestWorker(db, taskQueue, { sms, metrics }, options.overrides);
   const app = testApp(db, temporal, taskQueue);
 
   const h = {
@@ -50,6 +56,7 @@ export async function verificationHarness(name: string, options: { price?: numbe
     temporal,
     app,
     sms,
+    metrics,
     service,
     failingService,
     price,
