@@ -129,7 +129,7 @@ describe('notifications', () => {
   it('pages the list newest first', async () => {
     const customer = await createCustomer(h.db);
     for (let i = 0; i < 3; i++) {
-      await new MockActivityEnvironment().run(real.notify, {
+      await new MockActivityEnvironment().run((input: NotifyInput) => real.notify(input), {
         idempotencyKey: `page-${customer.id}-${i}`,
         customerId: customer.id,
         kind: 'credits_added' as const,
