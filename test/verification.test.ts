@@ -10,6 +10,7 @@ import {
   uniqueId,
 } from './helpers.js';
 import { verificationIdFor } from '../src/api/verifications/routes.js';
+import { searchAttributes } from '../src/shared.js';
 import {
   verificationHarness,
   type Verification,
@@ -78,6 +79,9 @@ describe('buying a verification', () => {
     expect(await h.ledger.walletBalance(customer.id)).toBe(100);
     expect(await h.entryTypes(id)).toEqual(['verification_purchase', 'verification_refund']);
     expect(h.sms.released.has(`sim_${id}`)).toBe(true);
+    const description = await h.temporal.workflow.getHandle(`verification-${id}`).describe();
+    expect(description.typedSearchAttributes.get(searchAttributes.flowStatus)).toBe('refunded');
+    expect(description.typedSearchAttributes.get(searchAttributes.customerId)).toBe(customer.id);
 
     const history = await h.app.request('/v1/wallet/transactions?limit=2', {
       headers: { authorization: `Bearer ${await customerToken(customer.id)}` },
@@ -179,6 +183,59 @@ describe('buying a verification', () => {
     expect(other.status).toBe(409);
     expect(await h.ledger.walletBalance(customer.id)).toBe(50);
     await h.cancel(customer.id, first.id);
+  });
+});
+
+describe('operator cancellation', () => {
+  it('refunds when an operator cancels the workflow from Temporal', async () => {
+    const customer = await fundedCustomer(100);
+    const { id, workflowId } = await started(await h.buy(customer.id, { timeoutSeconds: 120 }));
+    await h.waitFor(customer.id, id, ['active']);
+    await h.temporal.workflow.getHandle(workflowId).cancel();
+    const final = await h.waitFor(customer.id, id, ['refunded']);
+    expect(final.refundReason).toBe('cancelled');
+    expect(await h.entryTypes(id)).toEqual(['verification_purchase', 'verification_refund']);
+    expect(await h.ledger.walletBalance(customer.id)).toBe(100);
+  });
+});
+
+describe('prices', () => {
+  it('lists prices and lets admins change one, which new purchases then pay', async () => {
+    const admin = await adminToken();
+    const customer = await fundedCustomer(100);
+    const list = await h.app.request('/v1/prices', {
+      headers: { authorization: `Bearer ${await customerToken(customer.id)}` },
+    });
+    const { items } = (await list.json()) as {
+      items: Array<{ service: string; country: string; price: number }>;
+    };
+    expect(items).toContainEqual({ service: h.service, country: 'US', price: 50 });
+    const service = `${h.service}-x`;
+    const put = await h.app.request(
+      `/v1/admin/prices/${service}/US`,
+      jsonRequest('PUT', { price: 30, reason: 'launch' }, admin),
+    );
+    expect(put.status).toBe(200);
+    expect(
+      (
+        await h.app.request(
+          `/v1/admin/prices/${service}/US`,
+          jsonRequest('PUT', { price: 0 }, admin),
+        )
+      ).status,
+    ).toBe(400);
+    expect(
+      (
+        await h.app.request(
+          `/v1/admin/prices/${service}/US`,
+          jsonRequest('PUT', { price: 5 }, await customerToken(customer.id)),
+        )
+      ).status,
+    ).toBe(403);
+    const { id } = await started(await h.buy(customer.id, { service, timeoutSeconds: 60 }));
+    expect(await h.ledger.walletBalance(customer.id)).toBe(70);
+    await h.cancel(customer.id, id);
+    await h.db.sql`delete from prices where service = ${service}`;
   });
 });
 
