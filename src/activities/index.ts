@@ -3,12 +3,15 @@ import type { Database } from '../db/client.js';
 import { createLedger, type Ledger } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { createLedgerActivities } from './ledger.js';
+import { createMarketplaceActivities, type MarketplaceHooks } from './marketplace.js';
 import { createNotificationActivities } from './notifications.js';
 
 export interface ActivityDeps {
   db: Database;
   ledger?: Ledger;
   metrics?: WorkerMetrics;
+  /** Test seams for the order workflow's steps; production passes none. */
+  marketplaceHooks?: MarketplaceHooks;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -16,6 +19,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createLedgerActivities({ db: deps.db, ledger }),
     ...createNotificationActivities({ db: deps.db, metrics: deps.metrics }),
+    ...createMarketplaceActivities({ db: deps.db, ledger, hooks: deps.marketplaceHooks }),
   };
 }
 
