@@ -6,6 +6,7 @@ import {
   log,
   proxyActivities,
   setHandler,
+  upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -67,8 +68,11 @@ export async function order(input: OrderInput): Promise<OrderState> {
   ]);
   log.info('order started', { orderId, buyerId, items: input.itemIds.length });
 
+  // The step is also kept in the memo, so the API can follow an order by describing it,
+  // without a query that needs a worker.
   const enter = (step: OrderStep) => {
     state.step = step;
+    upsertMemo({ step });
     state.updatedAt = new Date().toISOString();
     log.info(`order ${step}`, { orderId, step });
   };
@@ -85,6 +89,7 @@ export async function order(input: OrderInput): Promise<OrderState> {
     state.failed.sort((a, b) => at(a.itemId) - at(b.itemId));
     state.status = status;
     state.step = 'done';
+    upsertMemo({ step: 'done' });
     state.error = error;
     state.updatedAt = new Date().toISOString();
     await recordOrder(state);

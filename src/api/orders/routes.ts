@@ -15,6 +15,7 @@ import {
   type OrderInput,
   type OrderState,
   type OrderStatus,
+  type OrderStep,
 } from '../../shared.js';
 import type { order } from '../../workflows/order.js';
 import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
@@ -139,19 +140,20 @@ export function orderIdFor(buyerId: string, idempotencyKey: string): string {
   return `ord_${digest.slice(0, 32)}`;
 }
 
-/** The state a workflow describes about itself (start memo + FlowStatus), no worker needed. */
+/** The state a workflow describes about itself (start memo, step memo, FlowStatus), no worker needed. */
 function stateFromDescription(description: WorkflowExecutionDescription): OrderState | undefined {
   const input = description.memo?.input as OrderInput | undefined;
   if (!input) return undefined;
   const status = (description.typedSearchAttributes.get(searchAttributes.flowStatus) ??
     'processing') as OrderStatus;
+  const step = (description.memo?.step as OrderStep | undefined) ?? 'validating';
   return {
     id: input.orderId,
     workflowId: description.workflowId,
     buyerId: input.buyerId,
     itemIds: input.itemIds,
     status,
-    step: status === 'processing' ? 'validating' : 'done',
+    step: status === 'processing' ? step : 'done',
     purchased: [],
     failed: [],
     charged: 0,
@@ -178,34 +180,10 @@ interface OrderRow {
   updated_at: Date | string;
 }
 
-/**
- * Live state from the workflow query while it runs, the orders read model once it has closed,
- * the workflow's own description when neither answers.
- */
-export async function readOrder(
-  temporal: Client,
-  db: Database,
-  id: string,
-  options: { queryDeadlineMs?: number } = {},
-): Promise<OrderState | undefined> {
-  const handle = temporal.workflow.getHandle(workflowIds.order(id));
-  let description: WorkflowExecutionDescription | undefined;
-  try {
-    description = await handle.describe();
-  } catch (err) {
-    if (!(err instanceof WorkflowNotFoundError)) throw err;
-  }
-  if (description?.status.name === 'RUNNING') {
-    try {
-      const deadline = Date.now() + (options.queryDeadlineMs ?? QUERY_DEADLINE_MS);
-      return await temporal.connection.withDeadline(deadline, () => handle.query(orderStateQuery));
-    } catch {
-      // No worker answered in time; the description still tells the caller where it stands.
-      return stateFromDescription(description);
-    }
-  }
+/** The orders read model, written by the workflow as it finishes. */
+async function readRecord(db: Database, id: string): Promise<OrderState | undefined> {
   const [row] = await db.sql<OrderRow[]>`select * from orders where id = ${id}`;
-  if (!row) return description ? stateFromDescription(description) : undefined;
+  if (!row) return undefined;
   return {
     id: row.id,
     workflowId: row.workflow_id,
@@ -223,7 +201,49 @@ export async function readOrder(
   };
 }
 
-/** Reads the order until it is past validation or the wait is over, whichever comes first. */
+async function describeOrder(
+  temporal: Client,
+  id: string,
+): Promise<WorkflowExecutionDescription | undefined> {
+  try {
+    return await temporal.workflow.getHandle(workflowIds.order(id)).describe();
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Live state from the workflow query while it runs, the orders read model once it has closed,
+ * the workflow's own description when neither answers.
+ */
+export async function readOrder(
+  temporal: Client,
+  db: Database,
+  id: string,
+): Promise<OrderState | undefined> {
+  let description = await describeOrder(temporal, id);
+  if (description?.status.name === 'RUNNING') {
+    try {
+      return await temporal.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
+        temporal.workflow.getHandle(workflowIds.order(id)).query(orderStateQuery),
+      );
+    } catch {
+      // No worker answered in time, or the workflow closed while the query waited.
+      description = await describeOrder(temporal, id);
+      if (description?.status.name === 'RUNNING') return stateFromDescription(description);
+    }
+  }
+  const record = await readRecord(db, id);
+  return record ?? (description ? stateFromDescription(description) : undefined);
+}
+
+/**
+ * Follows the order until it is past validation (money is moving, or it has closed) or the
+ * wait is over, whichever comes first.
+ * It reads the workflow's description (step memo) rather than querying, so it needs no worker
+ * and never races the workflow's own task.
+ */
 async function readOrderAfterValidation(
   temporal: Client,
   db: Database,
@@ -231,12 +251,15 @@ async function readOrderAfterValidation(
 ): Promise<OrderState | undefined> {
   const deadline = Date.now() + VALIDATION_WAIT_MS;
   for (;;) {
-    const remaining = deadline - Date.now();
-    const state = await readOrder(temporal, db, id, {
-      queryDeadlineMs: Math.max(remaining, VALIDATION_POLL_MS),
-    });
-    const validating = state?.status === 'processing' && state.step === 'validating';
-    if (!validating || Date.now() + VALIDATION_POLL_MS >= deadline) return state;
+    const description = await describeOrder(temporal, id);
+    if (description?.status.name !== 'RUNNING') {
+      const record = await readRecord(db, id);
+      return record ?? (description ? stateFromDescription(description) : undefined);
+    }
+    const state = stateFromDescription(description);
+    // 'done' while still running: the outcome is being recorded; it is worth the short wait.
+    const settling = state?.step === 'validating' || state?.step === 'done';
+    if (!settling || Date.now() + VALIDATION_POLL_MS >= deadline) return state;
     await new Promise((resolve) => setTimeout(resolve, VALIDATION_POLL_MS));
   }
 }
