@@ -77,6 +77,7 @@ function refusalFor(row: ItemRow | undefined, buyerId: string): OrderItemFailure
   return undefined;
 }
 
+/** The order workflow's activities; every write is idempotent per order and item. */
 export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceActivityDeps) {
   async function readItems(sql: postgres.ISql, ids: string[]): Promise<Map<string, ItemRow>> {
     const rows = await sql<ItemRow[]>`
@@ -117,7 +118,7 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
           else valid.push({ itemId, price: Number(row.price), sellerId: row.seller_id });
         }
         const balance = await ledger.walletBalance(input.buyerId);
-        log.info('order validated', {
+        log.info('order items checked', {
           orderId: input.orderId,
           valid: valid.length,
           invalid: invalid.length,

@@ -129,6 +129,12 @@ export async function order(input: OrderInput): Promise<OrderState> {
   }
   state.failed.push(...validation.invalid);
   const valid = validation.valid;
+  log.info('order validated', {
+    orderId,
+    valid: valid.length,
+    invalid: validation.invalid.length,
+    balance: validation.balance,
+  });
   if (valid.length === 0) {
     return finish('failed', {
       code: 'items_unavailable',

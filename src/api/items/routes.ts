@@ -160,6 +160,7 @@ export function requireCustomer(principal: Principal): string {
   return principal.sub;
 }
 
+/** The marketplace item routes: list, read, browse, withdraw. */
 export function itemRoutes({ db, logger }: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 

@@ -267,6 +267,7 @@ async function readOrderAfterValidation(
 const sameCart = (a: string[], b: string[]) =>
   a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
 
+/** The order routes: start a cart checkout, read its outcome. */
 export function orderRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
