@@ -8,6 +8,7 @@ export const DEFAULT_TASK_QUEUE = 'creditflow';
 export const workflowIds = {
   adjustment: (adjustmentId: string) => `adjustment-${adjustmentId}`,
   verification: (verificationId: string) => `verification-${verificationId}`,
+  order: (orderId: string) => `order-${orderId}`,
 };
 
 /** Search attributes operators filter on in the Temporal UI. */
@@ -31,6 +32,7 @@ export const BUSINESS_FAILURE_TYPES = [
   'invalid_posting',
   'provider_refused',
   'verification_closed',
+  'items_unavailable',
 ] as const;
 
 export interface AdjustmentInput {
@@ -98,3 +100,45 @@ export const codeReceivedSignal = defineSignal<[{ code: string }]>('codeReceived
 export const cancelVerificationUpdate = defineUpdate<VerificationState>('cancel');
 /** Answers once the debit is settled (or refused), so the API can answer the POST with it. */
 export const debitSettledUpdate = defineUpdate<VerificationState>('debitSettled');
+
+export interface OrderInput {
+  orderId: string;
+  buyerId: string;
+  /** The cart: distinct item ids, in the order the buyer listed them. */
+  itemIds: string[];
+}
+
+export type OrderStatus = 'processing' | 'completed' | 'partially_completed' | 'failed';
+
+/** Where a running order is; `done` once it has an outcome. */
+export type OrderStep = 'validating' | 'charging' | 'transferring' | 'refunding' | 'done';
+
+/** Why one item of a cart was not bought. */
+export type OrderItemFailureReason =
+  | 'item_not_found'
+  | 'item_withdrawn'
+  | 'item_sold'
+  | 'own_item'
+  | 'seller_unavailable'
+  | 'duplicate_item'
+  | 'item_changed';
+
+export interface OrderState {
+  id: string;
+  workflowId: string;
+  buyerId: string;
+  itemIds: string[];
+  status: OrderStatus;
+  step: OrderStep;
+  purchased: string[];
+  failed: Array<{ itemId: string; reason: OrderItemFailureReason }>;
+  /** Credits taken from the wallet by the order's one debit. */
+  charged: number;
+  /** Credits given back for the items that could not be transferred. */
+  refunded: number;
+  error: { code: string; message: string } | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export const orderStateQuery = defineQuery<OrderState>('state');

@@ -4,6 +4,7 @@ import { createLedger, type Ledger } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { SimulatedSmsProvider, type SmsProvider } from '../sms/provider.js';
 import { createLedgerActivities } from './ledger.js';
+import { createMarketplaceActivities, type MarketplaceHooks } from './marketplace.js';
 import { createNotificationActivities } from './notifications.js';
 import { createVerificationActivities } from './verification.js';
 
@@ -13,6 +14,8 @@ export interface ActivityDeps {
   metrics?: WorkerMetrics;
   /** The simulated provider when absent (local runs and tests). */
   sms?: SmsProvider;
+  /** Test seams for the order workflow's steps; production passes none. */
+  marketplaceHooks?: MarketplaceHooks;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -26,6 +29,7 @@ export function createActivities(deps: ActivityDeps) {
       sms: deps.sms ?? new SimulatedSmsProvider(),
       metrics: deps.metrics,
     }),
+    ...createMarketplaceActivities({ db: deps.db, ledger, hooks: deps.marketplaceHooks }),
   };
 }
 

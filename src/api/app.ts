@@ -9,7 +9,9 @@ import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
 import { ApiError, errorBody, handleError, validationHook } from './errors.js';
 import { healthRoutes } from './health/routes.js';
+import { itemRoutes } from './items/routes.js';
 import { notificationRoutes } from './notifications/routes.js';
+import { orderRoutes } from './orders/routes.js';
 import { createMetrics } from '../metrics.js';
 import { createWalletEventHub } from './wallet/events.js';
 import { walletRoutes } from './wallet/routes.js';
@@ -71,6 +73,8 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.route('/', notificationRoutes(deps));
   app.route('/', priceRoutes(deps));
   app.route('/', verificationRoutes(deps));
+  app.route('/', itemRoutes(deps));
+  app.route('/', orderRoutes(deps));
 
   app.notFound((c) =>
     c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404),

@@ -1,3 +1,4 @@
 // Every workflow the worker registers.
 export { adjustment } from './adjustment.js';
 export { verificationPurchase } from './verification.js';
+export { order } from './order.js';
