@@ -6,7 +6,9 @@ export type BusinessErrorCode =
   | 'idempotency_conflict'
   | 'customer_not_found'
   | 'account_not_found'
-  | 'invalid_posting';
+  | 'invalid_posting'
+  | 'stripe_request_refused'
+  | 'payment_not_found';
 
 /** A refusal that retrying cannot fix; activities turn it into a non-retryable failure. */
 export class BusinessError extends Error {

@@ -116,7 +116,7 @@ async function main(): Promise<void> {
       if (mock) {
         stops.push({ name: 'stripe-mock', stop: mock.stop });
         effective.STRIPE_API_BASE = mock.apiBase;
-        effective.STRIPE_SECRET_KEY = 'sk_test_creditflow_local';
+        effective.STRIPE_SECRET_KEY = 'sk_test_creditflowlocal';
         say(`stripe-mock at ${mock.apiBase}.`);
       } else {
         say(
@@ -128,7 +128,14 @@ async function main(): Promise<void> {
     const config: Config = loadConfig(effective);
     writeFileSync(
       join(dir, 'stack.env'),
-      ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'AUTH_JWT_SECRET', 'PORT']
+      [
+        'DATABASE_URL',
+        'TEMPORAL_ADDRESS',
+        'TEMPORAL_NAMESPACE',
+        'AUTH_JWT_SECRET',
+        'STRIPE_WEBHOOK_SECRET',
+        'PORT',
+      ]
         .map((k) => [k, effective[k] ?? (k === 'PORT' ? String(config.port) : undefined)])
         .filter(([, v]) => v !== undefined)
         .map(([k, v]) => `${k}=${v}`)

@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { expect, inject } from 'vitest';
 import { mintToken, type Principal } from '../src/api/auth.js';
-import { createApp } from '../src/api/app.js';
-import { createActivities } from '../src/activities/index.js';
+import { createApp, type AppDeps } from '../src/api/app.js';
+import { createActivities, type ActivityDeps } from '../src/activities/index.js';
 import { createDatabase, type Database } from '../src/db/client.js';
 import { checkLedger } from '../src/ledger/check.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
@@ -73,12 +73,19 @@ export async function connectTestClient(): Promise<Client> {
   return new Client({ connection, namespace: inject('temporalNamespace') });
 }
 
-/** A worker on its own task queue, using the run's prebuilt workflow bundle. */
-export async function startTestWorker(db: Database, taskQueue: string) {
+/**
+ * A worker on its own task queue, using the run's prebuilt workflow bundle; `deps` adds activity
+ * dependencies such as a Stripe gateway.
+ */
+export async function startTestWorker(
+  db: Database,
+  taskQueue: string,
+  deps: Omit<ActivityDeps, 'db'> = {},
+) {
   const { worker, connection } = await createWorker({
     target: { address: inject('temporalAddress'), namespace: inject('temporalNamespace') },
     taskQueue,
-    activities: createActivities({ db }),
+    activities: createActivities({ ...deps, db }),
     workflowBundle: { codePath: inject('workflowBundlePath') },
   });
   const running = worker.run();
@@ -94,8 +101,16 @@ export async function startTestWorker(db: Database, taskQueue: string) {
 
 export const silentLogger = createLogger({ level: 'error' });
 
-/** The real app, wired to the run's database and Temporal, on the file's own task queue. */
-export function testApp(db: Database, temporal: Client, taskQueue: string) {
+/**
+ * The real app, wired to the run's database and Temporal, on the file's own task queue; `extra`
+ * adds optional dependencies such as the Stripe webhook secret or checkout options.
+ */
+export function testApp(
+  db: Database,
+  temporal: Client,
+  taskQueue: string,
+  extra: Partial<Pick<AppDeps, 'checkout' | 'stripeWebhookSecret'>> = {},
+) {
   return createApp({
     db,
     ledger: createLedger(db.sql),
@@ -103,6 +118,7 @@ export function testApp(db: Database, temporal: Client, taskQueue: string) {
     logger: silentLogger,
     jwtSecret: JWT_SECRET,
     taskQueue,
+    ...extra,
   });
 }
 
@@ -157,7 +173,10 @@ export function jsonRequest(
  * A worker in its own OS process (src/worker.ts), for chaos tests that SIGKILL it mid-flow.
  * It bundles the workflows itself at start, so allow a few seconds before it polls.
  */
-export async function spawnWorkerProcess(taskQueue: string) {
+export async function spawnWorkerProcess(
+  taskQueue: string,
+  extraEnv: Record<string, string> = {},
+) {
   const metricsPort = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', workerEntry], {
     cwd: projectRoot,
@@ -169,6 +188,7 @@ export async function spawnWorkerProcess(taskQueue: string) {
       TEMPORAL_TASK_QUEUE: taskQueue,
       WORKER_METRICS_PORT: String(metricsPort),
       LOG_LEVEL: 'warn',
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

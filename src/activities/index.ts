@@ -2,6 +2,8 @@
 import type { Database } from '../db/client.js';
 import { createLedger, type Ledger } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
+import type { StripeGateway } from '../stripe/gateway.js';
+import { createCheckoutActivities } from './checkout.js';
 import { createLedgerActivities } from './ledger.js';
 import { createNotificationActivities } from './notifications.js';
 
@@ -9,6 +11,8 @@ export interface ActivityDeps {
   db: Database;
   ledger?: Ledger;
   metrics?: WorkerMetrics;
+  /** Stripe for checkouts; tests pass a recording double in front of stripe-mock. */
+  stripe?: StripeGateway | undefined;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -16,6 +20,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createLedgerActivities({ db: deps.db, ledger }),
     ...createNotificationActivities({ db: deps.db, metrics: deps.metrics }),
+    ...createCheckoutActivities({ db: deps.db, ledger, stripe: deps.stripe }),
   };
 }
 

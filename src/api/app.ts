@@ -5,6 +5,7 @@ import type { Context, Next } from 'hono';
 import { routePath } from 'hono/route';
 import { adjustmentRoutes } from './adjustments/routes.js';
 import { authenticate, type AuthEnv } from './auth.js';
+import { checkoutRoutes } from './checkouts/routes.js';
 import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
 import { ApiError, errorBody, handleError, validationHook } from './errors.js';
@@ -12,6 +13,7 @@ import { healthRoutes } from './health/routes.js';
 import { notificationRoutes } from './notifications/routes.js';
 import { createMetrics } from '../metrics.js';
 import { walletRoutes } from './wallet/routes.js';
+import { stripeWebhookRoutes } from './webhooks/stripe.js';
 
 export type { AppDeps } from './common.js';
 
@@ -51,6 +53,9 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   });
   app.get('/docs', swaggerUI({ url: '/openapi.json' }));
 
+  // Public: Stripe signs these; the route verifies the raw body itself.
+  app.route('/', stripeWebhookRoutes(deps));
+
   app.use('/v1/*', authenticate(deps.jwtSecret));
   app.get('/v1/customers/', () => {
     throw new ApiError(
@@ -63,6 +68,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.route('/', walletRoutes(deps));
   app.route('/', adjustmentRoutes(deps));
   app.route('/', notificationRoutes(deps));
+  app.route('/', checkoutRoutes(deps));
 
   app.notFound((c) =>
     c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404),

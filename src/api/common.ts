@@ -5,6 +5,7 @@ import type { Database } from '../db/client.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import type { CreditPacks } from '../payments/packs.js';
 
 export interface AppDeps {
   db: Database;
@@ -16,6 +17,10 @@ export interface AppDeps {
   temporalUiUrl?: string | undefined;
   /** Shared with an in-process worker; the app makes its own when absent. */
   metrics?: Metrics;
+  /** Credit packs on sale and how long a customer has to pay; the defaults when absent. */
+  checkout?: { packs?: CreditPacks; expirySeconds?: number };
+  /** Verifies Stripe-Signature on POST /webhooks/stripe; that route answers 503 without it. */
+  stripeWebhookSecret?: string | undefined;
 }
 
 export const ErrorSchema = z

@@ -25,6 +25,8 @@ const businessStatus: Record<BusinessErrorCode, ContentfulStatusCode> = {
   customer_not_found: 404,
   account_not_found: 404,
   invalid_posting: 400,
+  stripe_request_refused: 502,
+  payment_not_found: 404,
 };
 
 export function statusForCode(code: string): ContentfulStatusCode {

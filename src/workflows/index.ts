@@ -1,2 +1,3 @@
 // Every workflow the worker registers.
 export { adjustment } from './adjustment.js';
+export { checkout } from './checkout.js';
