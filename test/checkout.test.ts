@@ -1,7 +1,11 @@
 // The checkout workflow under Stripe's real-world behaviour: early, late, out-of-order and async
 // reports, and the expiry compensation. Real Temporal, PostgreSQL and stripe-mock.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCheckoutBench, type CheckoutBench, type CheckoutStarted } from './checkout-harness.js';
+import {
+  startCheckoutBench,
+  type CheckoutBench,
+  type CheckoutStarted,
+} from './checkout-harness.js';
 import { sessionObject, stripeEvent, type RecordedSession } from './stripe.js';
 import { searchAttributes, type CheckoutState } from '../src/shared.js';
 
@@ -29,7 +33,10 @@ async function open(on: CheckoutBench, pack = 'small') {
 }
 
 const completed = (session: RecordedSession, paymentStatus = 'paid') =>
-  stripeEvent('checkout.session.completed', sessionObject(session, { payment_status: paymentStatus }));
+  stripeEvent(
+    'checkout.session.completed',
+    sessionObject(session, { payment_status: paymentStatus }),
+  );
 const sessionEvent = (type: string, session: RecordedSession, overrides = {}) =>
   stripeEvent(type, sessionObject(session, overrides));
 
@@ -65,7 +72,10 @@ describe('checkout workflow', () => {
     await bench.deliver(completed(session));
     await result(bench, started.workflowId);
     const stale = await bench.deliver(
-      sessionEvent('checkout.session.expired', session, { status: 'expired', payment_status: 'unpaid' }),
+      sessionEvent('checkout.session.expired', session, {
+        status: 'expired',
+        payment_status: 'unpaid',
+      }),
     );
     expect(stale.status).toBe(200);
     expect((await bench.read(customer.token, started.id)).status).toBe('credited');
@@ -115,7 +125,10 @@ describe('checkout workflow', () => {
   it("ends expired when Stripe's own expired event arrives first, without calling Stripe again", async () => {
     const { started, session } = await open(bench);
     await bench.deliver(
-      sessionEvent('checkout.session.expired', session, { status: 'expired', payment_status: 'unpaid' }),
+      sessionEvent('checkout.session.expired', session, {
+        status: 'expired',
+        payment_status: 'unpaid',
+      }),
     );
     expect((await result(bench, started.workflowId)).status).toBe('expired');
     expect(session.expireCalls).toBe(0);
@@ -155,7 +168,9 @@ describe('checkout workflow', () => {
       session.paymentStatus = 'paid';
       return Promise.resolve();
     };
-    const started = (await (await shortBench.buy(customer.token, 'small')).json()) as CheckoutStarted;
+    const started = (await (
+      await shortBench.buy(customer.token, 'small')
+    ).json()) as CheckoutStarted;
     const state = await result(shortBench, started.workflowId);
     expect(state.status).toBe('credited');
     expect(await shortBench.ledger.walletBalance(customer.id)).toBe(100);

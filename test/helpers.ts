@@ -173,10 +173,7 @@ export function jsonRequest(
  * A worker in its own OS process (src/worker.ts), for chaos tests that SIGKILL it mid-flow.
  * It bundles the workflows itself at start, so allow a few seconds before it polls.
  */
-export async function spawnWorkerProcess(
-  taskQueue: string,
-  extraEnv: Record<string, string> = {},
-) {
+export async function spawnWorkerProcess(taskQueue: string, extraEnv: Record<string, string> = {}) {
   const metricsPort = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', workerEntry], {
     cwd: projectRoot,

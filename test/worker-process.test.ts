@@ -39,7 +39,15 @@ describe('worker process', () => {
     const handle = await temporal.workflow.start<typeof adjustment>('adjustment', {
       taskQueue,
       workflowId: workflowIds.adjustment(id),
-      args: [{ adjustmentId: id, customerId: customer.id, amount: 25, reason: 'chaos', requestedBy: 'test' }],
+      args: [
+        {
+          adjustmentId: id,
+          customerId: customer.id,
+          amount: 25,
+          reason: 'chaos',
+          requestedBy: 'test',
+        },
+      ],
     });
     const second = await spawnWorkerProcess(taskQueue);
     try {

@@ -92,7 +92,13 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
     // A payment's topup entry and its move to `credited` commit in one transaction, so in any
     // snapshot: credited (or later) ⇔ exactly one topup entry, and it is the one recorded.
     const payments = await tx<
-      { id: string; status: string; topup_entry_id: string | null; topups: string; first: string | null }[]
+      {
+        id: string;
+        status: string;
+        topup_entry_id: string | null;
+        topups: string;
+        first: string | null;
+      }[]
     >`
       select p.id, p.status, p.topup_entry_id, count(e.id) as topups, min(e.id) as first
       from payments p

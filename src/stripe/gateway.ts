@@ -54,7 +54,9 @@ export interface StripeGatewayOptions {
 }
 
 /** The metadata every session and its payment intent carry, so a webhook finds its workflow. */
-export function checkoutMetadata(request: Omit<CheckoutSessionRequest, 'expiresAt' | 'idempotencyKey'>) {
+export function checkoutMetadata(
+  request: Omit<CheckoutSessionRequest, 'expiresAt' | 'idempotencyKey'>,
+) {
   return {
     paymentId: request.paymentId,
     workflowId: request.workflowId,

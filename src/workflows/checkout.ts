@@ -170,8 +170,8 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
     if (settled.from) move(settled.outcome === 'refused' ? settled.from : to);
   };
 
-  let deadline = (input.startedBy === 'api' ? startTime.getTime() : Date.now()) +
-    input.expiresInSeconds * 1000;
+  let deadline =
+    (input.startedBy === 'api' ? startTime.getTime() : Date.now()) + input.expiresInSeconds * 1000;
   let timedOut = false;
   for (;;) {
     const outcome = outcomes.shift();

@@ -1,7 +1,11 @@
 // Checkouts end to end: POST → checkout workflow → Stripe (stripe-mock) → signed webhook → credit.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminToken, customerToken } from '../../../test/helpers.js';
-import { startCheckoutBench, type CheckoutBench, type CheckoutStarted } from '../../../test/checkout-harness.js';
+import {
+  startCheckoutBench,
+  type CheckoutBench,
+  type CheckoutStarted,
+} from '../../../test/checkout-harness.js';
 import { sessionObject, stripeEvent } from '../../../test/stripe.js';
 import { DEFAULT_CREDIT_PACKS } from '../../payments/packs.js';
 import { searchAttributes } from '../../shared.js';
@@ -46,7 +50,9 @@ describe('POST /v1/checkouts', () => {
 
       const entries = await bench.db.sql<{ idempotency_key: string; type: string }[]>`
         select idempotency_key, type from entries where workflow_id = ${started.workflowId}`;
-      expect(entries).toEqual([{ idempotency_key: `topup:${session.paymentIntentId}`, type: 'topup' }]);
+      expect(entries).toEqual([
+        { idempotency_key: `topup:${session.paymentIntentId}`, type: 'topup' },
+      ]);
       const [payment] = await bench.db.sql<{ status: string; payment_intent_id: string }[]>`
         select status, payment_intent_id from payments where id = ${started.id}`;
       expect(payment).toEqual({ status: 'credited', payment_intent_id: session.paymentIntentId });
@@ -101,7 +107,10 @@ describe('POST /v1/checkouts', () => {
     const unknown = await bench.buy(customer.token, 'huge');
     expect(unknown.status).toBe(400);
     expect(await unknown.json()).toMatchObject({
-      error: { code: 'unknown_pack', message: expect.stringContaining('small, medium, large') as string },
+      error: {
+        code: 'unknown_pack',
+        message: expect.stringContaining('small, medium, large') as string,
+      },
     });
     const bad = await bench.app.request('/v1/checkouts', {
       method: 'POST',

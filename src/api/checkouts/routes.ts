@@ -150,26 +150,23 @@ export async function readCheckout(
   id: string,
 ): Promise<CheckoutState | undefined> {
   const handle = temporal.workflow.getHandle(workflowIds.checkout(id));
+  let running = false;
   try {
-    const description = await handle.describe();
-    if (description.status.name === 'RUNNING') {
+    running = (await handle.describe()).status.name === 'RUNNING';
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+  }
+  if (running) {
+    try {
       return await temporal.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
         handle.query(checkoutStateQuery),
       );
+    } catch {
+      // No worker answered in time: the payment record still says where it stands.
     }
-  } catch (err) {
-    // Not started, or no worker answered in time: the payment record says where it stands.
-    if (!(err instanceof WorkflowNotFoundError) && !isDeadline(err)) throw err;
   }
   const payment = await readPayment(db, id);
   return payment ? fromPayment(payment) : undefined;
-}
-
-function isDeadline(err: unknown): boolean {
-  return (
-    err instanceof Error &&
-    /deadline|timed? ?out|DEADLINE_EXCEEDED/i.test(`${err.name} ${err.message}`)
-  );
 }
 
 function view(state: CheckoutState) {

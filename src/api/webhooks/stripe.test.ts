@@ -33,19 +33,30 @@ async function openCheckout(pack = 'small') {
 
 async function eventRow(id: string) {
   const [row] = await bench.db.sql<
-    { type: string; status: string; payment_id: string | null; error: string | null; processed_at: Date | null }[]
+    {
+      type: string;
+      status: string;
+      payment_id: string | null;
+      error: string | null;
+      processed_at: Date | null;
+    }[]
   >`select type, status, payment_id, error, processed_at from stripe_events where id = ${id}`;
   return row;
 }
 
 async function topups(paymentId: string) {
-  return bench.db.sql`select id from entries where type = 'topup' and metadata->>'paymentId' = ${paymentId}`;
+  return bench.db
+    .sql`select id from entries where type = 'topup' and metadata->>'paymentId' = ${paymentId}`;
 }
 
 describe('POST /webhooks/stripe refuses what Stripe did not sign', () => {
   it.each([
     ['no Stripe-Signature header', { signature: null }, 'missing_signature'],
-    ['a signature made with another secret', { secret: `whsec_${randomBytes(16).toString('hex')}` }, 'invalid_signature'],
+    [
+      'a signature made with another secret',
+      { secret: `whsec_${randomBytes(16).toString('hex')}` },
+      'invalid_signature',
+    ],
     ['a stale timestamp', { timestamp: Math.floor(Date.now() / 1000) - 600 }, 'invalid_signature'],
     ['a garbage signature', { signature: 't=1,v1=deadbeef' }, 'invalid_signature'],
   ])('400 for %s, and nothing written', async (_label, options, code) => {
@@ -82,7 +93,10 @@ describe('POST /webhooks/stripe refuses what Stripe did not sign', () => {
   it.each([
     ['a body that is not JSON', `not json ${randomBytes(8).toString('hex')}`],
     ['JSON that is not a Stripe event', JSON.stringify({ hello: randomBytes(8).toString('hex') })],
-    ['an event without data', JSON.stringify({ id: `evt_${randomBytes(8).toString('hex')}`, object: 'event', type: 'x' })],
+    [
+      'an event without data',
+      JSON.stringify({ id: `evt_${randomBytes(8).toString('hex')}`, object: 'event', type: 'x' }),
+    ],
   ])('400 for %s, even correctly signed, and nothing written', async (_label, body) => {
     const before = await bench.db.sql<{ n: string }[]>`
       select count(*) as n from stripe_events where payload::text like ${`%${body.slice(-16)}%`}`;
@@ -105,7 +119,9 @@ describe('POST /webhooks/stripe refuses what Stripe did not sign', () => {
 
 /** Pays a checkout so the file leaves nothing open. */
 async function settle(paymentId: string, session: ReturnType<typeof bench.stripe.session>) {
-  const res = await bench.deliver(stripeEvent('checkout.session.completed', sessionObject(session)));
+  const res = await bench.deliver(
+    stripeEvent('checkout.session.completed', sessionObject(session)),
+  );
   expect(res.status).toBe(200);
   await bench.temporal.workflow.getHandle(`checkout-${paymentId}`).result();
 }
@@ -159,7 +175,8 @@ describe('POST /webhooks/stripe records and routes verified events', () => {
     expect(await bench.ledger.walletBalance(customer.id)).toBe(550);
     expect(await topups(started.id)).toHaveLength(1);
     expect(await eventRow(event.id)).toMatchObject({ status: 'completed', payment_id: started.id });
-    const notices = await bench.db.sql`select id from notifications where customer_id = ${customer.id}`;
+    const notices = await bench.db
+      .sql`select id from notifications where customer_id = ${customer.id}`;
     expect(notices).toHaveLength(1);
   });
 
@@ -167,8 +184,24 @@ describe('POST /webhooks/stripe records and routes verified events', () => {
     const { customer, started, session } = await openCheckout();
     await settle(started.id, session);
     for (const [type, object] of [
-      ['charge.refunded', { id: 'ch_test_1', object: 'charge', payment_intent: session.paymentIntentId, amount_refunded: 500 }],
-      ['charge.dispute.created', { id: 'dp_test_1', object: 'dispute', payment_intent: session.paymentIntentId, amount: 500 }],
+      [
+        'charge.refunded',
+        {
+          id: 'ch_test_1',
+          object: 'charge',
+          payment_intent: session.paymentIntentId,
+          amount_refunded: 500,
+        },
+      ],
+      [
+        'charge.dispute.created',
+        {
+          id: 'dp_test_1',
+          object: 'dispute',
+          payment_intent: session.paymentIntentId,
+          amount: 500,
+        },
+      ],
     ] as const) {
       const event = stripeEvent(type, object);
       const res = await bench.deliver(event);

@@ -49,7 +49,10 @@ function routingFor(event: z.infer<typeof EventSchema>): Routing {
   const object = event.data.object;
   const outcome = (kind: StripeOutcome['kind'], isSession: boolean): Routing => {
     const metadata = CheckoutMetadataSchema.safeParse(object.metadata);
-    if (!metadata.success || metadata.data.workflowId !== workflowIds.checkout(metadata.data.paymentId)) {
+    if (
+      !metadata.success ||
+      metadata.data.workflowId !== workflowIds.checkout(metadata.data.paymentId)
+    ) {
       return { action: 'ignore', note: 'not a creditflow checkout (no checkout metadata)' };
     }
     return {
