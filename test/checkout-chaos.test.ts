@@ -1,6 +1,8 @@
-// A worker killed (SIGKILL) in the middle of a checkout: the next worker finishes it, once.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { App } from '../src/api/app.js';
+// A worker process killed (SIGKILL) in the middle of a checkout: the next worker finishes it,
+// and the wallet is credited exactly once.
+import type { Client } from '@temporalio/client';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Database } from '../src/db/client.js';
 import { createLedger } from '../src/ledger/ledger.js';
 import type { CheckoutState } from '../src/shared.js';
@@ -19,14 +21,9 @@ import {
   uniqueId,
 } from './helpers.js';
 import { TEST_STRIPE_KEY, TEST_WEBHOOK_SECRET, stripeEvent, webhookRequest } from './stripe.js';
-import type { Client } from '@temporalio/client';
-import { randomBytes } from 'node:crypto';
-import { inject } from 'vitest';
 
 let db: Database;
 let temporal: Client;
-let app: App;
-const taskQueue = uniqueId('chaos-checkout');
 const customers: string[] = [];
 // The worker process talks to stripe-mock through the service's real gateway.
 const stripeEnv = () => ({
@@ -37,7 +34,6 @@ const stripeEnv = () => ({
 beforeAll(async () => {
   db = testDatabase();
   temporal = await connectTestClient();
-  app = testApp(db, temporal, taskQueue, { stripeWebhookSecret: TEST_WEBHOOK_SECRET });
 });
 
 afterAll(async () => {
@@ -48,10 +44,18 @@ afterAll(async () => {
 });
 
 describe('checkout with a worker process that dies', () => {
-  it('credits exactly once when the worker is killed right after the paid webhook', async () => {
+  it.each([
+    // Deterministic: the workflow sits in its wait, cached in the dead worker, when the events come.
+    ['while the workflow waits for Stripe', 'waiting'],
+    // Racy on purpose: the kill lands somewhere in paid → credit → notify.
+    ['right after the paid webhook', 'after-webhook'],
+  ] as const)('credits exactly once when the worker is killed %s', async (_label, killWhen) => {
+    const taskQueue = uniqueId('chaos-checkout');
+    const app = testApp(db, temporal, taskQueue, { stripeWebhookSecret: TEST_WEBHOOK_SECRET });
     const customer = await createCustomer(db);
     customers.push(customer.id);
     const token = await customerToken(customer.id);
+
     const first = await spawnWorkerProcess(taskQueue, stripeEnv());
     let started: CheckoutStarted;
     try {
@@ -63,8 +67,9 @@ describe('checkout with a worker process that dies', () => {
       await first.kill();
       throw err;
     }
+    if (killWhen === 'waiting') await first.kill();
 
-    // What Stripe would send: the session (as stored) with the metadata the gateway gave it.
+    // What Stripe would send: the session as stored, with the metadata the gateway gave it.
     const [payment] = await db.sql<{ stripe_session_id: string; amount: string }[]>`
       select stripe_session_id, amount from payments where id = ${started.id}`;
     const paymentIntentId = `pi_test_${randomBytes(12).toString('hex')}`;
@@ -85,12 +90,10 @@ describe('checkout with a worker process that dies', () => {
       payment_status: 'paid',
       status: 'complete',
     });
-    const delivered = await app.request('/webhooks/stripe', webhookRequest(event));
-    expect(delivered.status).toBe(200);
-    // Crash while the workflow is crediting (or about to).
-    await first.kill();
+    expect((await app.request('/webhooks/stripe', webhookRequest(event))).status).toBe(200);
+    if (killWhen === 'after-webhook') await first.kill();
 
-    // Stripe retries, and sends the payment intent's own event too, while no worker runs.
+    // Stripe redelivers, and sends the payment intent's own event too, while no worker runs.
     expect((await app.request('/webhooks/stripe', webhookRequest(event))).status).toBe(200);
     const intent = stripeEvent('payment_intent.succeeded', {
       id: paymentIntentId,
