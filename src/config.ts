@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { DEFAULT_CREDIT_PACKS, creditPacksSchema, type CreditPacks } from './payments/packs.js';
 
 const port = z.coerce.number().int().min(1).max(65535);
 const optionalUrl = z
@@ -41,6 +42,37 @@ const schema = z.object({
     .optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
   STRIPE_API_BASE: optionalUrl,
+  CREDIT_PACKS: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return DEFAULT_CREDIT_PACKS;
+      let json: unknown;
+      try {
+        json = JSON.parse(v);
+      } catch {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'must be JSON like {"small":{"credits":100,"amount":500,"currency":"eur"}}',
+        });
+        return z.NEVER;
+      }
+      const parsed = creditPacksSchema.safeParse(json);
+      if (!parsed.success) {
+        ctx.addIssue({
+          code: 'custom',
+          message: parsed.error.issues
+            .map((i) => `${i.path.join('.') || 'packs'}: ${i.message}`)
+            .join('; '),
+        });
+        return z.NEVER;
+      }
+      return parsed.data;
+    }),
+  // Stripe accepts a Checkout Session expiry between 30 minutes and 24 hours.
+  CHECKOUT_EXPIRY_MINUTES: z.coerce.number().int().min(30).max(1440).default(30),
+  CHECKOUT_SUCCESS_URL: z.string().url().default('http://localhost:3000/checkout/success'),
+  CHECKOUT_CANCEL_URL: z.string().url().default('http://localhost:3000/checkout/cancel'),
   SMS_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   SMS_PROVIDER: z.enum(['simulated', 'http']).default('simulated'),
   SMS_PROVIDER_URL: optionalUrl,
@@ -76,6 +108,12 @@ export interface Config {
     secretKey: string | undefined;
     webhookSecret: string | undefined;
     apiBase: string | undefined;
+  };
+  checkout: {
+    packs: CreditPacks;
+    expirySeconds: number;
+    successUrl: string;
+    cancelUrl: string;
   };
   sms: {
     webhookSecret: string | undefined;
@@ -128,6 +166,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       secretKey: e.STRIPE_SECRET_KEY,
       webhookSecret: e.STRIPE_WEBHOOK_SECRET,
       apiBase: e.STRIPE_API_BASE,
+    },
+    checkout: {
+      packs: e.CREDIT_PACKS,
+      expirySeconds: e.CHECKOUT_EXPIRY_MINUTES * 60,
+      successUrl: e.CHECKOUT_SUCCESS_URL,
+      cancelUrl: e.CHECKOUT_CANCEL_URL,
     },
     sms: {
       webhookSecret: e.SMS_WEBHOOK_SECRET,

@@ -7,7 +7,9 @@ export type BusinessErrorCode =
   | 'customer_not_found'
   | 'account_not_found'
   | 'invalid_posting'
-  | 'verification_closed';
+  | 'verification_closed'
+  | 'stripe_request_refused'
+  | 'payment_not_found';
 
 /** A refusal that retrying cannot fix; activities turn it into a non-retryable failure. */
 export class BusinessError extends Error {

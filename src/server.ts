@@ -53,6 +53,8 @@ export async function startApi(
       temporalUiUrl: config.temporal.uiUrl,
       metrics: options.metrics,
       smsWebhookSecret: config.sms.webhookSecret,
+      checkout: { packs: config.checkout.packs, expirySeconds: config.checkout.expirySeconds },
+      stripeWebhookSecret: config.stripe.webhookSecret,
     },
     { defaultMetrics: true },
   );
@@ -68,6 +70,9 @@ export async function startApi(
   });
   const url = `http://localhost:${config.port}`;
   logger.info({ url }, 'API listening');
+  if (!config.stripe.webhookSecret) {
+    logger.warn('STRIPE_WEBHOOK_SECRET is not set: POST /webhooks/stripe answers 503');
+  }
   return {
     url,
     stop: async () => {

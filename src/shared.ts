@@ -1,6 +1,7 @@
 // The contract both sides of Temporal share: ids, queries, search attributes, failure types.
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { PaymentStatus } from './payments/state-machine.js';
 
 export const DEFAULT_TASK_QUEUE = 'creditflow';
 
@@ -9,6 +10,7 @@ export const workflowIds = {
   adjustment: (adjustmentId: string) => `adjustment-${adjustmentId}`,
   verification: (verificationId: string) => `verification-${verificationId}`,
   order: (orderId: string) => `order-${orderId}`,
+  checkout: (paymentId: string) => `checkout-${paymentId}`,
 };
 
 /** Search attributes operators filter on in the Temporal UI. */
@@ -33,6 +35,8 @@ export const BUSINESS_FAILURE_TYPES = [
   'provider_refused',
   'verification_closed',
   'items_unavailable',
+  'stripe_request_refused',
+  'payment_not_found',
 ] as const;
 
 export interface AdjustmentInput {
@@ -142,3 +146,57 @@ export interface OrderState {
 }
 
 export const orderStateQuery = defineQuery<OrderState>('state');
+
+/** A credit-pack purchase through Stripe Checkout; the payment id names the workflow. */
+export interface CheckoutInput {
+  paymentId: string;
+  customerId: string;
+  pack: string;
+  credits: number;
+  /** Minor units of `currency`. */
+  amount: number;
+  currency: string;
+  /** How long the customer has to pay; the Stripe session expires then and the wait ends. */
+  expiresInSeconds: number;
+  /**
+   * `api`: a new purchase (creates the Stripe session). `webhook`: Stripe reported on a payment
+   * whose workflow had already closed (late payment); never creates a session.
+   */
+  startedBy: 'api' | 'webhook';
+}
+
+export type CheckoutStatus = PaymentStatus;
+
+/** What a verified Stripe event means for a checkout, as the webhook hands it to the workflow. */
+export interface StripeOutcome {
+  eventId: string;
+  eventType: string;
+  /** paid: credit it; processing: paid by a slow method, wait on; failed / expired: give up. */
+  kind: 'paid' | 'processing' | 'failed' | 'expired';
+  sessionId: string | null;
+  paymentIntentId: string | null;
+}
+
+export interface CheckoutState {
+  id: string;
+  workflowId: string;
+  customerId: string;
+  pack: string;
+  credits: number;
+  amount: number;
+  currency: string;
+  status: CheckoutStatus;
+  checkoutUrl: string | null;
+  sessionId: string | null;
+  paymentIntentId: string | null;
+  entryId: number | null;
+  balanceAfter: number | null;
+  error: { code: string; message: string } | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export const checkoutStateQuery = defineQuery<CheckoutState>('state');
+/** Answers once the Stripe session exists (or the checkout ended), so the API needs no polling. */
+export const checkoutSessionUpdate = defineUpdate<CheckoutState>('checkoutSession');
+export const stripeOutcomeSignal = defineSignal<[StripeOutcome]>('stripeOutcome');

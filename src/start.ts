@@ -116,7 +116,7 @@ async function main(): Promise<void> {
       if (mock) {
         stops.push({ name: 'stripe-mock', stop: mock.stop });
         effective.STRIPE_API_BASE = mock.apiBase;
-        effective.STRIPE_SECRET_KEY = 'sk_test_creditflow_local';
+        effective.STRIPE_SECRET_KEY = 'sk_test_creditflowlocal';
         say(`stripe-mock at ${mock.apiBase}.`);
       } else {
         say(

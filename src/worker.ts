@@ -8,6 +8,7 @@ import { createLogger } from './logger.js';
 import { isMainModule } from './main.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { smsProviderFromConfig } from './sms/provider.js';
+import { createStripeGateway } from './stripe/gateway.js';
 import { createWorker } from './temporal.js';
 
 export interface RunningWorker {
@@ -49,7 +50,20 @@ export async function startWorker(
       tls: config.temporal.tls,
     },
     taskQueue: config.temporal.taskQueue,
-    activities: createActivities({ db, metrics, sms: smsProviderFromConfig(config) }),
+    activities: createActivities({
+      db,
+      metrics,
+      sms: smsProviderFromConfig(config),
+      // Without a key the worker still runs everything else; checkouts retry until it is set.
+      stripe: config.stripe.secretKey
+        ? createStripeGateway({
+            secretKey: config.stripe.secretKey,
+            apiBase: config.stripe.apiBase,
+            successUrl: config.checkout.successUrl,
+            cancelUrl: config.checkout.cancelUrl,
+          })
+        : undefined,
+    }),
   });
   logger.info(
     { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace },

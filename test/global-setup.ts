@@ -15,6 +15,7 @@ import {
   isReachable,
   startEmbeddedPostgres,
 } from '../src/stack/postgres.js';
+import { startStripeMock } from '../src/stack/stripe-mock.js';
 import { startTemporalDevServer } from '../src/stack/temporal.js';
 import { webpackConfigHook, workflowsPath } from '../src/temporal.js';
 
@@ -24,6 +25,7 @@ declare module 'vitest' {
     temporalAddress: string;
     temporalNamespace: string;
     workflowBundlePath: string;
+    stripeApiBase: string;
   }
 }
 
@@ -93,6 +95,16 @@ export default async function setup(project: TestProject) {
       say(`Temporal: dev server at ${temporalAddress}.`);
     }
 
+    // One stripe-mock for the run: stateless, so every file can share it.
+    const stripeMock = await startStripeMock(env, say, 0);
+    if (!stripeMock) {
+      throw new Error(
+        'stripe-mock is needed by the tests: install Go (it is then built once), or set STRIPE_MOCK_PATH.',
+      );
+    }
+    cleanups.push(stripeMock.stop);
+    say(`stripe-mock: ${stripeMock.apiBase}.`);
+
     const bundle = await bundleWorkflowCode({
       workflowsPath,
       webpackConfigHook,
@@ -112,6 +124,7 @@ export default async function setup(project: TestProject) {
     project.provide('temporalAddress', temporalAddress);
     project.provide('temporalNamespace', config.temporal.namespace);
     project.provide('workflowBundlePath', workflowBundlePath);
+    project.provide('stripeApiBase', stripeMock.apiBase);
   } catch (err) {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
     throw err;

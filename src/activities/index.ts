@@ -3,6 +3,8 @@ import type { Database } from '../db/client.js';
 import { createLedger, type Ledger } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { SimulatedSmsProvider, type SmsProvider } from '../sms/provider.js';
+import type { StripeGateway } from '../stripe/gateway.js';
+import { createCheckoutActivities } from './checkout.js';
 import { createLedgerActivities } from './ledger.js';
 import { createMarketplaceActivities, type MarketplaceHooks } from './marketplace.js';
 import { createNotificationActivities } from './notifications.js';
@@ -16,6 +18,8 @@ export interface ActivityDeps {
   sms?: SmsProvider;
   /** Test seams for the order workflow's steps; production passes none. */
   marketplaceHooks?: MarketplaceHooks;
+  /** Stripe for checkouts; tests pass a recording double in front of stripe-mock. */
+  stripe?: StripeGateway | undefined;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -30,6 +34,7 @@ export function createActivities(deps: ActivityDeps) {
       metrics: deps.metrics,
     }),
     ...createMarketplaceActivities({ db: deps.db, ledger, hooks: deps.marketplaceHooks }),
+    ...createCheckoutActivities({ db: deps.db, ledger, stripe: deps.stripe }),
   };
 }
 

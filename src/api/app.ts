@@ -5,6 +5,7 @@ import type { Context, Next } from 'hono';
 import { routePath } from 'hono/route';
 import { adjustmentRoutes } from './adjustments/routes.js';
 import { authenticate, type AuthEnv } from './auth.js';
+import { checkoutRoutes } from './checkouts/routes.js';
 import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
 import { ApiError, errorBody, handleError, validationHook } from './errors.js';
@@ -18,6 +19,7 @@ import { walletRoutes } from './wallet/routes.js';
 import { priceRoutes } from './prices/routes.js';
 import { verificationRoutes } from './verifications/routes.js';
 import { smsWebhookRoutes } from './webhooks/sms.js';
+import { stripeWebhookRoutes } from './webhooks/stripe.js';
 
 export type { AppDeps } from './common.js';
 
@@ -58,6 +60,9 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.get('/docs', swaggerUI({ url: '/openapi.json' }));
   app.route('/', smsWebhookRoutes(deps));
 
+  // Public: Stripe signs these; the route verifies the raw body itself.
+  app.route('/', stripeWebhookRoutes(deps));
+
   app.use('/v1/*', authenticate(deps.jwtSecret));
   app.get('/v1/customers/', () => {
     throw new ApiError(
@@ -75,6 +80,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.route('/', verificationRoutes(deps));
   app.route('/', itemRoutes(deps));
   app.route('/', orderRoutes(deps));
+  app.route('/', checkoutRoutes(deps));
 
   app.notFound((c) =>
     c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404),

@@ -6,6 +6,7 @@ import type { Ledger } from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { WalletEventHub } from './wallet/events.js';
+import type { CreditPacks } from '../payments/packs.js';
 
 export interface AppDeps {
   db: Database;
@@ -21,6 +22,10 @@ export interface AppDeps {
   walletEvents?: WalletEventHub;
   /** Verifies POST /webhooks/sms; the route answers 503 without it. */
   smsWebhookSecret?: string | undefined;
+  /** Credit packs on sale and how long a customer has to pay; the defaults when absent. */
+  checkout?: { packs?: CreditPacks; expirySeconds?: number };
+  /** Verifies Stripe-Signature on POST /webhooks/stripe; that route answers 503 without it. */
+  stripeWebhookSecret?: string | undefined;
 }
 
 export const ErrorSchema = z

@@ -26,6 +26,8 @@ const businessStatus: Record<BusinessErrorCode, ContentfulStatusCode> = {
   account_not_found: 404,
   invalid_posting: 400,
   verification_closed: 409,
+  stripe_request_refused: 502,
+  payment_not_found: 404,
 };
 
 export function statusForCode(code: string): ContentfulStatusCode {

@@ -8,7 +8,8 @@ export interface Violation {
     | 'cached_balance_mismatch'
     | 'balance_after_mismatch'
     | 'negative_wallet'
-    | 'duplicate_idempotency_key';
+    | 'duplicate_idempotency_key'
+    | 'payment_not_credited_once';
   detail: string;
 }
 
@@ -85,6 +86,32 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
       violations.push({
         invariant: 'duplicate_idempotency_key',
         detail: `idempotency key ${r.idempotency_key} used by ${r.n} entries`,
+      });
+    }
+
+    // A payment's topup entry and its move to `credited` commit in one transaction, so in any
+    // snapshot: credited (or later) ⇔ exactly one topup entry, and it is the one recorded.
+    const payments = await tx<
+      {
+        id: string;
+        status: string;
+        topup_entry_id: string | null;
+        topups: string;
+        first: string | null;
+      }[]
+    >`
+      select p.id, p.status, p.topup_entry_id, count(e.id) as topups, min(e.id) as first
+      from payments p
+      left join entries e on e.type = 'topup' and e.metadata->>'paymentId' = p.id
+      group by p.id
+      having (p.status in ('credited', 'refunded', 'chargeback')
+              and (count(e.id) <> 1 or p.topup_entry_id is distinct from min(e.id)))
+          or (p.status not in ('credited', 'refunded', 'chargeback') and count(e.id) > 0)
+      limit 100`;
+    for (const r of payments) {
+      violations.push({
+        invariant: 'payment_not_credited_once',
+        detail: `payment ${r.id} (${r.status}): ${r.topups} topup entries, recorded entry ${r.topup_entry_id ?? 'none'}`,
       });
     }
 

@@ -2,3 +2,4 @@
 export { adjustment } from './adjustment.js';
 export { verificationPurchase } from './verification.js';
 export { order } from './order.js';
+export { checkout } from './checkout.js';

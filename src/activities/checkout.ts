@@ -1,0 +1,318 @@
+// Checkout activities: the payment record, the Stripe session, and the top-up credit, each
+// idempotent so a retried or replayed step changes nothing twice.
+import { ApplicationFailure, log } from '@temporalio/activity';
+import { toDate, type Database } from '../db/client.js';
+import { BusinessError } from '../errors.js';
+import type { Ledger } from '../ledger/ledger.js';
+import {
+  CREDITED_STATUSES,
+  transitionPayment,
+  type PaymentStatus,
+  type TransitionResult,
+} from '../payments/state-machine.js';
+import type { CheckoutInput } from '../shared.js';
+import {
+  StripeRequestRefused,
+  type CheckoutSessionInfo,
+  type StripeGateway,
+} from '../stripe/gateway.js';
+import { refusalsAreFinal } from './ledger.js';
+
+export interface PaymentRecord {
+  id: string;
+  workflowId: string;
+  customerId: string;
+  pack: string;
+  credits: number;
+  amount: number;
+  currency: string;
+  status: PaymentStatus;
+  sessionId: string | null;
+  checkoutUrl: string | null;
+  paymentIntentId: string | null;
+  topupEntryId: number | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+interface PaymentRow {
+  id: string;
+  workflow_id: string;
+  customer_id: string;
+  pack: string;
+  credits: string;
+  amount: string;
+  currency: string;
+  status: PaymentStatus;
+  stripe_session_id: string | null;
+  checkout_url: string | null;
+  payment_intent_id: string | null;
+  topup_entry_id: string | null;
+  created_at: Date | string;
+  updated_at: Date | string;
+}
+
+export function toPaymentRecord(row: PaymentRow): PaymentRecord {
+  return {
+    id: row.id,
+    workflowId: row.workflow_id,
+    customerId: row.customer_id,
+    pack: row.pack,
+    credits: Number(row.credits),
+    amount: Number(row.amount),
+    currency: row.currency,
+    status: row.status,
+    sessionId: row.stripe_session_id,
+    checkoutUrl: row.checkout_url,
+    paymentIntentId: row.payment_intent_id,
+    topupEntryId: row.topup_entry_id === null ? null : Number(row.topup_entry_id),
+    createdAt: toDate(row.created_at).toISOString(),
+    updatedAt: toDate(row.updated_at).toISOString(),
+  };
+}
+
+/** Reads one payment, or undefined. */
+export async function readPayment(db: Database, paymentId: string) {
+  const [row] = await db.sql<PaymentRow[]>`select * from payments where id = ${paymentId}`;
+  return row ? toPaymentRecord(row) : undefined;
+}
+
+export interface CheckoutActivityDeps {
+  db: Database;
+  ledger: Ledger;
+  /** Absent in processes that run no checkouts; a checkout then retries until it is configured. */
+  stripe?: StripeGateway | undefined;
+}
+
+export interface TopupResult {
+  credited: boolean;
+  entryId: number | null;
+  balanceAfter: number | null;
+  replayed: boolean;
+  status: PaymentStatus;
+}
+
+function requirePayment(payment: PaymentRecord | undefined, paymentId: string): PaymentRecord {
+  if (!payment) {
+    throw ApplicationFailure.create({
+      message: `no payment ${paymentId}`,
+      type: 'payment_not_found',
+      nonRetryable: true,
+    });
+  }
+  return payment;
+}
+
+function stripeRefusalsAreFinal(err: unknown): never {
+  if (err instanceof StripeRequestRefused) {
+    throw ApplicationFailure.create({
+      message: `Stripe refused the request (${err.code}): ${err.message}`,
+      type: 'stripe_request_refused',
+      nonRetryable: true,
+    });
+  }
+  throw err;
+}
+
+export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivityDeps) {
+  const gateway = (): StripeGateway => {
+    // Configuration an operator can fix; the activity retries until then.
+    if (!stripe) throw new Error('Stripe is not configured: set STRIPE_SECRET_KEY on the worker');
+    return stripe;
+  };
+
+  return {
+    /** Records the payment (status init) once; a repeat returns the row as it stands. */
+    async recordPayment(input: CheckoutInput & { workflowId: string }): Promise<PaymentRecord> {
+      return refusalsAreFinal(async () => {
+        try {
+          await db.sql`
+            insert into payments (id, workflow_id, customer_id, pack, credits, amount, currency, status)
+            values (${input.paymentId}, ${input.workflowId}, ${input.customerId}, ${input.pack},
+                    ${input.credits}, ${input.amount}, ${input.currency}, 'init')
+            on conflict (id) do nothing`;
+        } catch (err) {
+          if ((err as { code?: string }).code === '23503') {
+            throw new BusinessError(
+              'customer_not_found',
+              `no customer ${input.customerId} for payment ${input.paymentId}`,
+            );
+          }
+          throw err;
+        }
+        return requirePayment(await readPayment(db, input.paymentId), input.paymentId);
+      });
+    },
+
+    /** Creates the Stripe Checkout Session once (keyed by the workflow) and stores its URL. */
+    async openCheckoutSession(input: {
+      paymentId: string;
+      workflowId: string;
+      expiresAt: number;
+    }): Promise<PaymentRecord> {
+      const payment = requirePayment(await readPayment(db, input.paymentId), input.paymentId);
+      if (payment.sessionId) return payment;
+      let session: CheckoutSessionInfo;
+      try {
+        session = await gateway().createCheckoutSession({
+          paymentId: payment.id,
+          workflowId: input.workflowId,
+          customerId: payment.customerId,
+          pack: payment.pack,
+          credits: payment.credits,
+          amount: payment.amount,
+          currency: payment.currency,
+          expiresAt: input.expiresAt,
+          idempotencyKey: `${input.workflowId}:create-session`,
+        });
+      } catch (err) {
+        return stripeRefusalsAreFinal(err);
+      }
+      await db.sql`
+        update payments set stripe_session_id = ${session.id}, checkout_url = ${session.url},
+          expires_at = to_timestamp(${input.expiresAt}), updated_at = now()
+        where id = ${payment.id} and stripe_session_id is null`;
+      log.info('checkout session opened', { paymentId: payment.id, sessionId: session.id });
+      return requirePayment(await readPayment(db, input.paymentId), input.paymentId);
+    },
+
+    /** Compensation: expires the Stripe session so nobody pays after we gave up waiting. */
+    async expireCheckoutSession(input: {
+      sessionId: string;
+      workflowId: string;
+    }): Promise<CheckoutSessionInfo> {
+      try {
+        const session = await gateway().expireCheckoutSession(
+          input.sessionId,
+          `${input.workflowId}:expire-session`,
+        );
+        log.info('checkout session expired at Stripe', {
+          sessionId: input.sessionId,
+          status: session.status,
+          paymentStatus: session.paymentStatus,
+        });
+        return session;
+      } catch (err) {
+        return stripeRefusalsAreFinal(err);
+      }
+    },
+
+    /** Moves the payment to `paid` (from init, or expired/failed for a late payment). */
+    async markPaymentPaid(input: {
+      paymentId: string;
+      paymentIntentId: string | null;
+      cause: string;
+    }): Promise<TransitionResult> {
+      const result = await transitionPayment(
+        db.sql,
+        {
+          paymentId: input.paymentId,
+          to: 'paid',
+          paymentIntentId: input.paymentIntentId,
+          cause: input.cause,
+        },
+        log,
+      );
+      log.info('payment paid', { paymentId: input.paymentId, outcome: result.outcome });
+      return result;
+    },
+
+    /** Moves the payment to `expired` or `failed`; refused (and logged) once it was paid. */
+    async settleUnpaidPayment(input: {
+      paymentId: string;
+      to: 'expired' | 'failed';
+      cause: string;
+    }): Promise<TransitionResult> {
+      return transitionPayment(
+        db.sql,
+        { paymentId: input.paymentId, to: input.to, cause: input.cause },
+        log,
+      );
+    },
+
+    /**
+     * Credits a paid payment's pack to the wallet: one `topup` entry keyed by the payment intent,
+     * and the move to `credited` in the same transaction, so it can happen only once.
+     */
+    async creditTopup(input: { paymentId: string; workflowId: string }): Promise<TopupResult> {
+      return refusalsAreFinal(async () => {
+        const payment = requirePayment(await readPayment(db, input.paymentId), input.paymentId);
+        if (CREDITED_STATUSES.includes(payment.status)) {
+          return {
+            credited: true,
+            entryId: payment.topupEntryId,
+            balanceAfter: null,
+            replayed: true,
+            status: payment.status,
+          };
+        }
+        if (payment.status !== 'paid') {
+          log.warn('top-up refused: payment is not paid', {
+            paymentId: payment.id,
+            status: payment.status,
+          });
+          return {
+            credited: false,
+            entryId: null,
+            balanceAfter: null,
+            replayed: false,
+            status: payment.status,
+          };
+        }
+        const idempotencyKey = payment.paymentIntentId
+          ? `topup:${payment.paymentIntentId}`
+          : `topup:payment:${payment.id}`;
+        const posted = await ledger.postEntry(
+          {
+            idempotencyKey,
+            type: 'topup',
+            description: `Top-up: ${payment.credits} credits (${payment.pack} pack)`,
+            workflowId: input.workflowId,
+            metadata: {
+              paymentId: payment.id,
+              pack: payment.pack,
+              amount: payment.amount,
+              currency: payment.currency,
+              paymentIntentId: payment.paymentIntentId,
+              sessionId: payment.sessionId,
+            },
+            lines: [
+              { account: { system: 'stripe_clearing' }, amount: -payment.credits },
+              { account: { wallet: payment.customerId }, amount: payment.credits },
+            ],
+          },
+          async (tx, entry) => {
+            const moved = await transitionPayment(
+              tx,
+              {
+                paymentId: payment.id,
+                to: 'credited',
+                topupEntryId: entry.entryId,
+                cause: idempotencyKey,
+              },
+              log,
+            );
+            // Someone moved the payment since we read it: roll the entry back and look again.
+            if (moved.outcome !== 'applied') {
+              throw new Error(`payment ${payment.id} is ${moved.from ?? 'gone'}; retrying`);
+            }
+          },
+        );
+        const wallet = posted.lines.find((l) => 'wallet' in l.account)!;
+        log.info('top-up credited', {
+          paymentId: payment.id,
+          entryId: posted.entryId,
+          credits: payment.credits,
+          replayed: posted.replayed,
+        });
+        return {
+          credited: true,
+          entryId: posted.entryId,
+          balanceAfter: wallet.balanceAfter,
+          replayed: posted.replayed,
+          status: 'credited',
+        };
+      });
+    },
+  };
+}

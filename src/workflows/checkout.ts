@@ -1,0 +1,216 @@
+// checkout: a credit-pack purchase through Stripe Checkout, from the payment record to the credit.
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  log,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import type { PaymentRecord } from '../activities/checkout.js';
+import {
+  BUSINESS_FAILURE_TYPES,
+  checkoutSessionUpdate,
+  checkoutStateQuery,
+  searchAttributes,
+  stripeOutcomeSignal,
+  type CheckoutInput,
+  type CheckoutState,
+  type CheckoutStatus,
+  type StripeOutcome,
+} from '../shared.js';
+
+const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' };
+
+// Infrastructure failures retry until they succeed; business refusals are non-retryable.
+const {
+  recordPayment,
+  openCheckoutSession,
+  expireCheckoutSession,
+  markPaymentPaid,
+  settleUnpaidPayment,
+  creditTopup,
+  notify,
+} = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry });
+
+/** How long the update that hands the API the checkout URL waits for the session. */
+const SESSION_WAIT = '1 minute';
+/** A session paid by a slow method (bank debit) settles within days, not the session's expiry. */
+const ASYNC_PAYMENT_WAIT_MS = 14 * 24 * 60 * 60 * 1000;
+
+const FINAL: readonly CheckoutStatus[] = [
+  'credited',
+  'refunded',
+  'chargeback',
+  'expired',
+  'failed',
+];
+
+function businessFailure(err: unknown): ApplicationFailure | undefined {
+  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
+    const type = err.cause.type ?? '';
+    if ((BUSINESS_FAILURE_TYPES as readonly string[]).includes(type)) return err.cause;
+  }
+  return undefined;
+}
+
+/**
+ * Sells one credit pack: records the payment, opens a Stripe Checkout Session, waits for Stripe's
+ * verdict (signals from the webhook) and credits the wallet once; expires the session when nobody
+ * pays in time. Also started by the webhook for a payment reported after the first run closed.
+ */
+export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
+  const { workflowId, startTime } = workflowInfo();
+  const state: CheckoutState = {
+    id: input.paymentId,
+    workflowId,
+    customerId: input.customerId,
+    pack: input.pack,
+    credits: input.credits,
+    amount: input.amount,
+    currency: input.currency,
+    status: 'init',
+    checkoutUrl: null,
+    sessionId: null,
+    paymentIntentId: null,
+    entryId: null,
+    balanceAfter: null,
+    error: null,
+    createdAt: startTime.toISOString(),
+    updatedAt: startTime.toISOString(),
+  };
+  const outcomes: StripeOutcome[] = [];
+  const seenEvents = new Set<string>();
+  let ended = false;
+
+  setHandler(checkoutStateQuery, () => state);
+  setHandler(stripeOutcomeSignal, (outcome) => {
+    // Stripe delivers at least once; a redelivered event changes nothing.
+    if (seenEvents.has(outcome.eventId)) return;
+    seenEvents.add(outcome.eventId);
+    outcomes.push(outcome);
+  });
+  setHandler(checkoutSessionUpdate, async () => {
+    await condition(() => state.checkoutUrl !== null || ended, SESSION_WAIT);
+    return state;
+  });
+
+  const move = (status: CheckoutStatus) => {
+    if (state.status === status) return;
+    state.status = status;
+    state.updatedAt = new Date().toISOString();
+    upsertSearchAttributes([{ key: searchAttributes.flowStatus, value: status }]);
+  };
+  const apply = (payment: PaymentRecord) => {
+    // The payment row is the truth (a later run may find it further along than its input says).
+    state.credits = payment.credits;
+    state.amount = payment.amount;
+    state.currency = payment.currency;
+    state.pack = payment.pack;
+    state.sessionId = payment.sessionId;
+    state.checkoutUrl = payment.checkoutUrl;
+    state.paymentIntentId = payment.paymentIntentId;
+    state.entryId = payment.topupEntryId;
+    state.createdAt = payment.createdAt;
+    move(payment.status);
+  };
+
+  apply(await recordPayment({ ...input, workflowId }));
+
+  const decided = () => outcomes.some((o) => o.kind !== 'processing');
+  if (input.startedBy === 'api' && state.status === 'init' && !state.sessionId && !decided()) {
+    try {
+      const expiresAt = Math.floor(startTime.getTime() / 1000) + input.expiresInSeconds;
+      apply(await openCheckoutSession({ paymentId: input.paymentId, workflowId, expiresAt }));
+    } catch (err) {
+      const refusal = businessFailure(err);
+      if (!refusal) throw err;
+      state.error = { code: refusal.type ?? 'stripe_request_refused', message: refusal.message };
+      await settleUnpaidPayment({ paymentId: input.paymentId, to: 'failed', cause: 'session' });
+      move('failed');
+    }
+  }
+
+  const credit = async (outcome: StripeOutcome) => {
+    const paid = await markPaymentPaid({
+      paymentId: input.paymentId,
+      paymentIntentId: outcome.paymentIntentId,
+      cause: outcome.eventId,
+    });
+    if (paid.outcome === 'refused' || paid.outcome === 'not_found') {
+      // Already credited (a duplicate report of the same payment) or refunded: nothing to do.
+      if (paid.from) move(paid.from);
+      return;
+    }
+    move('paid');
+    const topup = await creditTopup({ paymentId: input.paymentId, workflowId });
+    if (!topup.credited) return;
+    state.entryId = topup.entryId;
+    state.paymentIntentId = state.paymentIntentId ?? outcome.paymentIntentId;
+    if (topup.balanceAfter !== null) state.balanceAfter = topup.balanceAfter;
+    move(topup.status);
+    await notify({
+      idempotencyKey: `${workflowId}:notify-credited`,
+      customerId: state.customerId,
+      kind: 'credits_added',
+      title: 'Credits added',
+      body: `${state.credits} credits from your ${state.pack} pack are in your wallet.`,
+      amount: state.credits,
+      ...(topup.balanceAfter !== null ? { balanceAfter: topup.balanceAfter } : {}),
+      data: { paymentId: input.paymentId },
+    });
+  };
+
+  const giveUp = async (to: 'expired' | 'failed', cause: string) => {
+    const settled = await settleUnpaidPayment({ paymentId: input.paymentId, to, cause });
+    if (settled.from) move(settled.outcome === 'refused' ? settled.from : to);
+  };
+
+  let deadline =
+    (input.startedBy === 'api' ? startTime.getTime() : Date.now()) + input.expiresInSeconds * 1000;
+  let timedOut = false;
+  for (;;) {
+    const outcome = outcomes.shift();
+    if (outcome) {
+      log.info('stripe outcome', { eventType: outcome.eventType, kind: outcome.kind });
+      if (outcome.kind === 'paid') await credit(outcome);
+      else if (outcome.kind === 'failed') await giveUp('failed', outcome.eventId);
+      else if (outcome.kind === 'expired') await giveUp('expired', outcome.eventId);
+      else {
+        // Paid by a slow method: the session is complete and cannot expire; wait for the verdict.
+        state.paymentIntentId = state.paymentIntentId ?? outcome.paymentIntentId;
+        deadline = Math.max(deadline, Date.now() + ASYNC_PAYMENT_WAIT_MS);
+      }
+      continue;
+    }
+    if (FINAL.includes(state.status) || timedOut) break;
+    const remaining = deadline - Date.now();
+    if (remaining > 0 && (await condition(() => outcomes.length > 0, remaining))) continue;
+
+    // Nobody paid in time. Compensation: expire the session at Stripe, so nobody can pay now.
+    timedOut = true;
+    if (state.sessionId) {
+      const session = await expireCheckoutSession({ sessionId: state.sessionId, workflowId });
+      if (session.status === 'complete' && session.paymentStatus === 'paid') {
+        // Paid just before the expiry reached Stripe, and the webhook is not here yet.
+        outcomes.push({
+          eventId: `expire:${session.id}`,
+          eventType: 'checkout.session.expire',
+          kind: 'paid',
+          sessionId: session.id,
+          paymentIntentId: session.paymentIntentId,
+        });
+        continue;
+      }
+    }
+    await giveUp('expired', 'timeout');
+  }
+
+  ended = true;
+  await condition(allHandlersFinished);
+  return state;
+}

@@ -1,0 +1,128 @@
+// One checkout test bench per file: its own task queue, worker with a recording Stripe double,
+// the real app with the webhook secret, and the checks every file ends with.
+import type { Client } from '@temporalio/client';
+import { expect } from 'vitest';
+import type { App } from '../src/api/app.js';
+import type { Database } from '../src/db/client.js';
+import { createLedger, type Ledger } from '../src/ledger/ledger.js';
+import type { CheckoutState } from '../src/shared.js';
+import {
+  connectTestClient,
+  createCustomer,
+  customerToken,
+  eventually,
+  expectLedgerConsistent,
+  jsonRequest,
+  startTestWorker,
+  testApp,
+  testDatabase,
+  uniqueId,
+  type TestCustomer,
+} from './helpers.js';
+import { RecordingStripeGateway, TEST_WEBHOOK_SECRET, webhookRequest } from './stripe.js';
+
+export interface CheckoutStarted {
+  id: string;
+  workflowId: string;
+  status: string;
+  checkoutUrl: string | null;
+}
+
+export interface CheckoutBench {
+  db: Database;
+  temporal: Client;
+  app: App;
+  ledger: Ledger;
+  stripe: RecordingStripeGateway;
+  taskQueue: string;
+  customer(): Promise<TestCustomer & { token: string }>;
+  buy(token: string, pack: string, key?: string): Promise<Response>;
+  deliver(event: unknown, options?: Parameters<typeof webhookRequest>[1]): Promise<Response>;
+  read(token: string, id: string): Promise<CheckoutState>;
+  waitFor(token: string, id: string, status: string, timeoutMs?: number): Promise<CheckoutState>;
+  close(): Promise<void>;
+}
+
+export async function startCheckoutBench(
+  name: string,
+  options: { expirySeconds?: number; worker?: boolean } = {},
+): Promise<CheckoutBench> {
+  const taskQueue = uniqueId(name);
+  const db = testDatabase();
+  const temporal = await connectTestClient();
+  const stripe = new RecordingStripeGateway();
+  const worker =
+    options.worker === false ? undefined : await startTestWorker(db, taskQueue, { stripe });
+  const app = testApp(db, temporal, taskQueue, {
+    stripeWebhookSecret: TEST_WEBHOOK_SECRET,
+    ...(options.expirySeconds ? { checkout: { expirySeconds: options.expirySeconds } } : {}),
+  });
+  const customers: string[] = [];
+
+  const read = async (token: string, id: string) => {
+    const res = await app.request(`/v1/checkouts/${id}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    if (res.status !== 200) throw new Error(`GET checkout ${id}: ${res.status}`);
+    return (await res.json()) as CheckoutState;
+  };
+
+  return {
+    db,
+    temporal,
+    app,
+    ledger: createLedger(db.sql),
+    stripe,
+    taskQueue,
+    async customer() {
+      const customer = await createCustomer(db);
+      customers.push(customer.id);
+      return { ...customer, token: await customerToken(customer.id) };
+    },
+    buy: async (token, pack, key) =>
+      app.request(
+        '/v1/checkouts',
+        jsonRequest('POST', { pack }, token, key ? { 'idempotency-key': key } : {}),
+      ),
+    deliver: async (event, deliveryOptions) =>
+      app.request('/webhooks/stripe', webhookRequest(event, deliveryOptions)),
+    read,
+    waitFor: (token, id, status, timeoutMs = 20_000) =>
+      eventually(
+        async () => {
+          const state = await read(token, id);
+          return state.status === status ? state : undefined;
+        },
+        { timeoutMs },
+      ),
+    async close() {
+      await worker?.stop();
+      try {
+        await expectPaidPaymentsCreditedOnce(db, customers);
+        await expectLedgerConsistent(db);
+      } finally {
+        await temporal.connection.close();
+        await db.close();
+      }
+    },
+  };
+}
+
+/**
+ * Every payment these customers made that Stripe reported paid ended credited, with exactly one
+ * `topup` entry; every other payment has none.
+ */
+export async function expectPaidPaymentsCreditedOnce(db: Database, customerIds: string[]) {
+  const rows = await db.sql<{ id: string; status: string; topups: string }[]>`
+    select p.id, p.status, count(e.id) as topups
+    from payments p
+    left join entries e on e.type = 'topup' and e.metadata->>'paymentId' = p.id
+    where p.customer_id = any(${customerIds}::uuid[])
+    group by p.id`;
+  const wrong = rows.filter((r) =>
+    ['paid', 'credited', 'refunded', 'chargeback'].includes(r.status)
+      ? !(r.status !== 'paid' && Number(r.topups) === 1)
+      : Number(r.topups) !== 0,
+  );
+  expect(wrong).toEqual([]);
+}
