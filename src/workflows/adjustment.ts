@@ -1,6 +1,5 @@
 // adjustment: an admin credits or debits a wallet, through the ledger, with an audit record.
 import {
-  ActivityFailure,
   ApplicationFailure,
   proxyActivities,
   setHandler,
@@ -9,28 +8,19 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import {
-  BUSINESS_FAILURE_TYPES,
   adjustmentStateQuery,
   searchAttributes,
   type AdjustmentInput,
   type AdjustmentState,
   type AdjustmentStatus,
 } from '../shared.js';
+import { businessFailure } from './failures.js';
 
 const { applyAdjustment, rejectAdjustment } = proxyActivities<Activities>({
   startToCloseTimeout: '10 seconds',
   // Infrastructure failures retry until they succeed; business refusals are non-retryable.
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
-
-/** Business refusal raised by an activity, or undefined for anything else. */
-function businessFailure(err: unknown): ApplicationFailure | undefined {
-  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
-    const type = err.cause.type ?? '';
-    if ((BUSINESS_FAILURE_TYPES as readonly string[]).includes(type)) return err.cause;
-  }
-  return undefined;
-}
 
 /** Posts one admin adjustment; fails with the refusal's type when the ledger refuses it. */
 export async function adjustment(input: AdjustmentInput): Promise<AdjustmentState> {

@@ -1,7 +1,5 @@
 // checkout: a credit-pack purchase through Stripe Checkout, from the payment record to the credit.
 import {
-  ActivityFailure,
-  ApplicationFailure,
   allHandlersFinished,
   condition,
   log,
@@ -13,7 +11,6 @@ import {
 import type { Activities } from '../activities/index.js';
 import type { PaymentRecord } from '../activities/checkout.js';
 import {
-  BUSINESS_FAILURE_TYPES,
   checkoutSessionUpdate,
   checkoutStateQuery,
   searchAttributes,
@@ -23,6 +20,7 @@ import {
   type CheckoutStatus,
   type StripeOutcome,
 } from '../shared.js';
+import { businessFailure } from './failures.js';
 
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' };
 
@@ -49,14 +47,6 @@ const FINAL: readonly CheckoutStatus[] = [
   'expired',
   'failed',
 ];
-
-function businessFailure(err: unknown): ApplicationFailure | undefined {
-  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
-    const type = err.cause.type ?? '';
-    if ((BUSINESS_FAILURE_TYPES as readonly string[]).includes(type)) return err.cause;
-  }
-  return undefined;
-}
 
 /**
  * Sells one credit pack: records the payment, opens a Stripe Checkout Session, waits for Stripe's

@@ -1,7 +1,6 @@
 // order: a marketplace cart checkout. Validate (no writes) → debit the total once → sell each
 // item all-or-nothing → refund, in one entry, what the items that could not be sold cost.
 import {
-  ActivityFailure,
   ApplicationFailure,
   log,
   proxyActivities,
@@ -13,7 +12,6 @@ import {
 import type { Activities } from '../activities/index.js';
 import type { PricedItem, TransferOutcome } from '../activities/marketplace.js';
 import {
-  BUSINESS_FAILURE_TYPES,
   orderStateQuery,
   searchAttributes,
   type OrderInput,
@@ -21,6 +19,7 @@ import {
   type OrderStatus,
   type OrderStep,
 } from '../shared.js';
+import { businessFailure } from './failures.js';
 
 // Each step is one short database transaction; ten seconds is generous and keeps a step lost
 // with a dead worker from stalling the order for long before it is retried elsewhere.
@@ -30,15 +29,6 @@ const { validateOrder, debitOrder, transferItem, refundOrder, recordOrder } =
     // Infrastructure failures retry until they succeed; business refusals are non-retryable.
     retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
   });
-
-/** Business refusal raised by an activity, or undefined for anything else. */
-function businessFailure(err: unknown): ApplicationFailure | undefined {
-  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
-    const type = err.cause.type ?? '';
-    if ((BUSINESS_FAILURE_TYPES as readonly string[]).includes(type)) return err.cause;
-  }
-  return undefined;
-}
 
 const sum = (items: PricedItem[]) => items.reduce((total, item) => total + item.price, 0);
 

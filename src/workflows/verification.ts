@@ -2,7 +2,6 @@
 // provider failure refund automatically. Exactly one outcome, whatever races.
 import {
   ActivityCancellationType,
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   allHandlersFinished,
@@ -16,7 +15,6 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import {
-  BUSINESS_FAILURE_TYPES,
   cancelVerificationUpdate,
   codeReceivedSignal,
   debitSettledUpdate,
@@ -27,6 +25,7 @@ import {
   type VerificationState,
   type VerificationStatus,
 } from '../shared.js';
+import { businessFailure } from './failures.js';
 
 const retryForever = {
   initialInterval: '1 second',
@@ -59,14 +58,6 @@ const provider = proxyActivities<Activities>({
     nonRetryableErrorTypes: ['provider_refused'],
   },
 });
-
-function businessFailure(err: unknown): ApplicationFailure | undefined {
-  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
-    const type = err.cause.type ?? '';
-    if ((BUSINESS_FAILURE_TYPES as readonly string[]).includes(type)) return err.cause;
-  }
-  return undefined;
-}
 
 const reasonText: Record<RefundReason, string> = {
   timeout: 'timed out before a code arrived',
