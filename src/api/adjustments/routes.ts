@@ -2,7 +2,6 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import {
   WorkflowExecutionAlreadyStartedError,
-  WorkflowNotFoundError,
   type Client,
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
@@ -21,9 +20,7 @@ import type { adjustment } from '../../workflows/adjustment.js';
 import { requireAdmin, type AuthEnv } from '../auth.js';
 import { customerIdSchema, errorResponse, security, type AppDeps } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
-
-/** How long a state read waits for a worker to answer the workflow query. */
-const QUERY_DEADLINE_MS = 3000;
+import { readFlowState } from '../workflow-state.js';
 
 /** The largest single adjustment an admin can make, in credits. */
 export const MAX_ADJUSTMENT = 1_000_000_000;
@@ -152,25 +149,19 @@ export async function readAdjustment(
   id: string,
   options: { live: boolean },
 ): Promise<AdjustmentState | undefined> {
-  const handle = temporal.workflow.getHandle(workflowIds.adjustment(id));
-  let description: WorkflowExecutionDescription | undefined;
-  try {
-    description = await handle.describe();
-  } catch (err) {
-    if (!(err instanceof WorkflowNotFoundError)) throw err;
-  }
-  if (description?.status.name === 'RUNNING') {
-    if (options.live) {
-      try {
-        return await temporal.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
-          handle.query(adjustmentStateQuery),
-        );
-      } catch {
-        // No worker answered in time; the description still tells the caller where it stands.
-      }
-    }
-    return stateFromDescription(description);
-  }
+  return readFlowState(
+    temporal,
+    {
+      workflowId: workflowIds.adjustment(id),
+      query: adjustmentStateQuery,
+      fromRecord: () => adjustmentRecord(db, id),
+      fromDescription: stateFromDescription,
+    },
+    options,
+  );
+}
+
+async function adjustmentRecord(db: Database, id: string): Promise<AdjustmentState | undefined> {
   const [row] = await db.sql<
     {
       id: string;
@@ -188,7 +179,7 @@ export async function readAdjustment(
       updated_at: Date | string;
     }[]
   >`select * from adjustments where id = ${id}`;
-  if (!row) return description ? stateFromDescription(description) : undefined;
+  if (!row) return undefined;
   return {
     id: row.id,
     workflowId: row.workflow_id,

@@ -23,9 +23,8 @@ import type { checkout } from '../../workflows/checkout.js';
 import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
 import { errorResponse, security, type AppDeps } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
+import { readFlowState } from '../workflow-state.js';
 
-/** How long a state read waits for a worker to answer the workflow query. */
-const QUERY_DEADLINE_MS = 3000;
 /** Stripe's shortest Checkout Session expiry, and our default. */
 export const DEFAULT_CHECKOUT_EXPIRY_SECONDS = 30 * 60;
 
@@ -149,24 +148,14 @@ export async function readCheckout(
   db: Database,
   id: string,
 ): Promise<CheckoutState | undefined> {
-  const handle = temporal.workflow.getHandle(workflowIds.checkout(id));
-  let running = false;
-  try {
-    running = (await handle.describe()).status.name === 'RUNNING';
-  } catch (err) {
-    if (!(err instanceof WorkflowNotFoundError)) throw err;
-  }
-  if (running) {
-    try {
-      return await temporal.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
-        handle.query(checkoutStateQuery),
-      );
-    } catch {
-      // No worker answered in time: the payment record still says where it stands.
-    }
-  }
-  const payment = await readPayment(db, id);
-  return payment ? fromPayment(payment) : undefined;
+  return readFlowState(temporal, {
+    workflowId: workflowIds.checkout(id),
+    query: checkoutStateQuery,
+    fromRecord: async () => {
+      const payment = await readPayment(db, id);
+      return payment ? fromPayment(payment) : undefined;
+    },
+  });
 }
 
 function view(state: CheckoutState) {

@@ -2,7 +2,6 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import {
   WorkflowExecutionAlreadyStartedError,
-  WorkflowNotFoundError,
   type Client,
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
@@ -21,13 +20,11 @@ import type { order } from '../../workflows/order.js';
 import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
 import { errorResponse, security, type AppDeps } from '../common.js';
 import { ApiError, statusForCode, validationHook } from '../errors.js';
+import { describeWorkflow, readFlowState } from '../workflow-state.js';
 import { itemIdSchema, requireCustomer } from '../items/routes.js';
 
 /** The most items one cart may hold. */
 export const MAX_CART_ITEMS = 50;
-
-/** How long a state read waits for a worker to answer the workflow query. */
-const QUERY_DEADLINE_MS = 3000;
 
 /**
  * How long POST waits for the order to pass validation, so a refused cart (not enough credits,
@@ -201,18 +198,6 @@ async function readRecord(db: Database, id: string): Promise<OrderState | undefi
   };
 }
 
-async function describeOrder(
-  temporal: Client,
-  id: string,
-): Promise<WorkflowExecutionDescription | undefined> {
-  try {
-    return await temporal.workflow.getHandle(workflowIds.order(id)).describe();
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return undefined;
-    throw err;
-  }
-}
-
 /**
  * Live state from the workflow query while it runs, the orders read model once it has closed,
  * the workflow's own description when neither answers.
@@ -222,20 +207,12 @@ export async function readOrder(
   db: Database,
   id: string,
 ): Promise<OrderState | undefined> {
-  let description = await describeOrder(temporal, id);
-  if (description?.status.name === 'RUNNING') {
-    try {
-      return await temporal.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
-        temporal.workflow.getHandle(workflowIds.order(id)).query(orderStateQuery),
-      );
-    } catch {
-      // No worker answered in time, or the workflow closed while the query waited.
-      description = await describeOrder(temporal, id);
-      if (description?.status.name === 'RUNNING') return stateFromDescription(description);
-    }
-  }
-  const record = await readRecord(db, id);
-  return record ?? (description ? stateFromDescription(description) : undefined);
+  return readFlowState(temporal, {
+    workflowId: workflowIds.order(id),
+    query: orderStateQuery,
+    fromRecord: () => readRecord(db, id),
+    fromDescription: stateFromDescription,
+  });
 }
 
 /**
@@ -251,7 +228,7 @@ async function readOrderAfterValidation(
 ): Promise<OrderState | undefined> {
   const deadline = Date.now() + VALIDATION_WAIT_MS;
   for (;;) {
-    const description = await describeOrder(temporal, id);
+    const description = await describeWorkflow(temporal.workflow.getHandle(workflowIds.order(id)));
     if (description?.status.name !== 'RUNNING') {
       const record = await readRecord(db, id);
       return record ?? (description ? stateFromDescription(description) : undefined);

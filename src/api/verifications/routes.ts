@@ -23,10 +23,10 @@ import type { verificationPurchase } from '../../workflows/verification.js';
 import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
 import { errorResponse, security, type AppDeps } from '../common.js';
 import { ApiError, statusForCode, validationHook } from '../errors.js';
+import { readFlowState } from '../workflow-state.js';
 
 /** How long POST waits for the debit before answering 202 pending anyway. */
 const DEBIT_WAIT_MS = 10_000;
-const QUERY_DEADLINE_MS = 3_000;
 const CANCEL_WAIT_MS = 30_000;
 export const DEFAULT_TIMEOUT_SECONDS = 900;
 
@@ -227,23 +227,12 @@ export async function readVerification(
   db: Database,
   id: string,
 ): Promise<VerificationState | undefined> {
-  const handle = temporal.workflow.getHandle(workflowIds.verification(id));
-  let description: WorkflowExecutionDescription | undefined;
-  try {
-    description = await handle.describe();
-  } catch (err) {
-    if (!(err instanceof WorkflowNotFoundError)) throw err;
-  }
-  if (description?.status.name === 'RUNNING') {
-    try {
-      return await temporal.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
-        handle.query(verificationStateQuery),
-      );
-    } catch {
-      return fromDescription(description);
-    }
-  }
-  return (await fromDatabase(db, id)) ?? (description ? fromDescription(description) : undefined);
+  return readFlowState(temporal, {
+    workflowId: workflowIds.verification(id),
+    query: verificationStateQuery,
+    fromRecord: () => fromDatabase(db, id),
+    fromDescription,
+  });
 }
 
 function updateRefusal(err: unknown): ApplicationFailure | undefined {
