@@ -5,7 +5,11 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { DEFAULT_CREDIT_PACKS, creditPacksSchema, type CreditPacks } from './payments/packs.js';
 
-const port = z.coerce.number().int().min(1).max(65535);
+const port = z.coerce
+  .number({ error: 'must be a port number (1-65535)' })
+  .int('must be a port number (1-65535)')
+  .min(1, 'must be a port number (1-65535)')
+  .max(65535, 'must be a port number (1-65535)');
 const optionalUrl = z
   .string()
   .trim()
