@@ -173,6 +173,27 @@ describe('order workflow', () => {
     expect(await escrowLeft([workflowId])).toBe(0);
   });
 
+  it('finishes the money phase when an operator cancels the workflow mid-order', async () => {
+    const buyer = await customerWith(1000);
+    const item = await itemFor(300);
+    const release = hold(item.id);
+    const res = await app.request(
+      '/v1/orders',
+      jsonRequest('POST', { itemIds: [item.id] }, buyer.token),
+    );
+    const { id, workflowId } = (await res.json()) as { id: string; workflowId: string };
+    await debited(workflowId);
+    // Cancelled from Temporal while the sale is held: the debit must not stay in escrow.
+    await temporal.workflow.getHandle(workflowId).cancel();
+    release();
+
+    const state = await outcome(id, buyer.token);
+    expect(state).toMatchObject({ status: 'completed', purchased: [item.id], charged: 300 });
+    expect(await ledger.walletBalance(buyer.id)).toBe(700);
+    expect(await ledger.walletBalance(item.seller.id)).toBe(300);
+    expect(await escrowLeft([workflowId])).toBe(0);
+  });
+
   it('skips an item whose seller is gone by the time it is sold', async () => {
     const buyer = await customerWith(500);
     const item = await itemFor(200);

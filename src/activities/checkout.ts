@@ -152,6 +152,10 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
     }): Promise<PaymentRecord> {
       const payment = requirePayment(await readPayment(db, input.paymentId), input.paymentId);
       if (payment.sessionId) return payment;
+      // Stripe wants expires_at 30 minutes to 24 hours from the moment of the call, which can be
+      // later than the workflow's start; the workflow's own timer still ends the wait on time.
+      const now = Math.floor(Date.now() / 1000);
+      const expiresAt = Math.min(Math.max(input.expiresAt, now + 31 * 60), now + 24 * 60 * 60 - 60);
       let session: CheckoutSessionInfo;
       try {
         session = await gateway().createCheckoutSession({
@@ -162,7 +166,7 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
           credits: payment.credits,
           amount: payment.amount,
           currency: payment.currency,
-          expiresAt: input.expiresAt,
+          expiresAt,
           idempotencyKey: `${input.workflowId}:create-session`,
         });
       } catch (err) {
@@ -170,7 +174,7 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
       }
       await db.sql`
         update payments set stripe_session_id = ${session.id}, checkout_url = ${session.url},
-          expires_at = to_timestamp(${input.expiresAt}), updated_at = now()
+          expires_at = to_timestamp(${expiresAt}), updated_at = now()
         where id = ${payment.id} and stripe_session_id is null`;
       log.info('checkout session opened', { paymentId: payment.id, sessionId: session.id });
       return requirePayment(await readPayment(db, input.paymentId), input.paymentId);

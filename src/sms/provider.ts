@@ -84,7 +84,8 @@ export class SimulatedSmsProvider implements SmsProvider {
 
 /**
  * A provider behind a small REST contract: POST {base}/numbers {service, country, reference}
- * → {id, phoneNumber}; DELETE {base}/numbers/{id}. Keys travel in Idempotency-Key.
+ * → {id, phoneNumber}, or 422 when it has no number; DELETE {base}/numbers/{id}. Keys travel
+ * in Idempotency-Key.
  */
 export class HttpSmsProvider implements SmsProvider {
   constructor(
@@ -112,8 +113,11 @@ export class HttpSmsProvider implements SmsProvider {
       country: request.country,
       reference: request.verificationId,
     });
-    if (res.status >= 400 && res.status < 500 && res.status !== 429) {
-      throw new ProviderRefusal(`SMS provider refused (${res.status}): ${await res.text()}`);
+    // Only "no number for this service and country" (422) is final. Auth, routing and other
+    // client errors are our configuration, not the customer's purchase: they retry (and alert)
+    // instead of quietly refunding every purchase.
+    if (res.status === 422) {
+      throw new ProviderRefusal(`SMS provider has no number (${res.status}): ${await res.text()}`);
     }
     if (!res.ok) throw new Error(`SMS provider answered ${res.status}`);
     const body = (await res.json()) as { id?: string; phoneNumber?: string };

@@ -1,8 +1,10 @@
 // checkout: a credit-pack purchase through Stripe Checkout, from the payment record to the credit.
 import {
+  CancellationScope,
   allHandlersFinished,
   condition,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -167,7 +169,8 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
     const outcome = outcomes.shift();
     if (outcome) {
       log.info('stripe outcome', { eventType: outcome.eventType, kind: outcome.kind });
-      if (outcome.kind === 'paid') await credit(outcome);
+      // Crediting is never interrupted half way by an operator's cancel.
+      if (outcome.kind === 'paid') await CancellationScope.nonCancellable(() => credit(outcome));
       else if (outcome.kind === 'failed') await giveUp('failed', outcome.eventId);
       else if (outcome.kind === 'expired') await giveUp('expired', outcome.eventId);
       else {
@@ -202,5 +205,12 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
 
   ended = true;
   await condition(allHandlersFinished);
+  if (patched('credit-payment-reported-at-close')) {
+    // A payment reported while the run was closing must not be dropped: the webhook already
+    // told Stripe it was received.
+    for (const late of outcomes.splice(0)) {
+      if (late.kind === 'paid') await CancellationScope.nonCancellable(() => credit(late));
+    }
+  }
   return state;
 }

@@ -2,6 +2,7 @@
 // item all-or-nothing → refund, in one entry, what the items that could not be sold cost.
 import {
   ApplicationFailure,
+  CancellationScope,
   log,
   proxyActivities,
   setHandler,
@@ -145,54 +146,58 @@ export async function order(input: OrderInput): Promise<OrderState> {
     });
   }
 
-  // Phase 3: one debit for the whole cart. A refusal here (the balance dropped since the
-  // check) writes nothing, so the order simply fails.
-  enter('charging');
-  try {
-    await debitOrder({
-      orderId,
-      workflowId,
-      buyerId,
-      total,
-      itemIds: valid.map((i) => i.itemId),
-    });
-  } catch (err) {
-    return finish('failed', refusedBy(err));
-  }
-  state.charged = total;
+  // From the debit on, credits are moving: an operator's cancel must not strand them in escrow
+  // or leave an item half sold, so this phase always runs to its end.
+  return CancellationScope.nonCancellable(async () => {
+    // Phase 3: one debit for the whole cart. A refusal here (the balance dropped since the
+    // check) writes nothing, so the order simply fails.
+    enter('charging');
+    try {
+      await debitOrder({
+        orderId,
+        workflowId,
+        buyerId,
+        total,
+        itemIds: valid.map((i) => i.itemId),
+      });
+    } catch (err) {
+      return finish('failed', refusedBy(err));
+    }
+    state.charged = total;
 
-  enter('transferring');
-  const outcomes: TransferOutcome[] = await Promise.all(
-    valid.map(async (item) => {
-      const outcome = await transferItem({ orderId, workflowId, buyerId, item });
-      if (outcome.sold) state.purchased.push(item.itemId);
-      else state.failed.push({ itemId: item.itemId, reason: outcome.reason });
-      state.updatedAt = new Date().toISOString();
-      return outcome;
-    }),
-  );
+    enter('transferring');
+    const outcomes: TransferOutcome[] = await Promise.all(
+      valid.map(async (item) => {
+        const outcome = await transferItem({ orderId, workflowId, buyerId, item });
+        if (outcome.sold) state.purchased.push(item.itemId);
+        else state.failed.push({ itemId: item.itemId, reason: outcome.reason });
+        state.updatedAt = new Date().toISOString();
+        return outcome;
+      }),
+    );
 
-  const skipped = valid.filter((_, i) => !outcomes[i]!.sold);
-  if (skipped.length > 0) {
-    enter('refunding');
-    const amount = sum(skipped);
-    await refundOrder({
-      orderId,
-      workflowId,
-      buyerId,
-      amount,
-      itemIds: skipped.map((i) => i.itemId),
-    });
-    state.refunded = amount;
-  }
+    const skipped = valid.filter((_, i) => !outcomes[i]!.sold);
+    if (skipped.length > 0) {
+      enter('refunding');
+      const amount = sum(skipped);
+      await refundOrder({
+        orderId,
+        workflowId,
+        buyerId,
+        amount,
+        itemIds: skipped.map((i) => i.itemId),
+      });
+      state.refunded = amount;
+    }
 
-  if (state.purchased.length === 0) {
-    return finish('failed', {
-      code: 'items_unavailable',
-      message: `None of the items could be bought; the ${state.refunded} credits charged were refunded.`,
-    });
-  }
-  return finish(
-    state.purchased.length === input.itemIds.length ? 'completed' : 'partially_completed',
-  );
+    if (state.purchased.length === 0) {
+      return finish('failed', {
+        code: 'items_unavailable',
+        message: `None of the items could be bought; the ${state.refunded} credits charged were refunded.`,
+      });
+    }
+    return finish(
+      state.purchased.length === input.itemIds.length ? 'completed' : 'partially_completed',
+    );
+  });
 }

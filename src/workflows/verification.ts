@@ -211,8 +211,9 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
     } else {
       try {
         rented = await provider.rentNumber(ids);
-        state.phoneNumber = rented.phoneNumber;
         await steps.markVerificationActive({ ...ids, ...rented });
+        // Shown only once stored, so a code sent for this number always finds it.
+        state.phoneNumber = rented.phoneNumber;
         move('active');
       } catch (err) {
         if (isCancellation(err)) throw err;
@@ -240,8 +241,11 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
       await compensate(outcome);
     }
   } catch (err) {
-    if (isCancellation(err) && !terminal()) {
-      // Cancelled from Temporal (operator): the refund still has to happen.
+    // Cancelled from Temporal (an operator): the refund still has to happen. The debit may have
+    // committed even when its attempt then failed (a worker died after the commit and the
+    // cancelled activity was not retried), so look at the scope, not only at the error.
+    const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;
+    if (cancelled && !terminal()) {
       await CancellationScope.nonCancellable(() => compensate('cancelled'));
     }
     throw err;

@@ -206,9 +206,9 @@ describe('POST /webhooks/stripe records and routes verified events', () => {
       const event = stripeEvent(type, object);
       const res = await bench.deliver(event);
       expect(res.status).toBe(200);
-      expect(await res.json()).toMatchObject({ status: 'ignored', flagged: true });
+      expect(await res.json()).toMatchObject({ status: 'flagged' });
       expect(await eventRow(event.id)).toMatchObject({
-        status: 'ignored',
+        status: 'flagged',
         payment_id: started.id,
         error: expect.stringContaining('flagged for review') as string,
       });

@@ -110,7 +110,7 @@ export function stripeWebhookRoutes({
 
   const finish = async (
     eventId: string,
-    status: 'completed' | 'failed' | 'ignored',
+    status: 'completed' | 'failed' | 'ignored' | 'flagged',
     error: string | null,
   ) => {
     await db.sql`
@@ -166,7 +166,7 @@ export function stripeWebhookRoutes({
     if (!inserted) {
       const [existing] = await db.sql<{ status: string }[]>`
         select status from stripe_events where id = ${event.id}`;
-      if (existing?.status === 'completed' || existing?.status === 'ignored') {
+      if (existing && ['completed', 'ignored', 'flagged'].includes(existing.status)) {
         return c.json({ received: true, duplicate: true, status: existing.status }, 200);
       }
       // Still processing elsewhere, or an earlier delivery failed: deliver again; the workflow
@@ -185,12 +185,12 @@ export function stripeWebhookRoutes({
       if (payment) {
         await db.sql`update stripe_events set payment_id = ${payment.id} where id = ${event.id}`;
       }
-      await finish(event.id, 'ignored', routing.note);
+      await finish(event.id, 'flagged', routing.note);
       logger.warn(
         { eventId: event.id, type: event.type, paymentId: payment?.id ?? null },
         'stripe event flagged for review',
       );
-      return c.json({ received: true, status: 'ignored', flagged: true }, 200);
+      return c.json({ received: true, status: 'flagged' }, 200);
     }
 
     const { metadata, outcome } = routing;
