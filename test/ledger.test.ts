@@ -273,3 +273,22 @@ describe('property: random posting sequences keep every invariant', () => {
     await expectLedgerConsistent(db);
   });
 });
+
+describe('payment invariants', () => {
+  it('reports a payment paid long ago and never credited', async () => {
+    const customer = await createCustomer(db);
+    const id = uniqueId('pay');
+    const rollback = new Error('rollback');
+    let violations: string[] = [];
+    await expect(
+      db.sql.begin(async (tx) => {
+        await tx`
+          insert into payments (id, workflow_id, customer_id, pack, credits, amount, currency, status, updated_at)
+          values (${id}, ${`checkout-${id}`}, ${customer.id}, 'small', 100, 500, 'eur', 'paid', now() - interval '1 hour')`;
+        violations = (await runLedgerChecks(tx)).violations.map((v) => v.invariant);
+        throw rollback;
+      }),
+    ).rejects.toBe(rollback);
+    expect(violations).toContain('payment_paid_not_credited');
+  });
+});

@@ -9,7 +9,8 @@ export interface Violation {
     | 'balance_after_mismatch'
     | 'negative_wallet'
     | 'duplicate_idempotency_key'
-    | 'payment_not_credited_once';
+    | 'payment_not_credited_once'
+    | 'payment_paid_not_credited';
   detail: string;
 }
 
@@ -19,6 +20,9 @@ export interface LedgerReport {
   counts: { accounts: number; entries: number; postings: number };
   violations: Violation[];
 }
+
+/** How long a paid payment may wait for its credit before the checker reports it. */
+const PAID_CREDIT_GRACE = '15 minutes';
 
 /** Runs every invariant in one read-only repeatable-read transaction and lists what is wrong. */
 export async function checkLedger(sql: Sql): Promise<LedgerReport> {
@@ -112,6 +116,17 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
       violations.push({
         invariant: 'payment_not_credited_once',
         detail: `payment ${r.id} (${r.status}): ${r.topups} topup entries, recorded entry ${r.topup_entry_id ?? 'none'}`,
+      });
+    }
+
+    // Paid at Stripe but still not credited well after: a workflow is stuck or an event was lost.
+    const stuck = await tx<{ id: string; updated_at: Date | string }[]>`
+      select id, updated_at from payments
+      where status = 'paid' and updated_at < now() - ${PAID_CREDIT_GRACE}::interval`;
+    for (const r of stuck) {
+      violations.push({
+        invariant: 'payment_paid_not_credited',
+        detail: `payment ${r.id} has been paid since ${String(r.updated_at)} and is not credited`,
       });
     }
 

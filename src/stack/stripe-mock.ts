@@ -41,9 +41,29 @@ export async function startStripeMock(
 ): Promise<RunningStripeMock | undefined> {
   const binary = await ensureTool(STRIPE_MOCK, env, log);
   if (!binary) return undefined;
-  const port = await freePort(preferredPort);
-  const child = spawn(binary, ['-http-addr', `127.0.0.1:${port}`], { stdio: 'ignore' });
-  await waitForPort(port, child, 15_000);
+  // A free port can be taken by another process between the check and the bind: try again.
+  // stripe-mock also serves HTTPS, on 12112 unless told otherwise, which would collide with any
+  // other instance; it gets a free port of its own.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort(attempt === 1 ? preferredPort : 0);
+    const httpsPort = await freePort(0);
+    const child = spawn(
+      binary,
+      ['-http-addr', `127.0.0.1:${port}`, '-https-addr', `127.0.0.1:${httpsPort}`],
+      { stdio: 'ignore' },
+    );
+    try {
+      await waitForPort(port, child, 15_000);
+      return running(child, port);
+    } catch (err) {
+      child.kill('SIGKILL');
+      if (attempt >= 3) throw err;
+      log(`stripe-mock could not listen on ${port}; trying another port`);
+    }
+  }
+}
+
+function running(child: ChildProcess, port: number): RunningStripeMock {
   return {
     apiBase: `http://127.0.0.1:${port}`,
     stop: () =>
