@@ -1,4 +1,5 @@
 // Once per test run: PostgreSQL (a fresh database), the Temporal dev server, and one workflow bundle.
+import { Connection } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -50,6 +51,20 @@ async function freshDatabaseOn(url: string): Promise<{ url: string; drop: () => 
   };
 }
 
+/** A configured Temporal that does not answer fails the run here, with what to do about it. */
+async function assertTemporalReachable(address: string): Promise<void> {
+  try {
+    const connection = await Connection.connect({ address, connectTimeout: '5 seconds' });
+    await connection.close();
+  } catch (err) {
+    throw new Error(
+      `Temporal at ${address} (TEMPORAL_ADDRESS) is not reachable: ${(err as Error).message}. ` +
+        'Start it, fix TEMPORAL_ADDRESS, or unset it so the tests start their own dev server.',
+      { cause: err },
+    );
+  }
+}
+
 export default async function setup(project: TestProject) {
   const env = processEnv();
   const config = loadConfig(env);
@@ -87,6 +102,7 @@ export default async function setup(project: TestProject) {
     let temporalAddress = config.temporal.address;
     if (temporalAddress) {
       say(`Temporal: ${temporalAddress} (TEMPORAL_ADDRESS).`);
+      await assertTemporalReachable(temporalAddress);
     } else {
       // In memory: faster than a file-backed server, and nothing to clean up.
       const temporal = await startTemporalDevServer({ env, log: say });
