@@ -2,12 +2,15 @@
 // the read model once it has closed, and from the workflow's own description when no worker
 // answers in time (so a dead worker never makes a GET hang).
 import {
+  WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   type Client,
   type WorkflowExecutionDescription,
   type WorkflowHandle,
+  type WorkflowStartOptions,
 } from '@temporalio/client';
-import type { QueryDefinition } from '@temporalio/common';
+import type { QueryDefinition, Workflow } from '@temporalio/common';
+import { searchAttributes } from '../shared.js';
 
 /** How long a read waits for a worker to answer the workflow query. */
 export const QUERY_DEADLINE_MS = 3_000;
@@ -59,4 +62,46 @@ export async function readFlowState<S>(
   const record = await source.fromRecord();
   if (record) return record;
   return description ? source.fromDescription?.(description) : undefined;
+}
+
+export interface FlowStart<W extends Workflow> {
+  /** The workflow's registered name (its function's name). */
+  workflowType: string;
+  workflowId: string;
+  taskQueue: string;
+  input: Parameters<W>[0];
+  customerId: string;
+  /** FlowStatus while the workflow has not said otherwise. */
+  initialStatus: string;
+}
+
+/**
+ * Starts a flow under its business id, or finds the one a previous request with the same key
+ * started (running: USE_EXISTING; closed: REJECT_DUPLICATE). The input travels in the memo too,
+ * so a repeated request can be compared with the first without a worker.
+ */
+export async function startOrFindFlow<W extends Workflow>(
+  temporal: Client,
+  start: FlowStart<W>,
+): Promise<WorkflowHandle<W>> {
+  try {
+    const options = {
+      taskQueue: start.taskQueue,
+      workflowId: start.workflowId,
+      args: [start.input] as Parameters<W>,
+      memo: { input: start.input },
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      typedSearchAttributes: [
+        { key: searchAttributes.customerId, value: start.customerId },
+        { key: searchAttributes.flowStatus, value: start.initialStatus },
+      ],
+      // Every flow takes exactly one input object; TypeScript cannot see that through W.
+    } as unknown as WorkflowStartOptions<W>;
+    return await temporal.workflow.start<W>(start.workflowType, options);
+  } catch (err) {
+    // A closed workflow with this id: the key was used before; answer with that one.
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    return temporal.workflow.getHandle<W>(start.workflowId);
+  }
 }

@@ -1,10 +1,6 @@
 // Admin credit adjustments: start the adjustment workflow and read its state.
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import {
-  WorkflowExecutionAlreadyStartedError,
-  type Client,
-  type WorkflowExecutionDescription,
-} from '@temporalio/client';
+import { type Client, type WorkflowExecutionDescription } from '@temporalio/client';
 import { createHash } from 'node:crypto';
 import { toDate, type Database } from '../../db/client.js';
 import { MAX_POSTING_AMOUNT } from '../../ledger/ledger.js';
@@ -20,7 +16,7 @@ import type { adjustment } from '../../workflows/adjustment.js';
 import { requireAdmin, type AuthEnv } from '../auth.js';
 import { customerIdSchema, errorResponse, security, type AppDeps } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
-import { readFlowState } from '../workflow-state.js';
+import { readFlowState, startOrFindFlow } from '../workflow-state.js';
 
 /** The largest single adjustment an admin can make, in credits. */
 export const MAX_ADJUSTMENT = 1_000_000_000;
@@ -221,23 +217,14 @@ export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
       reason: body.reason,
       requestedBy: principal.sub,
     };
-    try {
-      await temporal.workflow.start<typeof adjustment>('adjustment', {
-        taskQueue,
-        workflowId,
-        args: [input],
-        memo: { input },
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        typedSearchAttributes: [
-          { key: searchAttributes.customerId, value: body.customerId },
-          { key: searchAttributes.flowStatus, value: 'pending' },
-        ],
-      });
-    } catch (err) {
-      // A closed workflow with this id: the key was used before; answer with that one.
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    }
+    await startOrFindFlow<typeof adjustment>(temporal, {
+      workflowType: 'adjustment',
+      workflowId,
+      taskQueue,
+      input,
+      customerId: body.customerId,
+      initialStatus: 'pending',
+    });
 
     const state = await readAdjustment(temporal, db, id, { live: false });
     if (!state) {

@@ -1,10 +1,6 @@
 // Marketplace orders: start the order workflow for a cart and read its per-item outcome.
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import {
-  WorkflowExecutionAlreadyStartedError,
-  type Client,
-  type WorkflowExecutionDescription,
-} from '@temporalio/client';
+import { type Client, type WorkflowExecutionDescription } from '@temporalio/client';
 import { createHash, randomUUID } from 'node:crypto';
 import { toDate, type Database } from '../../db/client.js';
 import {
@@ -20,7 +16,7 @@ import type { order } from '../../workflows/order.js';
 import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
 import { errorResponse, security, type AppDeps } from '../common.js';
 import { ApiError, statusForCode, validationHook } from '../errors.js';
-import { describeWorkflow, readFlowState } from '../workflow-state.js';
+import { describeWorkflow, readFlowState, startOrFindFlow } from '../workflow-state.js';
 import { itemIdSchema, requireCustomer } from '../items/routes.js';
 
 /** The most items one cart may hold. */
@@ -263,23 +259,14 @@ export function orderRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
     const id = key ? orderIdFor(buyerId, key) : `ord_${randomUUID().replaceAll('-', '')}`;
     const workflowId = workflowIds.order(id);
     const input: OrderInput = { orderId: id, buyerId, itemIds };
-    try {
-      await temporal.workflow.start<typeof order>('order', {
-        taskQueue,
-        workflowId,
-        args: [input],
-        memo: { input },
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        typedSearchAttributes: [
-          { key: searchAttributes.customerId, value: buyerId },
-          { key: searchAttributes.flowStatus, value: 'processing' },
-        ],
-      });
-    } catch (err) {
-      // A closed workflow with this id: the key was used before; answer with that one.
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    }
+    await startOrFindFlow<typeof order>(temporal, {
+      workflowType: 'order',
+      workflowId,
+      taskQueue,
+      input,
+      customerId: buyerId,
+      initialStatus: 'processing',
+    });
 
     const state = await readOrderAfterValidation(temporal, db, id);
     if (!state) throw new Error(`order ${id} has neither a workflow state nor a record`);

@@ -1,7 +1,6 @@
 // Phone verifications: buy one with credits, follow it, cancel it (which refunds it).
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import {
-  WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   ApplicationFailure,
@@ -23,7 +22,7 @@ import type { verificationPurchase } from '../../workflows/verification.js';
 import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
 import { errorResponse, security, type AppDeps } from '../common.js';
 import { ApiError, statusForCode, validationHook } from '../errors.js';
-import { readFlowState } from '../workflow-state.js';
+import { readFlowState, startOrFindFlow } from '../workflow-state.js';
 
 /** How long POST waits for the debit before answering 202 pending anyway. */
 const DEBIT_WAIT_MS = 10_000;
@@ -271,24 +270,14 @@ export function verificationRoutes({ db, temporal, taskQueue, logger }: AppDeps)
       price: Number(price.price),
       timeoutSeconds: body.timeoutSeconds,
     };
-    let handle;
-    try {
-      handle = await temporal.workflow.start<typeof verificationPurchase>('verificationPurchase', {
-        taskQueue,
-        workflowId,
-        args: [input],
-        memo: { input },
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        typedSearchAttributes: [
-          { key: searchAttributes.customerId, value: principal.sub },
-          { key: searchAttributes.flowStatus, value: 'pending' },
-        ],
-      });
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-      handle = temporal.workflow.getHandle(workflowId);
-    }
+    const handle = await startOrFindFlow<typeof verificationPurchase>(temporal, {
+      workflowType: 'verificationPurchase',
+      workflowId,
+      taskQueue,
+      input,
+      customerId: principal.sub,
+      initialStatus: 'pending',
+    });
 
     let state: VerificationState | undefined;
     try {
