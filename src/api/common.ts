@@ -61,3 +61,12 @@ export const customerIdSchema = z
   .refine((v) => !isPlaceholder(v), { message: 'is a placeholder, not a customer id' })
   .refine((v) => UUID_PATTERN.test(v), { message: 'must be a customer id (UUID)' })
   .openapi({ example: '7f1c2d4e-8a9b-4c3d-9e8f-0a1b2c3d4e5f' });
+
+/** What every POST that starts work answers (202). */
+export const StartedSchema = z
+  .object({
+    id: z.string(),
+    workflowId: z.string().openapi({ description: 'The Temporal workflow id, for the UI' }),
+    status: z.string(),
+  })
+  .openapi('Started');

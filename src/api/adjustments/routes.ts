@@ -14,7 +14,13 @@ import {
 } from '../../shared.js';
 import type { adjustment } from '../../workflows/adjustment.js';
 import { requireAdmin, type AuthEnv } from '../auth.js';
-import { customerIdSchema, errorResponse, security, type AppDeps } from '../common.js';
+import {
+  customerIdSchema,
+  errorResponse,
+  security,
+  type AppDeps,
+  StartedSchema,
+} from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
 import { readFlowState, startOrFindFlow } from '../workflow-state.js';
 
@@ -48,10 +54,6 @@ const IdempotencyHeader = z.object({
       description: 'Client-chosen key; a retry with the same key returns the same adjustment',
     }),
 });
-
-const StartedSchema = z
-  .object({ id: z.string(), workflowId: z.string(), status: z.string() })
-  .openapi('Started');
 
 const AdjustmentSchema = z
   .object({

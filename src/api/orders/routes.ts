@@ -14,7 +14,7 @@ import {
 } from '../../shared.js';
 import type { order } from '../../workflows/order.js';
 import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
-import { errorResponse, security, type AppDeps } from '../common.js';
+import { errorResponse, security, type AppDeps, StartedSchema } from '../common.js';
 import { ApiError, statusForCode, validationHook } from '../errors.js';
 import { describeWorkflow, readFlowState, startOrFindFlow } from '../workflow-state.js';
 import { itemIdSchema, requireCustomer } from '../items/routes.js';
@@ -54,10 +54,6 @@ const IdempotencyHeader = z.object({
       description: 'Client-chosen key; a retry with the same key returns the same order',
     }),
 });
-
-const StartedSchema = z
-  .object({ id: z.string(), workflowId: z.string(), status: z.string() })
-  .openapi('OrderStarted');
 
 const OrderSchema = z
   .object({

@@ -20,7 +20,7 @@ import {
 } from '../../shared.js';
 import type { verificationPurchase } from '../../workflows/verification.js';
 import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
-import { errorResponse, security, type AppDeps } from '../common.js';
+import { errorResponse, security, type AppDeps, StartedSchema } from '../common.js';
 import { ApiError, statusForCode, validationHook } from '../errors.js';
 import { readFlowState, startOrFindFlow } from '../workflow-state.js';
 
@@ -66,8 +66,6 @@ const VerificationSchema = z
     updatedAt: z.string(),
   })
   .openapi('Verification');
-
-const StartedSchema = z.object({ id: z.string(), workflowId: z.string(), status: z.string() });
 
 const idParam = z.object({ id: z.string().regex(/^ver_[0-9a-f]{32}$/, 'not a verification id') });
 
