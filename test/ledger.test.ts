@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/client.js';
 import { BusinessError } from '../src/errors.js';
 import { runLedgerChecks } from '../src/ledger/check.js';
-import { createLedger, type Ledger, type PostEntryInput } from '../src/ledger/ledger.js';
+import { createLedger, type Ledger, type PostEntryInput, type Tx } from '../src/ledger/ledger.js';
 import { createCustomer, expectLedgerConsistent, fund, testDatabase, uniqueId } from './helpers.js';
 
 let db: Database;
@@ -290,5 +290,57 @@ describe('payment invariants', () => {
       }),
     ).rejects.toBe(rollback);
     expect(violations).toContain('payment_paid_not_credited');
+  });
+});
+
+describe('flow invariants', () => {
+  /** Runs the checks on data written inside a transaction that is then rolled back. */
+  async function violationsWith(write: (tx: Tx) => Promise<void>) {
+    const rollback = new Error('rollback');
+    let found: string[] = [];
+    await expect(
+      db.sql.begin(async (tx) => {
+        await write(tx);
+        found = (await runLedgerChecks(tx)).violations.map((v) => v.invariant);
+        throw rollback;
+      }),
+    ).rejects.toBe(rollback);
+    return found;
+  }
+
+  it('reports a verification debited long ago that never settled', async () => {
+    const customer = await createCustomer(db);
+    await fund(ledger, customer.id, 10);
+    const [entry] = await db.sql<{ id: string }[]>`
+      select e.id from entries e join postings p on p.entry_id = e.id
+      join accounts a on a.id = p.account_id where a.customer_id = ${customer.id} limit 1`;
+    const id = uniqueId('ver');
+    const found = await violationsWith(async (tx) => {
+      await tx`
+        insert into verifications (id, workflow_id, customer_id, service, country, price, timeout_seconds,
+                                   status, debit_entry_id, created_at)
+        values (${id}, ${`verification-${id}`}, ${customer.id}, 'whatsapp', 'US', 10, 60, 'active',
+                ${entry!.id}, now() - interval '2 hours')`;
+    });
+    expect(found).toContain('verification_unsettled');
+  });
+
+  it('reports credits an order left in escrow', async () => {
+    const workflowId = `order-${uniqueId('o')}`;
+    const found = await violationsWith(async (tx) => {
+      const [entry] = await tx<{ id: string }[]>`
+        insert into entries (idempotency_key, content_hash, type, description, workflow_id, created_at)
+        values (${`${workflowId}:debit`}, 'x', 'order_purchase', 'test', ${workflowId}, now() - interval '1 hour')
+        returning id`;
+      const [escrow] = await tx<
+        { id: string }[]
+      >`select id from accounts where code = 'order_escrow' limit 1`;
+      const [revenue] = await tx<
+        { id: string }[]
+      >`select id from accounts where code = 'revenue' limit 1`;
+      await tx`insert into postings (entry_id, account_id, amount, balance_after)
+               values (${entry!.id}, ${escrow!.id}, 50, 50), (${entry!.id}, ${revenue!.id}, -50, -50)`;
+    });
+    expect(found).toContain('order_escrow_left');
   });
 });

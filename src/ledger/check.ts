@@ -10,7 +10,9 @@ export interface Violation {
     | 'negative_wallet'
     | 'duplicate_idempotency_key'
     | 'payment_not_credited_once'
-    | 'payment_paid_not_credited';
+    | 'payment_paid_not_credited'
+    | 'verification_unsettled'
+    | 'order_escrow_left';
   detail: string;
 }
 
@@ -23,6 +25,8 @@ export interface LedgerReport {
 
 /** How long a paid payment may wait for its credit before the checker reports it. */
 const PAID_CREDIT_GRACE = '15 minutes';
+/** How long past its deadline a verification or order may take to settle before it is reported. */
+const SETTLE_GRACE = '15 minutes';
 
 /** Runs every invariant in one read-only repeatable-read transaction and lists what is wrong. */
 export async function checkLedger(sql: Sql): Promise<LedgerReport> {
@@ -127,6 +131,38 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
       violations.push({
         invariant: 'payment_paid_not_credited',
         detail: `payment ${r.id} has been paid since ${String(r.updated_at)} and is not credited`,
+      });
+    }
+
+    // Debited but neither completed nor refunded long after its own timeout: its workflow was
+    // terminated or is stuck, and the credits are in limbo.
+    const unsettled = await tx<{ id: string; status: string }[]>`
+      select id, status from verifications
+      where status in ('pending', 'active') and debit_entry_id is not null
+        and created_at + make_interval(secs => timeout_seconds) < now() - ${SETTLE_GRACE}::interval`;
+    for (const r of unsettled) {
+      violations.push({
+        invariant: 'verification_unsettled',
+        detail: `verification ${r.id} is still ${r.status} long after its timeout`,
+      });
+    }
+
+    // An order that has finished (or should have) leaves nothing in escrow.
+    const escrow = await tx<{ workflow_id: string; held: string }[]>`
+      select e.workflow_id, sum(p.amount) as held
+      from entries e
+      join postings p on p.entry_id = e.id
+      join accounts a on a.id = p.account_id and a.kind = 'system' and a.code = 'order_escrow'
+      left join orders o on o.workflow_id = e.workflow_id
+      where e.workflow_id like 'order-%'
+      group by e.workflow_id, o.status, o.updated_at
+      having sum(p.amount) <> 0
+        and max(e.created_at) < now() - ${SETTLE_GRACE}::interval
+        and (o.status is distinct from 'processing' or o.updated_at < now() - ${SETTLE_GRACE}::interval)`;
+    for (const r of escrow) {
+      violations.push({
+        invariant: 'order_escrow_left',
+        detail: `order workflow ${r.workflow_id} left ${r.held} credits in escrow`,
       });
     }
 
