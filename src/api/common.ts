@@ -1,5 +1,6 @@
 // Pieces every resource's routes share: the error schema, placeholders, the app's dependencies.
 import { z } from '@hono/zod-openapi';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client.js';
 import type { Ledger } from '../ledger/ledger.js';
@@ -70,3 +71,29 @@ export const StartedSchema = z
     status: z.string(),
   })
   .openapi('Started');
+
+/**
+ * Ids of flows a customer starts: from the customer and their Idempotency-Key, so a retried
+ * POST names the same flow (and two customers' keys never collide), or fresh without a key.
+ */
+export function flowIdFor(prefix: string, customerId: string, idempotencyKey?: string): string {
+  if (!idempotencyKey) return `${prefix}_${randomUUID().replaceAll('-', '')}`;
+  const digest = createHash('sha256').update(`${customerId}\n${idempotencyKey}`).digest('hex');
+  return `${prefix}_${digest.slice(0, 32)}`;
+}
+
+/** The optional Idempotency-Key header of a POST that starts a flow. */
+export function idempotencyKeyHeader(what: string, example: string) {
+  return z.object({
+    'idempotency-key': z
+      .string()
+      .trim()
+      .min(1, 'must not be empty')
+      .max(255, 'must be at most 255 characters')
+      .optional()
+      .openapi({
+        example,
+        description: `Client-chosen key; a retry with the same key returns the same ${what}`,
+      }),
+  });
+}

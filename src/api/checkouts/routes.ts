@@ -7,7 +7,6 @@ import {
   WorkflowUpdateFailedError,
   type Client,
 } from '@temporalio/client';
-import { createHash, randomUUID } from 'node:crypto';
 import { readPayment, type PaymentRecord } from '../../activities/checkout.js';
 import type { Database } from '../../db/client.js';
 import { DEFAULT_CREDIT_PACKS } from '../../payments/packs.js';
@@ -21,7 +20,13 @@ import {
 } from '../../shared.js';
 import type { checkout } from '../../workflows/checkout.js';
 import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
-import { errorResponse, security, type AppDeps } from '../common.js';
+import {
+  errorResponse,
+  security,
+  type AppDeps,
+  flowIdFor,
+  idempotencyKeyHeader,
+} from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
 import { readFlowState } from '../workflow-state.js';
 
@@ -40,18 +45,7 @@ const CreateCheckoutSchema = z
   .strict()
   .openapi('CreateCheckout');
 
-const IdempotencyHeader = z.object({
-  'idempotency-key': z
-    .string()
-    .trim()
-    .min(1, 'must not be empty')
-    .max(255, 'must be at most 255 characters')
-    .optional()
-    .openapi({
-      example: 'topup-2026-11-25-0001',
-      description: 'Client-chosen key; a retry with the same key returns the same checkout',
-    }),
-});
+const IdempotencyHeader = idempotencyKeyHeader('checkout', 'topup-2026-11-25-0001');
 
 const CheckoutStartedSchema = z
   .object({
@@ -116,9 +110,7 @@ const getCheckout = createRoute({
 
 /** Payment ids come from the customer and their Idempotency-Key, so a retry names the same one. */
 export function paymentIdFor(customerId: string, idempotencyKey: string | undefined): string {
-  if (!idempotencyKey) return `pay_${randomUUID().replaceAll('-', '')}`;
-  const digest = createHash('sha256').update(`${customerId}\n${idempotencyKey}`).digest('hex');
-  return `pay_${digest.slice(0, 32)}`;
+  return flowIdFor('pay', customerId, idempotencyKey);
 }
 
 function fromPayment(payment: PaymentRecord): CheckoutState {

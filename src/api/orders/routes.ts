@@ -1,7 +1,6 @@
 // Marketplace orders: start the order workflow for a cart and read its per-item outcome.
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { type Client, type WorkflowExecutionDescription } from '@temporalio/client';
-import { createHash, randomUUID } from 'node:crypto';
 import { toDate, type Database } from '../../db/client.js';
 import {
   orderStateQuery,
@@ -14,7 +13,14 @@ import {
 } from '../../shared.js';
 import type { order } from '../../workflows/order.js';
 import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
-import { errorResponse, security, type AppDeps, StartedSchema } from '../common.js';
+import {
+  errorResponse,
+  security,
+  type AppDeps,
+  StartedSchema,
+  flowIdFor,
+  idempotencyKeyHeader,
+} from '../common.js';
 import { ApiError, statusForCode, validationHook } from '../errors.js';
 import { describeWorkflow, readFlowState, startOrFindFlow } from '../workflow-state.js';
 import { itemIdSchema, requireCustomer } from '../items/routes.js';
@@ -42,18 +48,7 @@ const CreateOrderSchema = z
   .strict()
   .openapi('CreateOrder');
 
-const IdempotencyHeader = z.object({
-  'idempotency-key': z
-    .string()
-    .trim()
-    .min(1, 'must not be empty')
-    .max(255, 'must be at most 255 characters')
-    .optional()
-    .openapi({
-      example: 'cart-2026-11-25-0001',
-      description: 'Client-chosen key; a retry with the same key returns the same order',
-    }),
-});
+const IdempotencyHeader = idempotencyKeyHeader('order', 'cart-2026-11-25-0001');
 
 const OrderSchema = z
   .object({
@@ -124,9 +119,8 @@ const getOrder = createRoute({
 });
 
 /** Order ids come from the buyer's Idempotency-Key, so a retried POST names the same order. */
-export function orderIdFor(buyerId: string, idempotencyKey: string): string {
-  const digest = createHash('sha256').update(`${buyerId}\n${idempotencyKey}`).digest('hex');
-  return `ord_${digest.slice(0, 32)}`;
+export function orderIdFor(buyerId: string, idempotencyKey: string | undefined): string {
+  return flowIdFor('ord', buyerId, idempotencyKey);
 }
 
 /** The state a workflow describes about itself (start memo, step memo, FlowStatus), no worker needed. */
@@ -252,7 +246,7 @@ export function orderRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
       throw new ApiError(404, 'customer_not_found', 'The caller is not an active customer.');
     }
 
-    const id = key ? orderIdFor(buyerId, key) : `ord_${randomUUID().replaceAll('-', '')}`;
+    const id = orderIdFor(buyerId, key);
     const workflowId = workflowIds.order(id);
     const input: OrderInput = { orderId: id, buyerId, itemIds };
     await startOrFindFlow<typeof order>(temporal, {

@@ -7,7 +7,6 @@ import {
   type Client,
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
-import { createHash, randomUUID } from 'node:crypto';
 import { toDate, type Database } from '../../db/client.js';
 import {
   cancelVerificationUpdate,
@@ -20,7 +19,14 @@ import {
 } from '../../shared.js';
 import type { verificationPurchase } from '../../workflows/verification.js';
 import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
-import { errorResponse, security, type AppDeps, StartedSchema } from '../common.js';
+import {
+  errorResponse,
+  security,
+  type AppDeps,
+  StartedSchema,
+  flowIdFor,
+  idempotencyKeyHeader,
+} from '../common.js';
 import { ApiError, statusForCode, validationHook } from '../errors.js';
 import { readFlowState, startOrFindFlow } from '../workflow-state.js';
 
@@ -78,7 +84,7 @@ const createVerification = createRoute({
     'Debits the price, rents a number and waits for the code. On timeout, cancel or provider failure the credits come back automatically. Answers once the debit is settled.',
   security,
   request: {
-    headers: z.object({ 'idempotency-key': z.string().trim().min(1).max(255).optional() }),
+    headers: idempotencyKeyHeader('verification', 'verify-2026-11-25-0001'),
     body: { required: true, content: { 'application/json': { schema: CreateVerificationSchema } } },
   },
   responses: {
@@ -131,8 +137,7 @@ const cancelVerification = createRoute({
 
 /** Ids from an Idempotency-Key are per customer, so two customers' keys never collide. */
 export function verificationIdFor(customerId: string, idempotencyKey: string | undefined): string {
-  const seed = idempotencyKey ? `${customerId}:${idempotencyKey}` : randomUUID();
-  return `ver_${createHash('sha256').update(seed).digest('hex').slice(0, 32)}`;
+  return flowIdFor('ver', customerId, idempotencyKey);
 }
 
 /** The API's view: optional fields only when they have a value. */
