@@ -171,6 +171,15 @@ describe('order workflow', () => {
       'sale',
     ]);
     expect(await escrowLeft([workflowId])).toBe(0);
+    // Everyone whose credits moved is told, once.
+    const kinds = async (customerId: string) =>
+      (
+        await db.sql<{ kind: string; amount: string }[]>`
+          select kind, amount from notifications where customer_id = ${customerId} order by id`
+      ).map((n) => `${n.kind}:${n.amount}`);
+    expect(await kinds(buyer.id)).toEqual(['credits_deducted:2500', 'credits_refunded:1500']);
+    expect(await kinds(first.seller.id)).toEqual(['credits_added:1000']);
+    expect(await kinds(second.seller.id)).toEqual([]);
   });
 
   it('finishes the money phase when an operator cancels the workflow mid-order', async () => {

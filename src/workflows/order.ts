@@ -4,6 +4,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertMemo,
@@ -24,7 +25,7 @@ import { businessFailure } from './failures.js';
 
 // Each step is one short database transaction; ten seconds is generous and keeps a step lost
 // with a dead worker from stalling the order for long before it is retried elsewhere.
-const { validateOrder, debitOrder, transferItem, refundOrder, recordOrder } =
+const { validateOrder, debitOrder, transferItem, refundOrder, recordOrder, notify } =
   proxyActivities<Activities>({
     startToCloseTimeout: '10 seconds',
     // Infrastructure failures retry until they succeed; business refusals are non-retryable.
@@ -53,6 +54,8 @@ export async function order(input: OrderInput): Promise<OrderState> {
     updatedAt: startTime.toISOString(),
   };
   setHandler(orderStateQuery, () => state);
+  // Buyer and sellers are told about their credits; runs started before this existed are not.
+  const notifyParties = patched('order-notifications');
   upsertSearchAttributes([
     { key: searchAttributes.customerId, value: buyerId },
     { key: searchAttributes.flowStatus, value: 'processing' },
@@ -152,8 +155,9 @@ export async function order(input: OrderInput): Promise<OrderState> {
     // Phase 3: one debit for the whole cart. A refusal here (the balance dropped since the
     // check) writes nothing, so the order simply fails.
     enter('charging');
+    let debit;
     try {
-      await debitOrder({
+      debit = await debitOrder({
         orderId,
         workflowId,
         buyerId,
@@ -164,11 +168,34 @@ export async function order(input: OrderInput): Promise<OrderState> {
       return finish('failed', refusedBy(err));
     }
     state.charged = total;
+    if (notifyParties) {
+      await notify({
+        idempotencyKey: `${workflowId}:notify-debit`,
+        customerId: buyerId,
+        kind: 'credits_deducted',
+        title: 'Credits used',
+        body: `${total} credits for order ${orderId} (${valid.length} item${valid.length === 1 ? '' : 's'}). Balance: ${debit.balanceAfter}.`,
+        amount: total,
+        balanceAfter: debit.balanceAfter,
+        data: { orderId },
+      });
+    }
 
     enter('transferring');
     const outcomes: TransferOutcome[] = await Promise.all(
       valid.map(async (item) => {
         const outcome = await transferItem({ orderId, workflowId, buyerId, item });
+        if (outcome.sold && notifyParties) {
+          await notify({
+            idempotencyKey: `${workflowId}:notify-sale:${item.itemId}`,
+            customerId: item.sellerId,
+            kind: 'credits_added',
+            title: 'Item sold',
+            body: `Your item ${item.itemId} sold for ${item.price} credits (order ${orderId}).`,
+            amount: item.price,
+            data: { orderId, itemId: item.itemId },
+          });
+        }
         if (outcome.sold) state.purchased.push(item.itemId);
         else state.failed.push({ itemId: item.itemId, reason: outcome.reason });
         state.updatedAt = new Date().toISOString();
@@ -180,7 +207,7 @@ export async function order(input: OrderInput): Promise<OrderState> {
     if (skipped.length > 0) {
       enter('refunding');
       const amount = sum(skipped);
-      await refundOrder({
+      const refund = await refundOrder({
         orderId,
         workflowId,
         buyerId,
@@ -188,6 +215,18 @@ export async function order(input: OrderInput): Promise<OrderState> {
         itemIds: skipped.map((i) => i.itemId),
       });
       state.refunded = amount;
+      if (notifyParties) {
+        await notify({
+          idempotencyKey: `${workflowId}:notify-refund`,
+          customerId: buyerId,
+          kind: 'credits_refunded',
+          title: 'Credits refunded',
+          body: `${amount} credits are back: ${skipped.length} item${skipped.length === 1 ? '' : 's'} of order ${orderId} could not be bought. Balance: ${refund.balanceAfter}.`,
+          amount,
+          balanceAfter: refund.balanceAfter,
+          data: { orderId, itemIds: skipped.map((i) => i.itemId) },
+        });
+      }
     }
 
     if (state.purchased.length === 0) {
