@@ -37,15 +37,19 @@ export async function verificationHarness(
   const suffix = randomBytes(4).toString('hex');
   const service = `${name}-${suffix}`;
   const failingService = `${name}-down-${suffix}`;
+  const lostService = `${name}-lost-${suffix}`;
   const price = options.price ?? 50;
   const db: Database = testDatabase(20);
   const ledger: Ledger = createLedger(db.sql);
   const temporal: Client = await connectTestClient();
   const taskQueue = uniqueId(name);
-  const sms = new SimulatedSmsProvider({ unavailableServices: [failingService] });
+  const sms = new SimulatedSmsProvider({
+    unavailableServices: [failingService],
+    lostAnswerServices: [lostService],
+  });
   await db.sql`
     insert into prices (service, country, price)
-    values (${service}, 'US', ${price}), (${failingService}, 'US', ${price})`;
+    values (${service}, 'US', ${price}), (${failingService}, 'US', ${price}), (${lostService}, 'US', ${price})`;
   const metrics = createMetrics();
   const worker = await startTestWorker(db, taskQueue, { sms, metrics }, options.overrides);
   const app = testApp(db, temporal, taskQueue);
@@ -59,6 +63,7 @@ export async function verificationHarness(
     metrics,
     service,
     failingService,
+    lostService,
     price,
     async buy(customerId: string, body: Record<string, unknown> = {}, key?: string) {
       return app.request(
@@ -107,7 +112,7 @@ export async function verificationHarness(
     },
     async close() {
       await worker.stop();
-      await db.sql`delete from prices where service in (${service}, ${failingService})`;
+      await db.sql`delete from prices where service in (${service}, ${failingService}, ${lostService})`;
       await temporal.connection.close();
       await db.close();
     },

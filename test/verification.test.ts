@@ -141,6 +141,23 @@ describe('buying a verification', () => {
     ]);
   });
 
+  it('refunds and releases by reference a number whose rent answer was lost', async () => {
+    const customer = await fundedCustomer(100);
+    const { id } = await started(await h.buy(customer.id, { service: h.lostService }));
+    const refunded = await h.waitFor(customer.id, id, ['refunded'], 30_000);
+    expect(refunded.refundReason).toBe('provider_failed');
+    expect(await h.ledger.walletBalance(customer.id)).toBe(100);
+    // The provider did rent it; we never learnt the reference, so it is released by ours.
+    expect(h.sms.released.has(`sim_${id}`)).toBe(true);
+  });
+
+  it('rents nothing to release when the provider refuses', async () => {
+    const customer = await fundedCustomer(100);
+    const { id } = await started(await h.buy(customer.id, { service: h.failingService }));
+    await h.waitFor(customer.id, id, ['refunded']);
+    expect(h.sms.released.has(`sim_${id}`)).toBe(false);
+  });
+
   it('refuses with 422 insufficient_credits, debits nothing and rents no number', async () => {
     const customer = await fundedCustomer(10);
     const key = uniqueId('poor');

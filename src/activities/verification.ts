@@ -181,6 +181,14 @@ export function createVerificationActivities(deps: {
       });
     },
 
+    /** Releases a number rented for this verification whose answer never reached us. */
+    async releaseRentalByReference(input: Ids): Promise<void> {
+      await sms.releaseByReference({
+        verificationId: input.verificationId,
+        idempotencyKey: `${input.workflowId}:release-by-reference`,
+      });
+    },
+
     /** Tells the provider to release the number (a compensation: retried until it succeeds). */
     async releaseNumber(input: Ids & { providerRef: string }): Promise<void> {
       await sms.releaseNumber({

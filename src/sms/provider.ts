@@ -28,6 +28,11 @@ export interface SmsProvider {
   rentNumber(request: RentRequest): Promise<RentedNumber>;
   /** Releases a rented number; releasing one already released counts as success. */
   releaseNumber(request: { providerRef: string; idempotencyKey: string }): Promise<void>;
+  /**
+   * Releases whatever number was rented for this verification, if any: for a rent whose answer
+   * was lost, so we never learnt the number's reference.
+   */
+  releaseByReference(request: { verificationId: string; idempotencyKey: string }): Promise<void>;
 }
 
 export interface SimulatedOptions {
@@ -37,6 +42,8 @@ export interface SimulatedOptions {
   transientFailureRate?: number;
   /** Delay before each answer. */
   delayMs?: number;
+  /** Services for which a rent succeeds at the provider but its answer never arrives. */
+  lostAnswerServices?: Iterable<string>;
   random?: () => number;
 }
 
@@ -45,9 +52,11 @@ export class SimulatedSmsProvider implements SmsProvider {
   readonly rentals = new Map<string, RentedNumber & RentRequest>();
   readonly released = new Set<string>();
   private readonly unavailable: Set<string>;
+  private readonly lostAnswers: Set<string>;
 
   constructor(private readonly options: SimulatedOptions = {}) {
     this.unavailable = new Set(options.unavailableServices ?? []);
+    this.lostAnswers = new Set(options.lostAnswerServices ?? []);
   }
 
   private async answer(): Promise<void> {
@@ -66,13 +75,18 @@ export class SimulatedSmsProvider implements SmsProvider {
       );
     }
     const existing = this.rentals.get(request.idempotencyKey);
-    if (existing) return { providerRef: existing.providerRef, phoneNumber: existing.phoneNumber };
+    if (existing && !this.lostAnswers.has(request.service)) {
+      return { providerRef: existing.providerRef, phoneNumber: existing.phoneNumber };
+    }
     const digits = createHash('sha256').update(request.verificationId).digest().readUInt32BE(0);
     const rented = {
       providerRef: `sim_${request.verificationId}`,
       phoneNumber: `+1555${String(digits % 10_000_000).padStart(7, '0')}`,
     };
     this.rentals.set(request.idempotencyKey, { ...request, ...rented });
+    if (this.lostAnswers.has(request.service)) {
+      throw new Error('simulated SMS provider: the answer was lost on the way');
+    }
     return rented;
   }
 
@@ -80,12 +94,19 @@ export class SimulatedSmsProvider implements SmsProvider {
     await this.answer();
     this.released.add(request.providerRef);
   }
+
+  async releaseByReference(request: { verificationId: string }): Promise<void> {
+    await this.answer();
+    for (const rental of this.rentals.values()) {
+      if (rental.verificationId === request.verificationId) this.released.add(rental.providerRef);
+    }
+  }
 }
 
 /**
  * A provider behind a small REST contract: POST {base}/numbers {service, country, reference}
- * → {id, phoneNumber}, or 422 when it has no number; DELETE {base}/numbers/{id}. Keys travel
- * in Idempotency-Key.
+ * → {id, phoneNumber}, or 422 when it has no number; DELETE {base}/numbers/{id}, or
+ * DELETE {base}/numbers?reference={verificationId}. Keys travel in Idempotency-Key.
  */
 export class HttpSmsProvider implements SmsProvider {
   constructor(
@@ -132,7 +153,23 @@ export class HttpSmsProvider implements SmsProvider {
       `numbers/${encodeURIComponent(request.providerRef)}`,
       request.idempotencyKey,
     );
-    // Already released or expired at the provider: the goal is reached.
+    HttpSmsProvider.released(res);
+  }
+
+  async releaseByReference(request: {
+    verificationId: string;
+    idempotencyKey: string;
+  }): Promise<void> {
+    const res = await this.call(
+      'DELETE',
+      `numbers?reference=${encodeURIComponent(request.verificationId)}`,
+      request.idempotencyKey,
+    );
+    HttpSmsProvider.released(res);
+  }
+
+  /** Released, or already released or expired at the provider: the goal is reached either way. */
+  private static released(res: Response): void {
     if (res.ok || res.status === 404 || res.status === 410) return;
     throw new Error(`SMS provider answered ${res.status} to a release`);
   }

@@ -2,12 +2,14 @@
 // provider failure refund automatically. Exactly one outcome, whatever races.
 import {
   ActivityCancellationType,
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   allHandlersFinished,
   condition,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -90,6 +92,8 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
   let decision: { kind: 'code'; code: string } | { kind: 'cancel' } | undefined;
   let outcomeFixed = false;
   let rented: { providerRef: string; phoneNumber: string } | undefined;
+  /** A rent was asked for and its answer is not known (lost, or the scope was cancelled). */
+  let rentUncertain = false;
 
   const move = (status: VerificationStatus) => {
     state.status = status;
@@ -153,6 +157,9 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
     const refund = await steps.refundVerification({ ...ids, reason, failedAtMs: Date.now() });
     if (rented) {
       await steps.releaseNumber({ ...ids, providerRef: rented.providerRef });
+    } else if (rentUncertain && patched('release-uncertain-rental')) {
+      // The provider may have rented a number whose answer never reached us.
+      await steps.releaseRentalByReference(ids);
     }
     if (refund.refunded) {
       await steps.notify({
@@ -210,12 +217,20 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
       outcome = 'cancelled';
     } else {
       try {
+        rentUncertain = true;
         rented = await provider.rentNumber(ids);
+        rentUncertain = false;
         await steps.markVerificationActive({ ...ids, ...rented });
         // Shown only once stored, so a code sent for this number always finds it.
         state.phoneNumber = rented.phoneNumber;
         move('active');
       } catch (err) {
+        // A refusal means nothing was rented; anything else leaves it unknown.
+        rentUncertain = !(
+          err instanceof ActivityFailure &&
+          err.cause instanceof ApplicationFailure &&
+          err.cause.type === 'provider_refused'
+        );
         if (isCancellation(err)) throw err;
         log.warn('provider failed; refunding', {
           verificationId: input.verificationId,
