@@ -151,6 +151,39 @@ describe('POST /webhooks/stripe records and routes verified events', () => {
     });
   });
 
+  it('flags, and does not credit, a session with our metadata that we never opened or that names someone else', async () => {
+    const { customer, session } = await openCheckout('small');
+    const stranger = await bench.customer();
+    const forged = sessionObject(session);
+    const forgedPaymentId = `pay_${'0'.repeat(32)}`;
+    const unknown = stripeEvent('checkout.session.completed', {
+      ...forged,
+      client_reference_id: forgedPaymentId,
+      metadata: {
+        ...(forged.metadata as Record<string, string>),
+        paymentId: forgedPaymentId,
+        workflowId: `checkout-${forgedPaymentId}`,
+      },
+    });
+    const otherCustomer = stripeEvent('checkout.session.completed', {
+      ...forged,
+      metadata: { ...(forged.metadata as Record<string, string>), customerId: stranger.id },
+    });
+    for (const event of [unknown, otherCustomer]) {
+      const res = await bench.deliver(event);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ status: 'flagged' });
+      expect(await eventRow(event.id)).toMatchObject({
+        status: 'flagged',
+        error: expect.stringContaining('not credited') as string,
+      });
+    }
+    const [created] = await bench.db.sql`select 1 from payments where id = ${forgedPaymentId}`;
+    expect(created).toBeUndefined();
+    expect(await bench.ledger.walletBalance(customer.id)).toBe(0);
+    expect(await bench.ledger.walletBalance(stranger.id)).toBe(0);
+  });
+
   it('credits once when the same event arrives 10 times at once, and a later repeat changes nothing', async () => {
     const { customer, started, session } = await openCheckout('medium');
     const event = stripeEvent('checkout.session.completed', sessionObject(session));

@@ -195,18 +195,34 @@ export function stripeWebhookRoutes({
 
     const { metadata, outcome } = routing;
     const payment = await readPayment(db, metadata.paymentId);
-    if (payment && CREDITED_STATUSES.includes(payment.status)) {
+    // Our API records the payment before it opens the session, so a session whose payment we
+    // never recorded (or that names another customer or workflow) was not opened by us: its
+    // metadata is not trusted to create credits. It is kept for review instead.
+    if (
+      !payment ||
+      payment.customerId !== metadata.customerId ||
+      payment.workflowId !== metadata.workflowId
+    ) {
+      const note = payment
+        ? `flagged for review: the event's metadata does not match payment ${payment.id}; not credited`
+        : `flagged for review: no payment ${metadata.paymentId} was recorded here; not credited`;
+      await finish(event.id, 'flagged', note);
+      logger.warn({ eventId: event.id, type: event.type, paymentId: metadata.paymentId }, note);
+      return c.json({ received: true, status: 'flagged' }, 200);
+    }
+    if (CREDITED_STATUSES.includes(payment.status)) {
       // Already credited: a repeat or stale report of a settled payment changes nothing.
       await finish(event.id, 'completed', null);
       return c.json({ received: true, status: 'completed' }, 200);
     }
     const input: CheckoutInput = {
       paymentId: metadata.paymentId,
-      customerId: payment?.customerId ?? metadata.customerId,
-      pack: payment?.pack ?? metadata.pack,
-      credits: payment?.credits ?? metadata.credits,
-      amount: payment?.amount ?? metadata.amount,
-      currency: payment?.currency ?? metadata.currency.toLowerCase(),
+      // The payment record, not the event, says what was bought.
+      customerId: payment.customerId,
+      pack: payment.pack,
+      credits: payment.credits,
+      amount: payment.amount,
+      currency: payment.currency,
       expiresInSeconds,
       startedBy: 'webhook',
     };
@@ -222,7 +238,7 @@ export function stripeWebhookRoutes({
         memo: { input },
         typedSearchAttributes: [
           { key: searchAttributes.customerId, value: input.customerId },
-          { key: searchAttributes.flowStatus, value: payment?.status ?? 'init' },
+          { key: searchAttributes.flowStatus, value: payment.status },
         ],
       });
     } catch (err) {
