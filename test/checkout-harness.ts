@@ -1,5 +1,6 @@
-// One checkout test bench per file: its own task queue, worker with a recording Stripe double,
-// the real app with the webhook secret, and the checks every file ends with.
+// One checkout test bench per file: its own task queue, a worker whose real Stripe gateway talks to
+// a stateful Stripe double in front of stripe-mock, the real app with the webhook secret, and the
+// checks every file ends with.
 import type { Client } from '@temporalio/client';
 import { expect } from 'vitest';
 import type { App } from '../src/api/app.js';
@@ -19,7 +20,7 @@ import {
   uniqueId,
   type TestCustomer,
 } from './helpers.js';
-import { RecordingStripeGateway, TEST_WEBHOOK_SECRET, webhookRequest } from './stripe.js';
+import { StripeDouble, TEST_WEBHOOK_SECRET, webhookRequest } from './stripe.js';
 
 export interface CheckoutStarted {
   id: string;
@@ -33,7 +34,7 @@ export interface CheckoutBench {
   temporal: Client;
   app: App;
   ledger: Ledger;
-  stripe: RecordingStripeGateway;
+  stripe: StripeDouble;
   taskQueue: string;
   customer(): Promise<TestCustomer & { token: string }>;
   buy(token: string, pack: string, key?: string): Promise<Response>;
@@ -50,9 +51,11 @@ export async function startCheckoutBench(
   const taskQueue = uniqueId(name);
   const db = testDatabase();
   const temporal = await connectTestClient();
-  const stripe = new RecordingStripeGateway();
+  const stripe = await StripeDouble.start();
   const worker =
-    options.worker === false ? undefined : await startTestWorker(db, taskQueue, { stripe });
+    options.worker === false
+      ? undefined
+      : await startTestWorker(db, taskQueue, { stripe: stripe.gateway });
   const app = testApp(db, temporal, taskQueue, {
     stripeWebhookSecret: TEST_WEBHOOK_SECRET,
     ...(options.expirySeconds ? { checkout: { expirySeconds: options.expirySeconds } } : {}),
@@ -101,6 +104,7 @@ export async function startCheckoutBench(
         await expectPaidPaymentsCreditedOnce(db, customers);
         await expectLedgerConsistent(db);
       } finally {
+        await stripe.close();
         await temporal.connection.close();
         await db.close();
       }

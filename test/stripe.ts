@@ -1,11 +1,13 @@
-// Stripe for tests: a recording double in front of stripe-mock, and signed webhook deliveries.
+// Stripe for tests: a stateful Stripe double in front of stripe-mock, reached by the service's real
+// gateway over HTTP, and signed webhook deliveries.
 import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import Stripe from 'stripe';
 import { inject } from 'vitest';
 import {
   checkoutMetadata,
   createStripeGateway,
-  type CheckoutSessionInfo,
   type CheckoutSessionRequest,
   type StripeGateway,
 } from '../src/stripe/gateway.js';
@@ -22,23 +24,55 @@ export interface RecordedSession {
   paymentStatus: 'paid' | 'unpaid';
   paymentIntentId: string;
   request: CheckoutSessionRequest;
+  /** Expire requests that reached this session (refused ones included). */
   expireCalls: number;
 }
 
-/**
- * Real calls to stripe-mock (which validates every parameter), plus the memory stripe-mock does
- * not have: a session's metadata, status and payment intent, as real Stripe would keep them.
- */
-export class RecordingStripeGateway implements StripeGateway {
-  readonly sessions = new Map<string, RecordedSession>();
-  private readonly byKey = new Map<string, RecordedSession>();
-  private readonly real: StripeGateway;
-  createCalls = 0;
-  /** Runs after the session exists and before the activity returns (e.g. to pay "too early"). */
-  afterCreate: ((session: RecordedSession) => Promise<void>) | undefined;
+/** One HTTP request as the double received it. */
+export interface StripeRequest {
+  method: string;
+  path: string;
+  idempotencyKey: string | undefined;
+  body: string;
+  /** The status the double answered with. */
+  status: number;
+}
 
-  constructor(apiBase: string = inject('stripeApiBase')) {
-    this.real = createStripeGateway({
+interface StoredAnswer {
+  body: string;
+  status: number;
+  object: unknown;
+}
+
+/**
+ * A stateful Stripe double: an HTTP server speaking Stripe's Checkout Sessions API, which the
+ * service's real gateway (`createStripeGateway`, stripe-node inside) talks to. stripe-mock is
+ * stateless (it answers every expire with an open session and every create with a fixture id),
+ * so every POST is first sent to stripe-mock, which validates its parameters against Stripe's
+ * OpenAPI spec, and the double then answers from the memory real Stripe keeps: a session's
+ * metadata, status and payment intent; "only open sessions can be expired"; the first answer
+ * replayed for a repeated idempotency key.
+ */
+export class StripeDouble {
+  /** By payment id. */
+  readonly sessions = new Map<string, RecordedSession>();
+  readonly requests: StripeRequest[] = [];
+  /** The service's real gateway, pointed at this double. */
+  readonly gateway: StripeGateway;
+  createCalls = 0;
+  /** Runs after the session exists and before Stripe answers (e.g. to pay "too early"). */
+  afterCreate: ((session: RecordedSession) => Promise<void>) | undefined;
+  /** Answers the next requests on a path with a 500 before touching anything (a Stripe outage). */
+  failNext: { path: RegExp; times: number } | undefined;
+  private readonly byId = new Map<string, RecordedSession>();
+  private readonly answers = new Map<string, StoredAnswer>();
+
+  private constructor(
+    private readonly server: Server,
+    readonly apiBase: string,
+    private readonly stripeMockBase: string,
+  ) {
+    this.gateway = createStripeGateway({
       secretKey: TEST_STRIPE_KEY,
       apiBase,
       successUrl: 'https://example.test/success',
@@ -46,34 +80,25 @@ export class RecordingStripeGateway implements StripeGateway {
     });
   }
 
-  async createCheckoutSession(request: CheckoutSessionRequest): Promise<CheckoutSessionInfo> {
-    this.createCalls++;
-    const known = this.byKey.get(request.idempotencyKey);
-    if (known) return this.info(known); // as Stripe does for a repeated idempotency key
-    const created = await this.real.createCheckoutSession(request);
-    const session: RecordedSession = {
-      id: created.id,
-      url: created.url,
-      status: 'open',
-      paymentStatus: 'unpaid',
-      // stripe-mock answers every session with the same fixture payment intent; Stripe does not.
-      paymentIntentId: `pi_test_${randomBytes(12).toString('hex')}`,
-      request,
-      expireCalls: 0,
-    };
-    this.byKey.set(request.idempotencyKey, session);
-    this.sessions.set(request.paymentId, session);
-    if (this.afterCreate) await this.afterCreate(session);
-    return this.info(session);
+  static async start(stripeMockBase: string = inject('stripeApiBase')): Promise<StripeDouble> {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const double = new StripeDouble(server, `http://127.0.0.1:${port}`, stripeMockBase);
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      double.handle(req, res).catch((err: unknown) => {
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { type: 'api_error', message: String(err) } }));
+      });
+    });
+    return double;
   }
 
-  async expireCheckoutSession(sessionId: string, idempotencyKey: string) {
-    const session = [...this.sessions.values()].find((s) => s.id === sessionId);
-    await this.real.expireCheckoutSession(sessionId, idempotencyKey);
-    if (!session) throw new Error(`unknown session ${sessionId}`);
-    session.expireCalls++;
-    if (session.status === 'open') session.status = 'expired';
-    return this.info(session);
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.closeAllConnections();
+      this.server.close(() => resolve());
+    });
   }
 
   session(paymentId: string): RecordedSession {
@@ -82,15 +107,169 @@ export class RecordingStripeGateway implements StripeGateway {
     return session;
   }
 
-  private info(session: RecordedSession): CheckoutSessionInfo {
+  /** The session object as Stripe's API returns it. */
+  apiObject(session: RecordedSession, base: Record<string, unknown> = {}) {
     return {
-      id: session.id,
-      url: session.url,
-      status: session.status,
-      paymentStatus: session.paymentStatus,
-      paymentIntentId: session.status === 'open' ? null : session.paymentIntentId,
+      ...base,
+      ...sessionObject(session, {
+        status: session.status,
+        payment_status: session.paymentStatus,
+        // Real Stripe shows the payment intent only once the customer paid.
+        payment_intent: session.status === 'open' ? null : session.paymentIntentId,
+        url: session.status === 'open' ? session.url : null,
+      }),
     };
   }
+
+  private async handle(req: IncomingMessage, res: ServerResponse) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks).toString('utf8');
+    const path = (req.url ?? '/').split('?')[0]!;
+    const key = req.headers['idempotency-key'];
+    const request: StripeRequest = {
+      method: req.method ?? 'GET',
+      path,
+      idempotencyKey: typeof key === 'string' ? key : undefined,
+      body,
+      status: 0,
+    };
+    this.requests.push(request);
+    const answer = (status: number, object: unknown) => {
+      request.status = status;
+      res.writeHead(status, { 'content-type': 'application/json', 'request-id': 'req_double' });
+      res.end(JSON.stringify(object));
+    };
+
+    if (this.failNext && this.failNext.path.test(path) && this.failNext.times > 0) {
+      this.failNext.times--;
+      return answer(500, { error: { type: 'api_error', message: 'Stripe had a moment.' } });
+    }
+
+    if (request.method === 'POST') {
+      // A repeated key with the same parameters gets the first answer; other parameters are refused.
+      const stored = request.idempotencyKey
+        ? this.answers.get(`${path} ${request.idempotencyKey}`)
+        : undefined;
+      if (stored) {
+        if (stored.body !== body) {
+          return answer(400, {
+            error: {
+              type: 'idempotency_error',
+              message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${request.idempotencyKey}' if you meant to execute a different request.`,
+            },
+          });
+        }
+        return answer(stored.status, stored.object);
+      }
+      const validated = await this.validate(req, path, body);
+      if (validated.status !== 200) return answer(validated.status, validated.object);
+      const [status, object] = await this.post(
+        path,
+        body,
+        validated.object,
+        request.idempotencyKey ?? '',
+      );
+      if (request.idempotencyKey) {
+        this.answers.set(`${path} ${request.idempotencyKey}`, { body, status, object });
+      }
+      return answer(status, object);
+    }
+
+    const retrieve = /^\/v1\/checkout\/sessions\/([^/]+)$/.exec(path);
+    if (request.method === 'GET' && retrieve) {
+      const session = this.byId.get(decodeURIComponent(retrieve[1]!));
+      if (!session) return answer(404, missing(retrieve[1]!));
+      return answer(200, this.apiObject(session));
+    }
+    return answer(404, {
+      error: { type: 'invalid_request_error', message: `Unrecognized request URL (${path}).` },
+    });
+  }
+
+  /** stripe-mock checks the request against Stripe's spec and gives a full object to start from. */
+  private async validate(req: IncomingMessage, path: string, body: string) {
+    const res = await fetch(`${this.stripeMockBase}${path}`, {
+      method: 'POST',
+      headers: {
+        authorization: req.headers.authorization ?? '',
+        'content-type': req.headers['content-type'] ?? 'application/x-www-form-urlencoded',
+      },
+      body,
+    });
+    return { status: res.status, object: (await res.json()) as Record<string, unknown> };
+  }
+
+  private async post(
+    path: string,
+    body: string,
+    base: Record<string, unknown>,
+    idempotencyKey: string,
+  ): Promise<[number, unknown]> {
+    if (path === '/v1/checkout/sessions') {
+      this.createCalls++;
+      const form = new URLSearchParams(body);
+      const meta = (name: string) => form.get(`metadata[${name}]`) ?? '';
+      const id = `cs_test_${randomBytes(12).toString('hex')}`;
+      const session: RecordedSession = {
+        id,
+        url: `https://checkout.stripe.com/c/pay/${id}`,
+        status: 'open',
+        paymentStatus: 'unpaid',
+        paymentIntentId: `pi_test_${randomBytes(12).toString('hex')}`,
+        request: {
+          paymentId: meta('paymentId'),
+          workflowId: meta('workflowId'),
+          customerId: meta('customerId'),
+          pack: meta('pack'),
+          credits: Number(meta('credits')),
+          amount: Number(meta('amount')),
+          currency: meta('currency'),
+          expiresAt: Number(form.get('expires_at')),
+          idempotencyKey,
+        },
+        expireCalls: 0,
+      };
+      this.byId.set(id, session);
+      this.sessions.set(session.request.paymentId, session);
+      if (this.afterCreate) await this.afterCreate(session);
+      return [200, this.apiObject(session, base)];
+    }
+    const expire = /^\/v1\/checkout\/sessions\/([^/]+)\/expire$/.exec(path);
+    if (expire) {
+      const session = this.byId.get(decodeURIComponent(expire[1]!));
+      if (!session) return [404, missing(expire[1]!)];
+      session.expireCalls++;
+      if (session.status !== 'open') {
+        return [
+          400,
+          {
+            error: {
+              type: 'invalid_request_error',
+              message: `Only Checkout Sessions with a status in ["open"] can be expired. This Checkout Session has a status of "${session.status}".`,
+            },
+          },
+        ];
+      }
+      session.status = 'expired';
+      return [200, this.apiObject(session, base)];
+    }
+    return [
+      404,
+      { error: { type: 'invalid_request_error', message: `Unrecognized request URL (${path}).` } },
+    ];
+  }
+}
+
+function missing(id: string) {
+  return {
+    error: {
+      type: 'invalid_request_error',
+      code: 'resource_missing',
+      param: 'session',
+      message: `No such checkout.session: '${id}'`,
+    },
+  };
 }
 
 /** A Checkout Session object as Stripe puts it in an event. */
