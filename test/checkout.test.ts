@@ -6,6 +6,7 @@ import {
   type CheckoutBench,
   type CheckoutStarted,
 } from './checkout-harness.js';
+import { keepHistory } from './history-recorder.js';
 import { sessionObject, stripeEvent, type RecordedSession } from './stripe.js';
 import { searchAttributes, type CheckoutState } from '../src/shared.js';
 
@@ -65,6 +66,7 @@ describe('checkout workflow', () => {
     expect(state.status).toBe('credited');
     expect(await bench.ledger.walletBalance(customer.id)).toBe(1200);
     expect(await topupCount(bench, started.id)).toBe(1);
+    await keepHistory(bench.temporal, 'checkout-paid-before-wait', started.workflowId);
   });
 
   it('ignores a stale expired event that arrives after the payment was credited', async () => {
@@ -95,6 +97,7 @@ describe('checkout workflow', () => {
     expect((await result(bench, started.workflowId)).status).toBe('credited');
     expect(await bench.ledger.walletBalance(customer.id)).toBe(550);
     expect(await topupCount(bench, started.id)).toBe(1);
+    await keepHistory(bench.temporal, 'checkout-async-paid', started.workflowId);
   });
 
   it('marks an async payment that fails as failed, credits nothing, and credits it if Stripe later reports it paid', async () => {
@@ -109,6 +112,7 @@ describe('checkout workflow', () => {
     expect(await topupCount(bench, started.id)).toBe(0);
     const description = await bench.temporal.workflow.getHandle(started.workflowId).describe();
     expect(description.typedSearchAttributes.get(searchAttributes.flowStatus)).toBe('failed');
+    await keepHistory(bench.temporal, 'checkout-async-failed', started.workflowId);
 
     // Late: the payment intent succeeded after all (the late-payment rule credits it).
     const intent = stripeEvent('payment_intent.succeeded', {
@@ -133,6 +137,7 @@ describe('checkout workflow', () => {
     expect((await result(bench, started.workflowId)).status).toBe('expired');
     expect(session.expireCalls).toBe(0);
     expect(await topupCount(bench, started.id)).toBe(0);
+    await keepHistory(bench.temporal, 'checkout-expired-by-stripe', started.workflowId);
   });
 
   it('expires the Stripe session when nobody pays in time, then credits a late payment', async () => {
@@ -143,6 +148,13 @@ describe('checkout workflow', () => {
     const [row] = await shortBench.db.sql<{ status: string }[]>`
       select status from payments where id = ${started.id}`;
     expect(row?.status).toBe('expired');
+    const firstRun = await shortBench.temporal.workflow.getHandle(started.workflowId).describe();
+    await keepHistory(
+      shortBench.temporal,
+      'checkout-expired-by-timer',
+      started.workflowId,
+      firstRun.runId,
+    );
 
     // Stripe reports a payment anyway (it raced the expiry): a new run credits it.
     const late = await shortBench.deliver(completed(session));
@@ -157,6 +169,9 @@ describe('checkout workflow', () => {
     const notices = await shortBench.db.sql`
       select id from notifications where customer_id = ${customer.id} and kind = 'credits_added'`;
     expect(notices).toHaveLength(1);
+    const lateRun = await shortBench.temporal.workflow.getHandle(started.workflowId).describe();
+    expect(lateRun.runId).not.toBe(firstRun.runId);
+    await keepHistory(shortBench.temporal, 'checkout-late-payment', started.workflowId);
   });
 
   it('credits a session Stripe reports paid when the expiry reaches it, before any webhook', async () => {
@@ -175,5 +190,8 @@ describe('checkout workflow', () => {
     expect(state.status).toBe('credited');
     expect(await shortBench.ledger.walletBalance(customer.id)).toBe(100);
     expect(await topupCount(shortBench, started.id)).toBe(1);
+    // Learnt from the expiry: Stripe refused to expire a paid session, the gateway read it back.
+    expect(shortBench.stripe.session(started.id).expireCalls).toBe(1);
+    await keepHistory(shortBench.temporal, 'checkout-expiry-found-paid', started.workflowId);
   });
 });

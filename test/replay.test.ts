@@ -1,29 +1,67 @@
 // Every recorded history under test/histories must replay against today's workflow code, so a
 // change that would break running workflows fails here first (use patched() to evolve them).
+// Every patch and every workflow branch has a recorded history: `npm run histories:record` keeps
+// the histories of the named runs in the tests (see test/history-recorder.ts).
 import { Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
-import { readFileSync, readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
+import { historyFiles, patchIdsIn, patchIdsInWorkflows, readHistory } from './history-files.js';
 
-const dir = fileURLToPath(new URL('./histories/', import.meta.url));
-const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+const files = historyFiles();
+
+/** The branches each workflow can take, each with the history that proves it still replays. */
+const branches = [
+  'adjustment-completed',
+  'adjustment-rejected',
+  'checkout-credited',
+  'checkout-expired',
+  'checkout-failed',
+  'checkout-paid-before-wait',
+  'checkout-async-paid',
+  'checkout-async-failed',
+  'checkout-expired-by-stripe',
+  'checkout-expired-by-timer',
+  'checkout-late-payment',
+  'checkout-expiry-found-paid',
+  'order-completed',
+  'order-completed-notified',
+  'order-insufficient',
+  'order-partially-completed',
+  'order-refund',
+  'verification-cancelled',
+  'verification-completed',
+  'verification-insufficient',
+  'verification-provider-failed',
+  'verification-timeout',
+  'verification-operator-cancel',
+  'verification-rent-answer-lost',
+];
 
 describe('replay of recorded histories', () => {
-  it('has histories to replay', () => {
-    expect(files.length).toBeGreaterThanOrEqual(14);
+  it('has a history for every workflow branch', () => {
+    const missing = branches.filter((name) => !files.includes(`${name}.json`));
+    expect(missing, 'record them with `npm run histories:record`').toEqual([]);
+  });
+
+  it('has a history that took every patch in src/workflows', () => {
+    const patches = patchIdsInWorkflows();
+    expect(patches.length).toBeGreaterThan(0);
+    const recorded = new Set(files.flatMap((file) => patchIdsIn(readHistory(file))));
+    const missing = patches.filter(({ id }) => !recorded.has(id));
+    expect(
+      missing,
+      'a run that takes each of these patches must be kept by a test (keepHistory) and recorded ' +
+        'with `npm run histories:record`',
+    ).toEqual([]);
   });
 
   it.each(files)('%s replays without nondeterminism', async (file) => {
-    const { workflowId, history } = JSON.parse(readFileSync(`${dir}${file}`, 'utf8')) as {
-      workflowId: string;
-      history: unknown;
-    };
+    const { workflowId, history } = readHistory(file);
     await expect(
       Worker.runReplayHistory(
         { workflowBundle: { codePath: inject('workflowBundlePath') } },
-        temporal.api.history.v1.History.fromObject(history as Record<string, unknown>),
+        temporal.api.history.v1.History.fromObject(history),
         workflowId,
       ),
     ).resolves.toBeUndefined();
