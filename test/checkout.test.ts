@@ -51,6 +51,48 @@ async function topupCount(on: CheckoutBench, paymentId: string): Promise<number>
   return rows.length;
 }
 
+describe('a payment racing the expiry', () => {
+  it('pays or expires, never both: each side wins, and a paid session is credited exactly once', async () => {
+    // Aimed at the moment the 3-second wait ends; re-aimed towards a side that has not won yet.
+    let aim = 3000;
+    const seen = { paidBeforeExpiry: 0, paidFoundByExpiry: 0, expired: 0 };
+    const race = async (i: number): Promise<keyof typeof seen> => {
+      const customer = await shortBench.customer();
+      const startedAt = Date.now();
+      const res = await shortBench.buy(customer.token, 'small');
+      expect(res.status).toBe(202);
+      const started = (await res.json()) as CheckoutStarted;
+      await new Promise((r) => setTimeout(r, startedAt + aim - 200 + i * 50 - Date.now()));
+      // The customer pays at Stripe, which only an open session allows; Stripe then reports it.
+      const paid = shortBench.stripe.pay(started.id);
+      const session = shortBench.stripe.session(started.id);
+      if (paid) expect((await shortBench.deliver(completed(session))).status).toBe(200);
+      if (paid) await shortBench.waitFor(customer.token, started.id, 'credited');
+      const final = await result(shortBench, started.workflowId);
+      expect(final.status).toBe(paid ? 'credited' : 'expired');
+      expect(await shortBench.ledger.walletBalance(customer.id)).toBe(paid ? 100 : 0);
+      expect(await topupCount(shortBench, started.id)).toBe(paid ? 1 : 0);
+      if (!paid) {
+        expect(session).toMatchObject({ status: 'expired', expireCalls: 1 });
+        return 'expired';
+      }
+      // Paid first: either the webhook beat the timer, or the expiry found the session paid.
+      return session.expireCalls === 0 ? 'paidBeforeExpiry' : 'paidFoundByExpiry';
+    };
+    for (let round = 0; round < 10; round++) {
+      for (const outcome of await Promise.all(Array.from({ length: 8 }, (_, i) => race(i)))) {
+        seen[outcome]++;
+      }
+      if (round >= 1 && Object.values(seen).every((n) => n > 0)) break;
+      if (seen.expired === 0) aim += 150;
+      else if (seen.paidBeforeExpiry === 0) aim -= 150;
+    }
+    expect(seen.paidBeforeExpiry).toBeGreaterThan(0);
+    expect(seen.paidFoundByExpiry).toBeGreaterThan(0);
+    expect(seen.expired).toBeGreaterThan(0);
+  });
+});
+
 describe('checkout workflow', () => {
   it('credits a payment completed before the workflow reached its wait', async () => {
     const customer = await bench.customer();

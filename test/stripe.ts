@@ -107,6 +107,15 @@ export class StripeDouble {
     return session;
   }
 
+  /** The customer pays at Stripe: only an open session can be paid. True when it was. */
+  pay(paymentId: string): boolean {
+    const session = this.session(paymentId);
+    if (session.status !== 'open') return false;
+    session.status = 'complete';
+    session.paymentStatus = 'paid';
+    return true;
+  }
+
   /** The session object as Stripe's API returns it. */
   apiObject(session: RecordedSession, base: Record<string, unknown> = {}) {
     return {
