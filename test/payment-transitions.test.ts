@@ -88,17 +88,47 @@ describe('transitionPayment', () => {
     });
   });
 
-  it('lets exactly one of many concurrent movers win', async () => {
-    const id = await payment();
+  it('settles a payment racing its expiry as paid, whichever side moves first', async () => {
     const log = { warn: () => undefined };
-    const results = await Promise.all([
-      ...Array.from({ length: 5 }, () =>
-        transitionPayment(db.sql, { paymentId: id, to: 'paid' }, log),
-      ),
-      ...Array.from({ length: 5 }, () =>
-        transitionPayment(db.sql, { paymentId: id, to: 'expired' }, log),
-      ),
-    ]);
-    expect(results.filter((r) => r.outcome === 'applied')).toHaveLength(1);
+    const seen = { expiredFirst: 0, paidFirst: 0 };
+    for (let round = 0; round < 40; round++) {
+      const id = await payment();
+      const movers = (to: 'paid' | 'expired') =>
+        Array.from(
+          { length: 5 },
+          () => () => transitionPayment(db.sql, { paymentId: id, to }, log),
+        );
+      // Each round lets the other side leave first.
+      const order =
+        round % 2 === 0
+          ? [...movers('paid'), ...movers('expired')]
+          : [...movers('expired'), ...movers('paid')];
+      const results = await Promise.all(order.map((move) => move()));
+      const applied = results.filter((r) => r.outcome === 'applied');
+      // The payment is never lost to the expiry: it ends paid, moved there exactly once.
+      expect(await statusOf(id)).toBe('paid');
+      expect(applied.filter((r) => r.to === 'paid')).toHaveLength(1);
+      if (applied.some((r) => r.to === 'expired')) {
+        // The expiry came first (once), and the payment then moved it on, as a late payment.
+        expect(applied).toEqual(
+          expect.arrayContaining([
+            { outcome: 'applied', from: 'init', to: 'expired' },
+            { outcome: 'applied', from: 'expired', to: 'paid' },
+          ]),
+        );
+        expect(applied).toHaveLength(2);
+        seen.expiredFirst++;
+      } else {
+        expect(applied).toEqual([{ outcome: 'applied', from: 'init', to: 'paid' }]);
+        seen.paidFirst++;
+      }
+      // Everyone else found the race already decided.
+      for (const r of results.filter((r) => r.outcome !== 'applied')) {
+        expect(['unchanged', 'refused']).toContain(r.outcome);
+      }
+      if (round >= 9 && seen.expiredFirst > 0 && seen.paidFirst > 0) break;
+    }
+    expect(seen.expiredFirst).toBeGreaterThan(0);
+    expect(seen.paidFirst).toBeGreaterThan(0);
   });
 });
