@@ -41,6 +41,12 @@ const completed = (session: RecordedSession, paymentStatus = 'paid') =>
 const sessionEvent = (type: string, session: RecordedSession, overrides = {}) =>
   stripeEvent(type, sessionObject(session, overrides));
 
+/** Delivers a signed event, which Stripe must see accepted (a 2xx stops its retries). */
+async function accepted(on: CheckoutBench, event: unknown): Promise<void> {
+  const res = await on.deliver(event);
+  expect(res.status, await res.clone().text()).toBe(200);
+}
+
 async function result(on: CheckoutBench, workflowId: string): Promise<CheckoutState> {
   return on.temporal.workflow.getHandle(workflowId).result() as Promise<CheckoutState>;
 }
@@ -66,7 +72,7 @@ describe('a payment racing the expiry', () => {
       // The customer pays at Stripe, which only an open session allows; Stripe then reports it.
       const paid = shortBench.stripe.pay(started.id);
       const session = shortBench.stripe.session(started.id);
-      if (paid) expect((await shortBench.deliver(completed(session))).status).toBe(200);
+      if (paid) await accepted(shortBench, completed(session));
       if (paid) await shortBench.waitFor(customer.token, started.id, 'credited');
       const final = await result(shortBench, started.workflowId);
       expect(final.status).toBe(paid ? 'credited' : 'expired');
@@ -113,7 +119,7 @@ describe('checkout workflow', () => {
 
   it('ignores a stale expired event that arrives after the payment was credited', async () => {
     const { customer, started, session } = await open(bench);
-    await bench.deliver(completed(session));
+    await accepted(bench, completed(session));
     await result(bench, started.workflowId);
     const stale = await bench.deliver(
       sessionEvent('checkout.session.expired', session, {
@@ -135,7 +141,7 @@ describe('checkout workflow', () => {
     expect(pending.status).toBe('init');
     expect(await bench.ledger.walletBalance(customer.id)).toBe(0);
 
-    await bench.deliver(sessionEvent('checkout.session.async_payment_succeeded', session));
+    await accepted(bench, sessionEvent('checkout.session.async_payment_succeeded', session));
     expect((await result(bench, started.workflowId)).status).toBe('credited');
     expect(await bench.ledger.walletBalance(customer.id)).toBe(550);
     expect(await topupCount(bench, started.id)).toBe(1);
@@ -144,8 +150,9 @@ describe('checkout workflow', () => {
 
   it('marks an async payment that fails as failed, credits nothing, and credits it if Stripe later reports it paid', async () => {
     const { customer, started, session } = await open(bench);
-    await bench.deliver(completed(session, 'unpaid'));
-    await bench.deliver(
+    await accepted(bench, completed(session, 'unpaid'));
+    await accepted(
+      bench,
       sessionEvent('checkout.session.async_payment_failed', session, { payment_status: 'unpaid' }),
     );
     const failed = await result(bench, started.workflowId);
@@ -170,7 +177,8 @@ describe('checkout workflow', () => {
 
   it("ends expired when Stripe's own expired event arrives first, without calling Stripe again", async () => {
     const { started, session } = await open(bench);
-    await bench.deliver(
+    await accepted(
+      bench,
       sessionEvent('checkout.session.expired', session, {
         status: 'expired',
         payment_status: 'unpaid',
