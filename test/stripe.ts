@@ -62,8 +62,11 @@ export class StripeDouble {
   createCalls = 0;
   /** Runs after the session exists and before Stripe answers (e.g. to pay "too early"). */
   afterCreate: ((session: RecordedSession) => Promise<void>) | undefined;
-  /** Answers the next requests on a path with a 500 before touching anything (a Stripe outage). */
-  failNext: { path: RegExp; times: number } | undefined;
+  /**
+   * Answers the next requests on a path with an error before touching anything: a 500 (a Stripe
+   * outage) unless another status and error type are given (e.g. 400 invalid_request_error).
+   */
+  failNext: { path: RegExp; times: number; status?: number; type?: string } | undefined;
   private readonly byId = new Map<string, RecordedSession>();
   private readonly answers = new Map<string, StoredAnswer>();
 
@@ -152,7 +155,8 @@ export class StripeDouble {
 
     if (this.failNext && this.failNext.path.test(path) && this.failNext.times > 0) {
       this.failNext.times--;
-      return answer(500, { error: { type: 'api_error', message: 'Stripe had a moment.' } });
+      const { status = 500, type = 'api_error' } = this.failNext;
+      return answer(status, { error: { type, message: `Refused by the test (${type}).` } });
     }
 
     if (request.method === 'POST') {
