@@ -110,6 +110,17 @@ export class StripeDouble {
     return session;
   }
 
+  /**
+   * The requests about one payment's session, in order, as [method, path, idempotency key, status]
+   * with the session id shown as {id}.
+   */
+  callsFor(paymentId: string): Array<[string, string, string | undefined, number]> {
+    const { id } = this.session(paymentId);
+    return this.requests
+      .filter((r) => r.path.includes(id) || r.body.includes(paymentId))
+      .map((r) => [r.method, r.path.replace(id, '{id}'), r.idempotencyKey, r.status]);
+  }
+
   /** The customer pays at Stripe: only an open session can be paid. True when it was. */
   pay(paymentId: string): boolean {
     const session = this.session(paymentId);
