@@ -96,7 +96,7 @@ describe('a payment racing the expiry', () => {
     expect(seen.paidBeforeExpiry).toBeGreaterThan(0);
     expect(seen.paidFoundByExpiry).toBeGreaterThan(0);
     expect(seen.expired).toBeGreaterThan(0);
-  });
+  }, 150_000);
 });
 
 describe('checkout workflow', () => {

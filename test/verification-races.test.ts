@@ -97,7 +97,7 @@ describe('races', () => {
     });
     expect(seen.completed).toBeGreaterThan(0);
     expect(seen.refunded).toBeGreaterThan(0);
-  });
+  }, 150_000);
 
   it('cancel against code: both win sometimes; the loser is refused (409) or ignored', async () => {
     // How much earlier the cancel leaves than the code (negative: later).
@@ -127,7 +127,7 @@ describe('races', () => {
     });
     expect(seen.completed).toBeGreaterThan(0);
     expect(seen.refunded).toBeGreaterThan(0);
-  });
+  }, 150_000);
 
   it('a code that arrived first wins: the cancel after it is refused', async () => {
     const results = await Promise.all(
