@@ -80,7 +80,11 @@ describe('bearer tokens must expire, and soon', () => {
     ['with a non-numeric exp', (sub: string) => ({ sub, role: 'customer', exp: 'never' })],
   ])('refuses a token %s with 401', async (_label, claims) => {
     const customer = await createCustomer(db);
-    const token = await sign(claims(customer.id), JWT_SECRET, 'HS256');
+    const token = await sign(
+      claims(customer.id) as Parameters<typeof sign>[0],
+      JWT_SECRET,
+      'HS256',
+    );
     await expectError(await app.request('/v1/wallet', bearer(token)), 401, 'unauthorized');
   });
 

@@ -34,7 +34,8 @@ type EventObject = Record<string, unknown>;
 type Routing =
   | {
       action: 'check';
-      paymentId: string;
+      /** The payment ids the event names, most often one. */
+      paymentIds: string[];
       kind: StripeOutcome['kind'] | 'unpaid';
       isSession: boolean;
       /** Why the event disagrees with itself before any payment is read (two payment ids). */
@@ -62,14 +63,15 @@ function routingFor(event: z.infer<typeof EventSchema>): Routing {
       isSession ? stringField(object, 'client_reference_id') : null,
       stringField(object.metadata, 'paymentId'),
     ].filter((id): id is string => id !== null && PAYMENT_ID.test(id));
-    const [paymentId] = named;
-    if (!paymentId) {
+    if (named.length === 0) {
       return { action: 'ignore', note: 'not a creditflow checkout (names no payment of ours)' };
     }
-    const problem = named.some((id) => id !== paymentId)
-      ? `client_reference_id ${named[0]} and metadata.paymentId ${named[1]} name different payments`
-      : null;
-    return { action: 'check', paymentId, kind, isSession, problem };
+    const paymentIds = [...new Set(named)];
+    const problem =
+      paymentIds.length > 1
+        ? `client_reference_id ${named[0]} and metadata.paymentId ${named[1]} name different payments`
+        : null;
+    return { action: 'check', paymentIds, kind, isSession, problem };
   };
   switch (event.type) {
     case 'checkout.session.completed':
@@ -246,13 +248,15 @@ export function stripeWebhookRoutes({
     let payment: PaymentRecord | undefined;
     let flagNote: string | null = null;
     if (routing.action === 'check') {
-      payment = await readPayment(db, routing.paymentId);
+      for (const id of routing.paymentIds) {
+        payment ??= await readPayment(db, id);
+      }
       // Our API records the payment before it opens the session, so an event about a payment we
       // never recorded, or that does not agree with the one we did, is not trusted to move
       // money: it is kept for review and raised as an alert.
       const problems = payment
         ? disagreements(event.data.object, routing, payment)
-        : [`no payment ${routing.paymentId} was recorded here`];
+        : [`no payment ${routing.paymentIds.join(' or ')} was recorded here`];
       if (problems.length > 0) {
         flagNote = `flagged for review: ${problems.join('; ')}; not credited`;
       }
@@ -264,7 +268,8 @@ export function stripeWebhookRoutes({
         payment = row ? await readPayment(db, row.id) : undefined;
       }
     }
-    const paymentId = routing.action === 'check' ? routing.paymentId : (payment?.id ?? null);
+    const paymentId =
+      payment?.id ?? (routing.action === 'check' ? (routing.paymentIds[0] ?? null) : null);
 
     const [inserted] = await db.sql<{ id: string }[]>`
       insert into stripe_events (id, type, status, payment_id, payload)
