@@ -87,16 +87,14 @@ export function plainText({
   /** The message when the value is absent or not a string. */
   missing?: string;
 }) {
+  // Trimmed first (edge whitespace, tabs and newlines are dropped, never stored), then refused
+  // if any control character is left.
   return z
     .string({ error: missing ?? `must be ${what}` })
-    .refine(isPlainText, { message: 'must not contain control characters' })
-    .transform((v) => v.trim())
-    .pipe(
-      z
-        .string()
-        .min(min, min <= 1 ? 'must not be empty' : `must be at least ${min} characters`)
-        .max(max, `must be at most ${max} characters`),
-    );
+    .trim()
+    .min(min, min <= 1 ? 'must not be empty' : `must be at least ${min} characters`)
+    .max(max, `must be at most ${max} characters`)
+    .refine(isPlainText, { message: 'must not contain control characters' });
 }
 
 /** A customer id field: a UUID, and a clear message when it is a placeholder. */
