@@ -161,6 +161,19 @@ export function disagreements(
   return found;
 }
 
+// eslint-disable-next-line no-control-regex
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** True when every string (keys too) in a parsed JSON value can be stored as jsonb. */
+function storable(value: unknown): boolean {
+  if (typeof value === 'string') return !UNSTORABLE.test(value);
+  if (Array.isArray(value)) return value.every(storable);
+  if (value && typeof value === 'object') {
+    return Object.entries(value).every(([k, v]) => storable(k) && storable(v));
+  }
+  return true;
+}
+
 /** The Stripe-Signature timestamp (`t=`), or null when the header has none. */
 function signatureTimestamp(header: string): number | null {
   const match = /(?:^|,)t=(\d{1,12})(?:,|$)/.exec(header);
@@ -233,9 +246,13 @@ export function stripeWebhookRoutes({
         "The Stripe-Signature timestamp is in the future; check the sender's clock.",
       );
     }
-    // PostgreSQL cannot store a NUL in text or jsonb, and Stripe never sends one.
-    if (raw.includes('\\u0000')) {
-      throw new ApiError(400, 'invalid_payload', 'The body contains a NUL character.');
+    // PostgreSQL cannot store a NUL or half a surrogate pair in jsonb; Stripe never sends them.
+    if (!storable(verified)) {
+      throw new ApiError(
+        400,
+        'invalid_payload',
+        'The body contains a NUL character or an unpaired surrogate.',
+      );
     }
     const parsed = EventSchema.safeParse(verified);
     if (!parsed.success) {
