@@ -2,7 +2,12 @@
 // customer token whose `sub` is no customer, and control characters in free text.
 import type { Client } from '@temporalio/client';
 import { sign } from 'hono/jwt';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   JWT_SECRET,
@@ -16,6 +21,7 @@ import {
   testDatabase,
   uniqueId,
 } from '../../test/helpers.js';
+import { processEnv } from '../config.js';
 import type { Database } from '../db/client.js';
 import type { App } from './app.js';
 import { mintToken } from './auth.js';
@@ -258,5 +264,40 @@ describe('control characters in free text are refused with 400', () => {
       bearer(token),
     );
     expect(ok.status).toBe(200);
+  });
+});
+
+describe('npm run token', () => {
+  const run = (args: string[], dataDir: string) =>
+    new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/token.ts', ...args], {
+        cwd: fileURLToPath(new URL('../..', import.meta.url)),
+        env: {
+          ...processEnv(),
+          AUTH_JWT_SECRET: JWT_SECRET,
+          CREDITFLOW_DATA_DIR: dataDir,
+          AUTH_MAX_TOKEN_LIFETIME: '86400',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.once('exit', (code) => resolve({ code, out: out.trim() }));
+    });
+
+  it('mints tokens the API accepts, and refuses a lifetime above the cap', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'creditflow-token-'));
+    const customer = await createCustomer(db);
+    const minted = await run(['--customer', customer.id], dataDir);
+    expect(minted.code).toBe(0);
+    expect((await app.request('/v1/wallet', bearer(minted.out))).status).toBe(200);
+    const admin = await run(['--admin'], dataDir);
+    expect(admin.code).toBe(0);
+    expect(
+      (await app.request(`/v1/wallet?customerId=${customer.id}`, bearer(admin.out))).status,
+    ).toBe(200);
+    const tooLong = await run(['--customer', customer.id, '--ttl', String(86400 * 365)], dataDir);
+    expect(tooLong.code).toBe(2);
+    expect(tooLong.out).toBe('');
   });
 });

@@ -25,6 +25,7 @@ import {
   security,
   type AppDeps,
   flowIdFor,
+  plainText,
   idempotencyKeyHeader,
 } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
@@ -35,12 +36,9 @@ export const DEFAULT_CHECKOUT_EXPIRY_SECONDS = 30 * 60;
 
 const CreateCheckoutSchema = z
   .object({
-    pack: z
-      .string({ error: 'must name a credit pack, e.g. "small"' })
-      .trim()
-      .min(1, 'must name a credit pack, e.g. "small"')
-      .max(32)
-      .openapi({ example: 'small' }),
+    pack: plainText({ max: 32, missing: 'must name a credit pack, e.g. "small"' }).openapi({
+      example: 'small',
+    }),
   })
   .strict()
   .openapi('CreateCheckout');
