@@ -1,5 +1,6 @@
 // `npm run sms:code -- <verificationId> [code]`: plays the SMS provider locally and delivers a
-// code to POST /webhooks/sms, signed with SMS_WEBHOOK_SECRET like the real provider would.
+// code to POST /webhooks/sms, signed with SMS_WEBHOOK_SECRET like the real provider would
+// (`X-Signature: t=<now>,sha256=<HMAC of "<t>.<body>">`, valid for a few minutes).
 import { signSmsBody } from '../src/api/webhooks/sms.js';
 import { loadConfigOrExit, loadLocalStackEnv, required } from '../src/config.js';
 

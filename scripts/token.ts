@@ -1,4 +1,5 @@
-// `npm run token -- --customer <id>` or `-- --admin [--sub <name>]`: mints a bearer token for local use.
+// `npm run token -- --customer <id>` or `-- --admin [--sub <name>]` [`--ttl <seconds>`]: mints a
+// bearer token for local use, valid for 12 hours (at most AUTH_MAX_TOKEN_LIFETIME).
 import { parseArgs } from 'node:util';
 import { mintToken } from '../src/api/auth.js';
 import { loadConfigOrExit, loadLocalStackEnv, required } from '../src/config.js';
@@ -9,7 +10,7 @@ const { values } = parseArgs({
     customer: { type: 'string' },
     admin: { type: 'boolean', default: false },
     sub: { type: 'string' },
-    ttl: { type: 'string', default: String(12 * 60 * 60) },
+    ttl: { type: 'string' },
   },
 });
 if (!values.admin && !values.customer) {
@@ -24,11 +25,20 @@ const secret = required(
   'AUTH_JWT_SECRET',
   'to sign tokens (start the stack with npm start, or set it)',
 );
+// Twelve hours by default, never longer than the API accepts (AUTH_MAX_TOKEN_LIFETIME).
+const maxTtl = config.auth.maxTokenLifetimeSeconds;
+const ttl = values.ttl === undefined ? Math.min(12 * 60 * 60, maxTtl) : Number(values.ttl);
+if (!Number.isInteger(ttl) || ttl < 1 || ttl > maxTtl) {
+  console.error(
+    `--ttl: must be a whole number of seconds from 1 to ${maxTtl} (AUTH_MAX_TOKEN_LIFETIME).`,
+  );
+  process.exit(2);
+}
 const token = await mintToken(
   secret,
   values.admin
     ? { sub: values.sub ?? 'admin', role: 'admin' }
     : { sub: values.customer!, role: 'customer' },
-  Number(values.ttl),
+  ttl,
 );
 console.log(token);

@@ -40,6 +40,13 @@ const schema = z.object({
     .transform((v) => v === 'true'),
   TEMPORAL_UI_URL: optionalUrl,
   AUTH_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  // Seconds; bearer tokens without `exp`, or living longer than this, are refused.
+  AUTH_MAX_TOKEN_LIFETIME: z.coerce
+    .number({ error: 'must be a number of seconds' })
+    .int('must be a whole number of seconds')
+    .min(60, 'must be at least 60 seconds')
+    .max(30 * 24 * 60 * 60, 'must be at most 2592000 seconds (30 days)')
+    .default(24 * 60 * 60),
   STRIPE_SECRET_KEY: z
     .string()
     .regex(/^(sk|rk)_(test|live)_/, 'must be a Stripe secret key (sk_test_… or sk_live_…)')
@@ -107,7 +114,7 @@ export interface Config {
     tls: boolean;
     uiUrl: string | undefined;
   };
-  auth: { jwtSecret: string | undefined };
+  auth: { jwtSecret: string | undefined; maxTokenLifetimeSeconds: number };
   stripe: {
     secretKey: string | undefined;
     webhookSecret: string | undefined;
@@ -165,7 +172,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       tls: e.TEMPORAL_TLS,
       uiUrl: e.TEMPORAL_UI_URL,
     },
-    auth: { jwtSecret: e.AUTH_JWT_SECRET },
+    auth: { jwtSecret: e.AUTH_JWT_SECRET, maxTokenLifetimeSeconds: e.AUTH_MAX_TOKEN_LIFETIME },
     stripe: {
       secretKey: e.STRIPE_SECRET_KEY,
       webhookSecret: e.STRIPE_WEBHOOK_SECRET,

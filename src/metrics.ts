@@ -32,6 +32,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['kind', 'outcome'] as const,
       registers: [registry],
     }),
+    stripeEventsFlagged: new Counter({
+      name: 'creditflow_stripe_events_flagged_total',
+      help: 'Signed Stripe events kept for review instead of acted on (alert when it grows), by type',
+      labelNames: ['type'] as const,
+      registers: [registry],
+    }),
     refundLatency: new Histogram({
       name: 'creditflow_refund_latency_seconds',
       help: 'From the failure, cancel or timeout to the refund entry, by flow and reason',

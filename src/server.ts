@@ -49,6 +49,7 @@ export async function startApi(
       temporal,
       logger,
       jwtSecret,
+      maxTokenLifetimeSeconds: config.auth.maxTokenLifetimeSeconds,
       taskQueue: config.temporal.taskQueue,
       temporalUiUrl: config.temporal.uiUrl,
       metrics: options.metrics,

@@ -85,7 +85,10 @@ describe('checkout with a worker process that dies', () => {
     const event = stripeEvent('checkout.session.completed', {
       id: payment!.stripe_session_id,
       object: 'checkout.session',
+      client_reference_id: started.id,
       metadata,
+      amount_total: Number(payment!.amount),
+      currency: 'eur',
       payment_intent: paymentIntentId,
       payment_status: 'paid',
       status: 'complete',
@@ -99,6 +102,10 @@ describe('checkout with a worker process that dies', () => {
       id: paymentIntentId,
       object: 'payment_intent',
       metadata,
+      amount: Number(payment!.amount),
+      amount_received: Number(payment!.amount),
+      currency: 'eur',
+      status: 'succeeded',
     });
     expect((await app.request('/webhooks/stripe', webhookRequest(intent))).status).toBe(200);
 

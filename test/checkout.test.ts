@@ -168,6 +168,10 @@ describe('checkout workflow', () => {
       id: session.paymentIntentId,
       object: 'payment_intent',
       metadata: sessionObject(session).metadata,
+      amount: session.request.amount,
+      amount_received: session.request.amount,
+      currency: session.request.currency,
+      status: 'succeeded',
     });
     expect((await bench.deliver(intent)).status).toBe(200);
     await bench.waitFor(customer.token, started.id, 'credited');

@@ -1,13 +1,14 @@
 // Builds the HTTP API from its dependencies; only src/server.ts listens on a port.
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { swaggerUI } from '@hono/swagger-ui';
-import type { Context, Next } from 'hono';
+import type { Context, MiddlewareHandler, Next } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { routePath } from 'hono/route';
 import { adjustmentRoutes } from './adjustments/routes.js';
-import { authenticate, type AuthEnv } from './auth.js';
+import { adminOnly, authenticate, type AuthEnv } from './auth.js';
 import { checkoutRoutes } from './checkouts/routes.js';
 import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
+import { docsRoutes } from './docs/routes.js';
 import { ApiError, errorBody, handleError, validationHook } from './errors.js';
 import { healthRoutes } from './health/routes.js';
 import { itemRoutes } from './items/routes.js';
@@ -22,6 +23,27 @@ import { smsWebhookRoutes } from './webhooks/sms.js';
 import { stripeWebhookRoutes } from './webhooks/stripe.js';
 
 export type { AppDeps } from './common.js';
+
+/** Body caps per kind of route, in bytes: provider webhooks are small, API bodies a little larger. */
+export const BODY_LIMITS = {
+  stripeWebhook: 256 * 1024,
+  smsWebhook: 16 * 1024,
+  api: 64 * 1024,
+} as const;
+
+/** Refuses a body above `maxSize` with 413 before reading it (by Content-Length) or while reading it. */
+function capBody(maxSize: number): MiddlewareHandler {
+  return bodyLimit({
+    maxSize,
+    onError: () => {
+      throw new ApiError(
+        413,
+        'payload_too_large',
+        `The request body is larger than the ${maxSize} bytes this route accepts.`,
+      );
+    },
+  });
+}
 
 export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } = {}) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
@@ -57,13 +79,24 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
     scheme: 'bearer',
     bearerFormat: 'JWT',
   });
-  app.get('/docs', swaggerUI({ url: '/openapi.json' }));
+  app.route('/', docsRoutes());
+
+  app.use('/webhooks/sms', capBody(BODY_LIMITS.smsWebhook));
   app.route('/', smsWebhookRoutes(deps));
 
   // Public: Stripe signs these; the route verifies the raw body itself.
-  app.route('/', stripeWebhookRoutes(deps));
+  app.use('/webhooks/stripe', capBody(BODY_LIMITS.stripeWebhook));
+  app.route('/', stripeWebhookRoutes({ ...deps, metrics }));
 
-  app.use('/v1/*', authenticate(deps.jwtSecret));
+  app.use(
+    '/v1/*',
+    authenticate(deps.jwtSecret, {
+      ...(deps.maxTokenLifetimeSeconds ? { maxLifetimeSeconds: deps.maxTokenLifetimeSeconds } : {}),
+    }),
+  );
+  app.use('/v1/*', capBody(BODY_LIMITS.api));
+  // Role before validation: a customer token on an admin route is 403 whatever it sent.
+  app.use('/v1/admin/*', adminOnly);
   app.get('/v1/customers/', () => {
     throw new ApiError(
       400,

@@ -15,6 +15,8 @@ export interface AppDeps {
   temporal: Client;
   logger: Logger;
   jwtSecret: string;
+  /** The longest lifetime (exp - iat) a bearer token may have; one day when absent. */
+  maxTokenLifetimeSeconds?: number | undefined;
   taskQueue: string;
   temporalUiUrl?: string | undefined;
   /** Shared with an in-process worker; the app makes its own when absent. */
@@ -55,12 +57,54 @@ export function isPlaceholder(value: string): boolean {
 
 export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/**
+ * C0 and C1 control characters (NUL, escape, …) and unpaired surrogates. PostgreSQL refuses a NUL
+ * in text and a lone surrogate is not UTF-8, so text with them would fail deep inside a workflow
+ * instead of at the edge.
+ */
+export const CONTROL_CHARACTERS =
+  // eslint-disable-next-line no-control-regex
+  /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** True when the text has no control characters and no unpaired surrogates. */
+export function isPlainText(value: string): boolean {
+  return !CONTROL_CHARACTERS.test(value);
+}
+
+/**
+ * Every free-text input goes through this: a string without control characters, trimmed,
+ * between `min` and `max` characters. Messages say what was wrong.
+ */
+export function plainText({
+  min = 1,
+  max,
+  what = 'text',
+  missing,
+}: {
+  min?: number;
+  max: number;
+  what?: string;
+  /** The message when the value is absent or not a string. */
+  missing?: string;
+}) {
+  // Trimmed first (edge whitespace, tabs and newlines are dropped, never stored), then refused
+  // if any control character is left.
+  return z
+    .string({ error: missing ?? `must be ${what}` })
+    .trim()
+    .min(min, min <= 1 ? 'must not be empty' : `must be at least ${min} characters`)
+    .max(max, `must be at most ${max} characters`)
+    .refine(isPlainText, { message: 'must not contain control characters' });
+}
+
 /** A customer id field: a UUID, and a clear message when it is a placeholder. */
 export const customerIdSchema = z
   .string()
   .trim()
+  .max(100, 'must be a customer id (UUID)')
   .refine((v) => !isPlaceholder(v), { message: 'is a placeholder, not a customer id' })
   .refine((v) => UUID_PATTERN.test(v), { message: 'must be a customer id (UUID)' })
+  .transform((v) => v.toLowerCase())
   .openapi({ example: '7f1c2d4e-8a9b-4c3d-9e8f-0a1b2c3d4e5f' });
 
 /** What every POST that starts work answers (202). */
@@ -85,11 +129,7 @@ export function flowIdFor(prefix: string, customerId: string, idempotencyKey?: s
 /** The optional Idempotency-Key header of a POST that starts a flow. */
 export function idempotencyKeyHeader(what: string, example: string) {
   return z.object({
-    'idempotency-key': z
-      .string()
-      .trim()
-      .min(1, 'must not be empty')
-      .max(255, 'must be at most 255 characters')
+    'idempotency-key': plainText({ max: 255 })
       .optional()
       .openapi({
         example,

@@ -13,9 +13,10 @@ import {
   type AdjustmentStatus,
 } from '../../shared.js';
 import type { adjustment } from '../../workflows/adjustment.js';
-import { requireAdmin, type AuthEnv } from '../auth.js';
+import { adminOnly, type AuthEnv } from '../auth.js';
 import {
   customerIdSchema,
+  plainText,
   errorResponse,
   security,
   type AppDeps,
@@ -38,21 +39,19 @@ const CreateAdjustmentSchema = z
         message: `must be between -${MAX_ADJUSTMENT} and ${MAX_ADJUSTMENT}`,
       })
       .openapi({ example: 500 }),
-    reason: z.string().trim().min(3, 'must say why, in at least 3 characters').max(500),
+    reason: plainText({ min: 3, max: 500, what: 'a reason' }),
   })
   .strict()
   .openapi('CreateAdjustment');
 
 const IdempotencyHeader = z.object({
-  'idempotency-key': z
-    .string({ error: 'the Idempotency-Key header is required' })
-    .trim()
-    .min(1, 'the Idempotency-Key header is required')
-    .max(255, 'must be at most 255 characters')
-    .openapi({
-      example: 'goodwill-2026-11-25-0001',
-      description: 'Client-chosen key; a retry with the same key returns the same adjustment',
-    }),
+  'idempotency-key': plainText({
+    max: 255,
+    missing: 'the Idempotency-Key header is required',
+  }).openapi({
+    example: 'goodwill-2026-11-25-0001',
+    description: 'Client-chosen key; a retry with the same key returns the same adjustment',
+  }),
 });
 
 const AdjustmentSchema = z
@@ -78,6 +77,7 @@ const createAdjustment = createRoute({
   tags: ['admin'],
   summary: 'Credit (positive) or debit (negative) a wallet, with a reason (admin)',
   security,
+  middleware: [adminOnly] as const,
   request: {
     headers: IdempotencyHeader,
     body: { required: true, content: { 'application/json': { schema: CreateAdjustmentSchema } } },
@@ -101,10 +101,14 @@ const getAdjustment = createRoute({
   tags: ['admin'],
   summary: 'State of an adjustment (admin)',
   security,
-  request: { params: z.object({ id: z.string().min(1).max(100) }) },
+  middleware: [adminOnly] as const,
+  request: {
+    params: z.object({ id: z.string().regex(/^adj_[A-Za-z0-9]{1,64}$/, 'not an adjustment id') }),
+  },
   responses: {
     200: { content: { 'application/json': { schema: AdjustmentSchema } }, description: 'State' },
     401: errorResponse('No or bad token'),
+    400: errorResponse('Not an adjustment id'),
     403: errorResponse('Not an admin'),
     404: errorResponse('No such adjustment'),
   },
@@ -200,7 +204,6 @@ export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
   /** Starts (or finds, for a repeated Idempotency-Key) the adjustment workflow. */
   app.openapi(createAdjustment, async (c) => {
     const principal = c.get('auth');
-    requireAdmin(principal);
     const body = c.req.valid('json');
     const key = c.req.valid('header')['idempotency-key'];
 
@@ -252,7 +255,6 @@ export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
 
   /** Reads an adjustment's state. */
   app.openapi(getAdjustment, async (c) => {
-    requireAdmin(c.get('auth'));
     const { id } = c.req.valid('param');
     const state = await readAdjustment(temporal, db, id, { live: true });
     if (!state) throw new ApiError(404, 'adjustment_not_found', `No adjustment with id ${id}.`);

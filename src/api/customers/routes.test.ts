@@ -147,17 +147,46 @@ describe('GET /v1/customers/:ref', () => {
     expect(await unknown.json()).toMatchObject({ error: { code: 'customer_not_found' } });
   });
 
-  it('lets customers see themselves but not others', async () => {
+  it('lets customers see themselves, and answers for others exactly as for nobody', async () => {
     const alice = await createCustomer(db);
-    const bob = await createCustomer(db);
+    const bob = await createCustomer(db, { externalId: uniqueId('ext') });
     const token = await customerToken(alice.id);
-    const own = await app.request(`/v1/customers/${alice.id}`, {
+    const own = await app.request(`/v1/customers/${encodeURIComponent(alice.email)}`, {
       headers: { authorization: `Bearer ${token}` },
     });
     expect(own.status).toBe(200);
-    const other = await app.request(`/v1/customers/${bob.id}`, {
+    const nobody = await app.request(`/v1/customers/${randomUUID()}@example.test`, {
       headers: { authorization: `Bearer ${token}` },
     });
-    expect(other.status).toBe(403);
+    expect(nobody.status).toBe(404);
+    const nobodyBody = await nobody.json();
+    // Bob's id, e-mail and external id: the same 404 as an address nobody has, so the answer
+    // never tells whether an address has an account here.
+    for (const ref of [bob.id, bob.email, bob.email.toUpperCase(), bob.externalId!]) {
+      const other = await app.request(`/v1/customers/${encodeURIComponent(ref)}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(other.status).toBe(404);
+      expect(await other.json()).toEqual(nobodyBody);
+    }
+  });
+
+  it.each([
+    ['%25', 'a percent sign (decoded once by the router, never twice)'],
+    ['%zz', 'a malformed escape'],
+    ['%00', 'a NUL'],
+    ['abc%2500', 'an escaped escape of a NUL'],
+    ['%0a', 'a line feed'],
+    ['%ED%A0%80', 'a lone surrogate half'],
+    ['x'.repeat(300), 'a reference longer than any e-mail'],
+  ])('answers 4xx with the error shape for %s (%s)', async (ref) => {
+    const res = await app.request(`/v1/customers/${ref}`, {
+      headers: { authorization: `Bearer ${admin}` },
+    });
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(res.status).toBeLessThan(500);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toMatch(/^[a-z_]+$/);
+    expect(body.error.message.length).toBeGreaterThan(10);
   });
 });

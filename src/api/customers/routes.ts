@@ -2,8 +2,16 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { eq, sql as dsql } from 'drizzle-orm';
 import { accounts, customers } from '../../db/schema.js';
-import { requireAdmin, requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
-import { UUID_PATTERN, errorResponse, isPlaceholder, security, type AppDeps } from '../common.js';
+import { adminOnly, type AuthEnv } from '../auth.js';
+import {
+  UUID_PATTERN,
+  errorResponse,
+  isPlaceholder,
+  isPlainText,
+  plainText,
+  security,
+  type AppDeps,
+} from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
 
 const CustomerSchema = z
@@ -18,17 +26,10 @@ const CustomerSchema = z
 
 const CreateCustomerSchema = z
   .object({
-    email: z
-      .string()
-      .trim()
-      .max(254)
+    email: plainText({ max: 254, what: 'an e-mail address' })
       .refine((v) => !isPlaceholder(v), { message: 'is a placeholder, not an e-mail address' })
       .pipe(z.string().email('must be an e-mail address')),
-    externalId: z
-      .string()
-      .trim()
-      .min(1)
-      .max(200)
+    externalId: plainText({ max: 200, what: 'an external id' })
       .refine((v) => !isPlaceholder(v), { message: 'is a placeholder, not an external id' })
       .optional(),
   })
@@ -50,6 +51,7 @@ const createCustomer = createRoute({
   tags: ['customers'],
   summary: 'Create a customer and their credits wallet (admin)',
   security,
+  middleware: [adminOnly] as const,
   request: {
     body: { required: true, content: { 'application/json': { schema: CreateCustomerSchema } } },
   },
@@ -76,8 +78,7 @@ const getCustomer = createRoute({
     },
     400: errorResponse('Placeholder or empty reference'),
     401: errorResponse('No or bad token'),
-    403: errorResponse('Another customer'),
-    404: errorResponse('No such customer'),
+    404: errorResponse('No such customer, or another customer'),
   },
 });
 
@@ -86,7 +87,6 @@ export function customerRoutes({ db }: AppDeps) {
 
   /** Creates the customer and their wallet in one transaction. */
   app.openapi(createCustomer, async (c) => {
-    requireAdmin(c.get('auth'));
     const body = c.req.valid('json');
     try {
       const created = await db.db.transaction(async (tx) => {
@@ -115,8 +115,16 @@ export function customerRoutes({ db }: AppDeps) {
 
   /** Resolves a customer by UUID, e-mail (contains @) or external id, in that order. */
   app.openapi(getCustomer, async (c) => {
-    const { ref: raw } = c.req.valid('param');
-    const ref = decodeURIComponent(raw).trim();
+    // The router has already decoded the path segment once; decoding again would turn `%25`
+    // into a malformed escape and let `%2500` smuggle a NUL.
+    const ref = c.req.valid('param').ref.trim();
+    if (ref.length > 254 || !isPlainText(ref)) {
+      throw new ApiError(
+        400,
+        'invalid_reference',
+        'The reference must be a customer id, e-mail or external id of at most 254 characters, without control characters.',
+      );
+    }
     if (isPlaceholder(ref)) {
       throw new ApiError(
         400,
@@ -130,14 +138,16 @@ export function customerRoutes({ db }: AppDeps) {
         ? eq(dsql`lower(${customers.email})`, ref.toLowerCase())
         : eq(customers.externalId, ref);
     const [customer] = await db.db.select().from(customers).where(where).limit(1);
-    if (!customer) {
+    const principal = c.get('auth');
+    // Another customer's record answers exactly like a missing one, so the answer never tells
+    // whether an e-mail address or external id has an account here.
+    if (!customer || (principal.role !== 'admin' && principal.sub !== customer.id)) {
       throw new ApiError(
         404,
         'customer_not_found',
         'No customer matches this id, e-mail or external id.',
       );
     }
-    requireOwnerOrAdmin(c.get('auth'), customer.id);
     return c.json(present(customer), 200);
   });
 

@@ -164,3 +164,37 @@ describe('POST /v1/items/:id/withdraw', () => {
     expect(unknown.status).toBe(404);
   });
 });
+
+describe("a sold item's buyer", () => {
+  it('is shown to the buyer and admins only, never to other customers or the seller', async () => {
+    const seller = await createCustomer(db);
+    const buyer = await createCustomer(db);
+    const stranger = await createCustomer(db);
+    const sellerToken = await customerToken(seller.id);
+    const item = (await (
+      await listItem(sellerToken, { title: 'clock', price: 40 })
+    ).json()) as Item;
+    // Sold, as the order workflow leaves it.
+    await db.sql`update items set status = 'sold', owner_id = ${buyer.id} where id = ${item.id}`;
+
+    const seen = async (token: string) => {
+      const one = (await (await app.request(`/v1/items/${item.id}`, auth(token))).json()) as Item;
+      const list = (await (
+        await app.request(`/v1/items?sellerId=${seller.id}&status=sold`, auth(token))
+      ).json()) as { items: Item[] };
+      expect(list.items.map((i) => i.ownerId)).toEqual([one.ownerId]);
+      const raw = JSON.stringify([one, list]);
+      return { ownerId: one.ownerId, leaksBuyer: raw.includes(buyer.id) };
+    };
+    expect(await seen(await customerToken(stranger.id))).toEqual({
+      ownerId: null,
+      leaksBuyer: false,
+    });
+    expect(await seen(sellerToken)).toEqual({ ownerId: null, leaksBuyer: false });
+    expect(await seen(await customerToken(buyer.id))).toEqual({
+      ownerId: buyer.id,
+      leaksBuyer: true,
+    });
+    expect(await seen(await adminToken())).toEqual({ ownerId: buyer.id, leaksBuyer: true });
+  });
+});

@@ -1,8 +1,8 @@
 // Marketplace items: customers list things to sell, anyone signed in browses them, sellers withdraw.
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { toDate } from '../../db/client.js';
-import type { AuthEnv, Principal } from '../auth.js';
-import { UUID_PATTERN, errorResponse, security, type AppDeps } from '../common.js';
+import { customerOnly, type AuthEnv, type Principal } from '../auth.js';
+import { UUID_PATTERN, errorResponse, plainText, security, type AppDeps } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
 
 /** The highest price of one item; a full cart of 50 stays far below the ledger's line limit. */
@@ -23,7 +23,9 @@ const ItemSchema = z
     title: z.string(),
     price: z.number().int(),
     sellerId: z.string(),
-    ownerId: z.string(),
+    ownerId: z.string().nullable().openapi({
+      description: 'Who owns it now; null on a sold item for anyone but its buyer and admins',
+    }),
     status: z.enum(ITEM_STATUSES),
     createdAt: z.string(),
     updatedAt: z.string(),
@@ -32,11 +34,7 @@ const ItemSchema = z
 
 const CreateItemSchema = z
   .object({
-    title: z
-      .string({ error: 'must be a text of 1 to 200 characters' })
-      .trim()
-      .min(1, 'must not be empty')
-      .max(200, 'must be at most 200 characters'),
+    title: plainText({ max: 200, what: 'a text of 1 to 200 characters' }),
     price: z
       .number({ error: 'must be a positive integer number of credits' })
       .int('must be a positive integer number of credits')
@@ -55,6 +53,7 @@ const createItem = createRoute({
   tags: ['marketplace'],
   summary: 'List an item for sale; the caller is the seller',
   security,
+  middleware: [customerOnly] as const,
   request: {
     body: { required: true, content: { 'application/json': { schema: CreateItemSchema } } },
   },
@@ -115,6 +114,7 @@ const withdrawItem = createRoute({
   tags: ['marketplace'],
   summary: 'Take an available item off sale (its seller only)',
   security,
+  middleware: [customerOnly] as const,
   request: { params: ItemParams },
   responses: {
     200: { content: { 'application/json': { schema: ItemSchema } }, description: 'Withdrawn' },
@@ -137,12 +137,14 @@ interface ItemRow {
   updated_at: Date | string;
 }
 
-const present = (r: ItemRow) => ({
+/** What a caller sees of an item: who bought a sold item is for the buyer and admins only. */
+const present = (r: ItemRow, viewer: Principal) => ({
   id: r.id,
   title: r.title,
   price: Number(r.price),
   sellerId: r.seller_id,
-  ownerId: r.owner_id,
+  ownerId:
+    r.status !== 'sold' || viewer.role === 'admin' || viewer.sub === r.owner_id ? r.owner_id : null,
   status: r.status,
   createdAt: toDate(r.created_at).toISOString(),
   updatedAt: toDate(r.updated_at).toISOString(),
@@ -184,12 +186,12 @@ export function itemRoutes({ db, logger }: AppDeps) {
       throw new ApiError(404, 'customer_not_found', 'The caller is not an active customer.');
     }
     logger.info({ itemId: row.id, sellerId, price: body.price }, 'item listed');
-    return c.json(present(row), 201);
+    return c.json(present(row, c.get('auth')), 201);
   });
 
   /** Reads one item. */
   app.openapi(getItem, async (c) => {
-    return c.json(present(await itemOr404(c.req.valid('param').id)), 200);
+    return c.json(present(await itemOr404(c.req.valid('param').id), c.get('auth')), 200);
   });
 
   /** Browses items, e.g. everything still for sale (`?status=available`). */
@@ -202,7 +204,8 @@ export function itemRoutes({ db, logger }: AppDeps) {
         ${q.sellerId ? db.sql`and seller_id = ${q.sellerId}` : db.sql``}
       order by created_at desc, id
       limit ${q.limit}`;
-    return c.json({ items: rows.map(present) }, 200);
+    const viewer = c.get('auth');
+    return c.json({ items: rows.map((row) => present(row, viewer)) }, 200);
   });
 
   /** Takes an item off sale; only its seller can, and only while nobody has bought it. */
@@ -217,7 +220,7 @@ export function itemRoutes({ db, logger }: AppDeps) {
       returning *`;
     if (row) {
       logger.info({ itemId: id, sellerId }, 'item withdrawn');
-      return c.json(present(row), 200);
+      return c.json(present(row, c.get('auth')), 200);
     }
     const item = await itemOr404(id);
     if (item.seller_id !== sellerId) {

@@ -175,7 +175,7 @@ describe('POST /v1/orders', () => {
     expect(await entryTypes(started.workflowId)).toEqual(['order_purchase', 'sale', 'sale']);
   });
 
-  it('refuses an item of 3000 with 2000 credits: 422 insufficient_credits, nothing written', async () => {
+  it('refuses an item of 3000 with 2000 credits: 422 insufficient_credits, no money moves, the failed order is kept as the record', async () => {
     const buyer = await customerWith(2000);
     const item = await itemFor(3000);
     const key = uniqueId('short');

@@ -12,7 +12,7 @@ import {
   type OrderStep,
 } from '../../shared.js';
 import type { order } from '../../workflows/order.js';
-import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
+import { customerOnly, requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
 import {
   errorResponse,
   security,
@@ -74,6 +74,7 @@ const createOrder = createRoute({
   tags: ['marketplace'],
   summary: 'Buy the items of a cart with credits; each item succeeds or fails on its own',
   security,
+  middleware: [customerOnly] as const,
   request: {
     headers: IdempotencyHeader,
     body: { required: true, content: { 'application/json': { schema: CreateOrderSchema } } },

@@ -1,8 +1,8 @@
 // The verification price table: anyone signed in reads it; admins change it (audited).
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { randomUUID } from 'node:crypto';
-import { requireAdmin, type AuthEnv } from '../auth.js';
-import { errorResponse, security, type AppDeps } from '../common.js';
+import { adminOnly, type AuthEnv } from '../auth.js';
+import { errorResponse, plainText, security, type AppDeps } from '../common.js';
 import { validationHook } from '../errors.js';
 
 const PriceSchema = z
@@ -30,6 +30,7 @@ const setPrice = createRoute({
   tags: ['admin'],
   summary: 'Set the price of a verification (admin)',
   security,
+  middleware: [adminOnly] as const,
   request: {
     params: z.object({
       service: z.string().regex(/^[a-z0-9_-]{1,40}$/, 'must be a lowercase service name'),
@@ -46,7 +47,7 @@ const setPrice = createRoute({
                 .int('must be whole credits')
                 .min(1, 'must be at least 1')
                 .max(1_000_000),
-              reason: z.string().trim().min(3).max(500).optional(),
+              reason: plainText({ min: 3, max: 500, what: 'a reason' }).optional(),
             })
             .strict(),
         },
@@ -74,7 +75,6 @@ export function priceRoutes({ db }: AppDeps) {
   /** Creates or changes one price; the change is in the audit log. */
   app.openapi(setPrice, async (c) => {
     const principal = c.get('auth');
-    requireAdmin(principal);
     const { service, country } = c.req.valid('param');
     const { price, reason } = c.req.valid('json');
     await db.sql.begin(async (tx) => {

@@ -18,7 +18,7 @@ import {
   type VerificationState,
 } from '../../shared.js';
 import type { verificationPurchase } from '../../workflows/verification.js';
-import { requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
+import { customerOnly, requireOwnerOrAdmin, type AuthEnv } from '../auth.js';
 import {
   errorResponse,
   security,
@@ -83,6 +83,7 @@ const createVerification = createRoute({
   description:
     'Debits the price, rents a number and waits for the code. On timeout, cancel or provider failure the credits come back automatically. Answers once the debit is settled.',
   security,
+  middleware: [customerOnly] as const,
   request: {
     headers: idempotencyKeyHeader('verification', 'verify-2026-11-25-0001'),
     body: { required: true, content: { 'application/json': { schema: CreateVerificationSchema } } },
@@ -95,6 +96,7 @@ const createVerification = createRoute({
     400: errorResponse('Invalid body, or no price for that service and country'),
     401: errorResponse('No or bad token'),
     403: errorResponse('Not a customer token'),
+    404: errorResponse('The caller is not an active customer'),
     409: errorResponse('Idempotency-Key reused for a different purchase'),
     422: errorResponse('insufficient_credits: nothing was debited'),
   },
@@ -249,11 +251,15 @@ export function verificationRoutes({ db, temporal, taskQueue, logger }: AppDeps)
   /** Starts (or finds) the purchase and answers once the debit is settled. */
   app.openapi(createVerification, async (c) => {
     const principal = c.get('auth');
-    if (principal.role !== 'customer') {
-      throw new ApiError(403, 'forbidden', 'Verifications are bought with a customer token.');
-    }
     const body = c.req.valid('json');
     const key = c.req.valid('header')['idempotency-key'];
+    // Before any workflow starts: a token whose customer does not exist must not start a
+    // purchase that can never debit anyone.
+    const [customer] = await db.sql<{ id: string }[]>`
+      select id from customers where id = ${principal.sub} and anonymised_at is null`;
+    if (!customer) {
+      throw new ApiError(404, 'customer_not_found', 'The caller is not an active customer.');
+    }
     const [price] = await db.sql<{ price: string }[]>`
       select price from prices where service = ${body.service} and country = ${body.country}`;
     if (!price) {

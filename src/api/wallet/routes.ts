@@ -3,7 +3,7 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { toDate } from '../../db/client.js';
 import { actingCustomer, type AuthEnv } from '../auth.js';
-import { customerIdSchema, errorResponse, security, type AppDeps } from '../common.js';
+import { customerIdSchema, errorResponse, plainText, security, type AppDeps } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
 import type { WalletEvent, WalletEventHub } from './events.js';
 
@@ -28,13 +28,18 @@ const TransactionPageSchema = z
   .object({ items: z.array(TransactionSchema), nextCursor: z.string().nullable() })
   .openapi('TransactionPage');
 
-const isoDate = z.string().refine((v) => !Number.isNaN(Date.parse(v)), {
-  message: 'must be an ISO 8601 date or date-time',
+/**
+ * A four-digit-year ISO 8601 date or date-time. JavaScript accepts years up to 275760, which
+ * PostgreSQL cannot store, so the format is pinned rather than left to Date.parse.
+ */
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?$/;
+const isoDate = z.string().refine((v) => ISO_DATE.test(v) && !Number.isNaN(Date.parse(v)), {
+  message: 'must be an ISO 8601 date or date-time such as 2026-11-25 or 2026-11-25T10:00:00Z',
 });
 
 const TransactionQuery = z.object({
   customerId: customerIdSchema.optional().openapi({ description: 'Admins only: whose wallet' }),
-  type: z.string().min(1).max(64).optional(),
+  type: plainText({ max: 64 }).optional(),
   from: isoDate.optional().openapi({ description: 'Inclusive lower bound on createdAt' }),
   to: isoDate.optional().openapi({ description: 'Exclusive upper bound on createdAt' }),
   cursor: z.string().max(200).optional(),

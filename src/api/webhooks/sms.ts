@@ -1,33 +1,55 @@
-// POST /webhooks/sms: the SMS provider delivers a code. Signed with HMAC-SHA256 over the raw body.
+// POST /webhooks/sms: the SMS provider delivers a code. Signed with HMAC-SHA256 over a timestamp
+// and the raw body, so a captured request cannot be replayed later.
 import { Hono } from 'hono';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { codeReceivedSignal, workflowIds } from '../../shared.js';
-import type { AppDeps } from '../common.js';
+import { plainText, type AppDeps } from '../common.js';
 import { ApiError, describeZodError } from '../errors.js';
 
 const CodeSchema = z
   .object({
-    verificationId: z.string().min(1).max(100).optional(),
-    providerRef: z.string().min(1).max(200).optional(),
-    code: z.string().trim().min(1).max(32),
+    verificationId: plainText({ max: 100 }).optional(),
+    providerRef: plainText({ max: 200 }).optional(),
+    code: plainText({ max: 32 }),
   })
   .refine((v) => v.verificationId || v.providerRef, {
     message: 'verificationId or providerRef is required',
   });
 
-/** True when `header` is `sha256=<hex HMAC-SHA256 of body with secret>`. */
-export function validSignature(secret: string, body: string, header: string | undefined): boolean {
-  const match = /^sha256=([0-9a-f]{64})$/i.exec(header ?? '');
-  if (!match) return false;
-  const expected = createHmac('sha256', secret).update(body).digest();
-  const given = Buffer.from(match[1]!, 'hex');
-  return given.length === expected.length && timingSafeEqual(given, expected);
+/** How far a signature's timestamp may be from our clock, either way, in seconds. */
+export const SMS_SIGNATURE_TOLERANCE_SECONDS = 300;
+
+const hmac = (secret: string, timestamp: number, body: string) =>
+  createHmac('sha256', secret).update(`${timestamp}.${body}`).digest();
+
+/**
+ * Checks `X-Signature: t=<unix seconds>,sha256=<hex HMAC-SHA256 of "<t>.<body>">`. `invalid`
+ * when the HMAC does not match, `stale` when it does but `t` is outside the tolerance.
+ */
+export function checkSmsSignature(
+  secret: string,
+  body: string,
+  header: string | undefined,
+  now = Math.floor(Date.now() / 1000),
+): 'valid' | 'invalid' | 'stale' {
+  const match = /^t=(\d{1,12}),sha256=([0-9a-f]{64})$/i.exec(header ?? '');
+  if (!match) return 'invalid';
+  const timestamp = Number(match[1]);
+  const expected = hmac(secret, timestamp, body);
+  const given = Buffer.from(match[2]!, 'hex');
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'invalid';
+  return Math.abs(now - timestamp) > SMS_SIGNATURE_TOLERANCE_SECONDS ? 'stale' : 'valid';
 }
 
-export function signSmsBody(secret: string, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+/** The X-Signature header for a body, as the provider computes it (scripts and tests use it). */
+export function signSmsBody(
+  secret: string,
+  body: string,
+  timestamp = Math.floor(Date.now() / 1000),
+): string {
+  return `t=${timestamp},sha256=${hmac(secret, timestamp, body).toString('hex')}`;
 }
 
 export function smsWebhookRoutes({ db, temporal, logger, smsWebhookSecret }: AppDeps) {
@@ -43,11 +65,19 @@ export function smsWebhookRoutes({ db, temporal, logger, smsWebhookSecret }: App
       );
     }
     const raw = await c.req.text();
-    if (!validSignature(smsWebhookSecret, raw, c.req.header('x-signature'))) {
+    const signature = checkSmsSignature(smsWebhookSecret, raw, c.req.header('x-signature'));
+    if (signature === 'invalid') {
       throw new ApiError(
         401,
         'invalid_signature',
-        'X-Signature is missing or does not match the body.',
+        'X-Signature is missing or does not match the body: send "t=<unix seconds>,sha256=<hex HMAC-SHA256 of \'<t>.<body>\'>".',
+      );
+    }
+    if (signature === 'stale') {
+      throw new ApiError(
+        401,
+        'stale_signature',
+        `X-Signature's timestamp is more than ${SMS_SIGNATURE_TOLERANCE_SECONDS} s from our clock; sign the request when you send it.`,
       );
     }
     let parsed: unknown;

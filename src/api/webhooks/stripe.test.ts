@@ -1,5 +1,7 @@
 // POST /webhooks/stripe: signature checks, once-only recording, routing, concurrency.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   startCheckoutBench,
@@ -9,11 +11,14 @@ import {
 import { connectTestClient, testApp } from '../../../test/helpers.js';
 import {
   TEST_WEBHOOK_SECRET,
+  type RecordedSession,
   sessionObject,
   signatureFor,
   stripeEvent,
   webhookRequest,
 } from '../../../test/stripe.js';
+import { createMetrics } from '../../metrics.js';
+import { checkoutMetadata } from '../../stripe/gateway.js';
 
 let bench: CheckoutBench;
 
@@ -267,5 +272,220 @@ describe('POST /webhooks/stripe records and routes verified events', () => {
     expect(retried.status).toBe(200);
     await bench.waitFor(customer.token, started.id, 'credited');
     expect(await eventRow(event.id)).toMatchObject({ status: 'completed', error: null });
+  });
+});
+
+describe('POST /webhooks/stripe credits only what agrees with the recorded payment', () => {
+  /** An app on the bench's queue whose alerts (error logs, metric) the test can read. */
+  function watchedApp() {
+    const lines: { level: number; msg: string; alert?: string; paymentId?: string }[] = [];
+    const logger = pino(
+      { level: 'warn' },
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          lines.push(JSON.parse(chunk.toString()) as (typeof lines)[number]);
+          done();
+        },
+      }),
+    );
+    const metrics = createMetrics();
+    const app = testApp(bench.db, bench.temporal, bench.taskQueue, {
+      stripeWebhookSecret: TEST_WEBHOOK_SECRET,
+      logger,
+      metrics,
+    });
+    return {
+      deliver: (event: unknown) => app.request('/webhooks/stripe', webhookRequest(event)),
+      alerts: () => lines.filter((l) => l.level >= 50 && l.alert === 'stripe_event_flagged'),
+      flaggedCount: async () =>
+        (await metrics.stripeEventsFlagged.get()).values.reduce((n, v) => n + v.value, 0),
+    };
+  }
+
+  async function expectFlaggedNotCredited(
+    watched: ReturnType<typeof watchedApp>,
+    event: ReturnType<typeof stripeEvent>,
+    opened: Awaited<ReturnType<typeof openCheckout>>,
+    mentions: RegExp,
+  ) {
+    const before = await watched.flaggedCount();
+    const res = await watched.deliver(event);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ received: true, status: 'flagged' });
+    const row = await eventRow(event.id);
+    expect(row).toMatchObject({ status: 'flagged', payment_id: opened.started.id });
+    expect(row?.error).toMatch(mentions);
+    expect(row?.error).toContain('not credited');
+    expect(await watched.flaggedCount()).toBe(before + 1);
+    expect(watched.alerts().some((l) => l.paymentId === opened.started.id)).toBe(true);
+    // Nothing moved: the workflow never saw it, the wallet is untouched.
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await bench.read(opened.customer.token, opened.started.id)).status).toBe('init');
+    expect(await bench.ledger.walletBalance(opened.customer.id)).toBe(0);
+    expect(await topups(opened.started.id)).toHaveLength(0);
+  }
+
+  it('flags the reviewed event: no payment required, amount 0, another currency, a foreign session', async () => {
+    const watched = watchedApp();
+    const opened = await openCheckout('small');
+    const event = stripeEvent(
+      'checkout.session.completed',
+      sessionObject(opened.session, {
+        id: `cs_test_foreign_${randomBytes(8).toString('hex')}`,
+        payment_status: 'no_payment_required',
+        amount_total: 0,
+        currency: 'usd',
+      }),
+    );
+    await expectFlaggedNotCredited(watched, event, opened, /session cs_test_foreign/);
+    const { error } = (await eventRow(event.id))!;
+    expect(error).toMatch(/payment_status "no_payment_required"/);
+    expect(error).toMatch(/amount 0/);
+    expect(error).toMatch(/currency usd/);
+    await settle(opened.started.id, opened.session);
+    expect(await bench.ledger.walletBalance(opened.customer.id)).toBe(100);
+  });
+
+  const oneDisagreement: [
+    string,
+    string,
+    (s: RecordedSession) => Record<string, unknown>,
+    RegExp,
+  ][] = [
+    [
+      'a session id we did not record',
+      'checkout.session.completed',
+      () => ({ id: 'cs_test_other' }),
+      /session cs_test_other/,
+    ],
+    [
+      'payment_status no_payment_required',
+      'checkout.session.completed',
+      () => ({ payment_status: 'no_payment_required' }),
+      /payment_status "no_payment_required"/,
+    ],
+    ['an amount of 0', 'checkout.session.completed', () => ({ amount_total: 0 }), /amount 0/],
+    [
+      'a missing amount',
+      'checkout.session.completed',
+      () => ({ amount_total: undefined }),
+      /amount undefined/,
+    ],
+    ['another currency', 'checkout.session.completed', () => ({ currency: 'usd' }), /currency usd/],
+    [
+      'a payment intent we did not record',
+      'checkout.session.async_payment_succeeded',
+      () => ({}),
+      /payment intent/,
+    ],
+    [
+      'a client_reference_id that names another payment than the metadata',
+      'checkout.session.completed',
+      () => ({ client_reference_id: `pay_${'1'.repeat(32)}` }),
+      /name different payments/,
+    ],
+    [
+      'metadata naming another customer',
+      'checkout.session.completed',
+      (s) => ({ metadata: { ...checkoutMetadata(s.request), customerId: randomUUID() } }),
+      /customer/,
+    ],
+    [
+      'an async success that is not paid',
+      'checkout.session.async_payment_succeeded',
+      () => ({ payment_status: 'unpaid' }),
+      /payment_status "unpaid"/,
+    ],
+  ];
+
+  it.each(oneDisagreement)(
+    'flags, with an alert, a paid event with %s',
+    async (label, type, change, mentions) => {
+      const watched = watchedApp();
+      const opened = await openCheckout('small');
+      if (label.startsWith('a payment intent')) {
+        // Record the real intent first (an async payment in progress), then name another one.
+        const processing = stripeEvent(
+          'checkout.session.completed',
+          sessionObject(opened.session, { payment_status: 'unpaid' }),
+        );
+        expect((await bench.deliver(processing)).status).toBe(200);
+        await bench.db.sql`
+        update payments set payment_intent_id = ${opened.session.paymentIntentId}
+        where id = ${opened.started.id}`;
+      }
+      const overrides = change(opened.session);
+      const object = sessionObject(opened.session, overrides);
+      if ('amount_total' in overrides && overrides.amount_total === undefined)
+        delete object.amount_total;
+      if (label.startsWith('a payment intent')) object.payment_intent = 'pi_test_someone_else';
+      await expectFlaggedNotCredited(watched, stripeEvent(type, object), opened, mentions);
+      await settle(opened.started.id, opened.session);
+    },
+  );
+
+  it('flags a payment_intent.succeeded whose amount or currency differs from the payment', async () => {
+    const watched = watchedApp();
+    const opened = await openCheckout('small');
+    const intent = (overrides: Record<string, unknown>) =>
+      stripeEvent('payment_intent.succeeded', {
+        id: opened.session.paymentIntentId,
+        object: 'payment_intent',
+        metadata: checkoutMetadata(opened.session.request),
+        amount: 500,
+        amount_received: 500,
+        currency: 'eur',
+        status: 'succeeded',
+        ...overrides,
+      });
+    await expectFlaggedNotCredited(watched, intent({ amount_received: 1 }), opened, /amount 1/);
+    await expectFlaggedNotCredited(watched, intent({ currency: 'jpy' }), opened, /currency jpy/);
+    await expectFlaggedNotCredited(
+      watched,
+      intent({ status: 'requires_payment_method' }),
+      opened,
+      /status "requires_payment_method"/,
+    );
+    await settle(opened.started.id, opened.session);
+  });
+
+  it('routes by client_reference_id: a session without our metadata is credited when it agrees', async () => {
+    const opened = await openCheckout('small');
+    const object = sessionObject(opened.session);
+    delete object.metadata;
+    const event = stripeEvent('checkout.session.completed', object);
+    const res = await bench.deliver(event);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'completed' });
+    await bench.waitFor(opened.customer.token, opened.started.id, 'credited');
+    expect(await bench.ledger.walletBalance(opened.customer.id)).toBe(100);
+    expect(await eventRow(event.id)).toMatchObject({
+      status: 'completed',
+      payment_id: opened.started.id,
+    });
+  });
+
+  it('routes by client_reference_id: the same session, not paid as recorded, is flagged, not ignored', async () => {
+    const watched = watchedApp();
+    const opened = await openCheckout('small');
+    const object = sessionObject(opened.session, { amount_total: 1 });
+    delete object.metadata;
+    await expectFlaggedNotCredited(
+      watched,
+      stripeEvent('checkout.session.completed', object),
+      opened,
+      /amount 1/,
+    );
+    await settle(opened.started.id, opened.session);
+  });
+
+  it('refuses a signature dated in the future like a stale one, and writes nothing', async () => {
+    const opened = await openCheckout('small');
+    const event = stripeEvent('checkout.session.completed', sessionObject(opened.session));
+    const res = await bench.deliver(event, { timestamp: Math.floor(Date.now() / 1000) + 600 });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { code: 'invalid_signature' } });
+    expect(await eventRow(event.id)).toBeUndefined();
+    await settle(opened.started.id, opened.session);
   });
 });

@@ -2,18 +2,17 @@
 import { Hono } from 'hono';
 import Stripe from 'stripe';
 import { z } from 'zod';
-import { readPayment } from '../../activities/checkout.js';
+import { readPayment, type PaymentRecord } from '../../activities/checkout.js';
 import { CREDITED_STATUSES } from '../../payments/state-machine.js';
 import {
   searchAttributes,
   stripeOutcomeSignal,
-  workflowIds,
   type CheckoutInput,
   type StripeOutcome,
 } from '../../shared.js';
 import type { checkout } from '../../workflows/checkout.js';
 import { DEFAULT_CHECKOUT_EXPIRY_SECONDS } from '../checkouts/routes.js';
-import { UUID_PATTERN, type AppDeps } from '../common.js';
+import type { AppDeps } from '../common.js';
 import { ApiError, errorBody } from '../errors.js';
 
 /** The shape every Stripe event has; anything else signed with our secret is still refused. */
@@ -24,66 +23,76 @@ const EventSchema = z.object({
   data: z.object({ object: z.record(z.string(), z.unknown()) }),
 });
 
-/** The metadata our checkout sessions (and their payment intents) carry; see stripe/gateway.ts. */
-const CheckoutMetadataSchema = z.object({
-  paymentId: z.string().regex(/^pay_[a-z0-9]{1,64}$/i),
-  workflowId: z.string().min(1),
-  customerId: z.string().regex(UUID_PATTERN),
-  pack: z.string().min(1).max(32),
-  credits: z.coerce.number().int().positive(),
-  amount: z.coerce.number().int().positive(),
-  currency: z.string().min(3).max(3),
-});
-type CheckoutMetadata = z.infer<typeof CheckoutMetadataSchema>;
+/** The ids our API gives payments; a checkout session names one in client_reference_id and metadata. */
+const PAYMENT_ID = /^pay_[a-z0-9]{1,64}$/i;
+
+/** How far in the future a Stripe-Signature timestamp may be, like the tolerance for old ones. */
+export const STRIPE_SIGNATURE_TOLERANCE_SECONDS = 300;
+
+type EventObject = Record<string, unknown>;
 
 type Routing =
-  | { action: 'route'; outcome: StripeOutcome; metadata: CheckoutMetadata }
+  | {
+      action: 'check';
+      /** The payment ids the event names, most often one. */
+      paymentIds: string[];
+      kind: StripeOutcome['kind'] | 'unpaid';
+      isSession: boolean;
+      /** Why the event disagrees with itself before any payment is read (two payment ids). */
+      problem: string | null;
+    }
   | { action: 'flag'; note: string; paymentIntentId: string | null }
   | { action: 'ignore'; note: string | null };
 
 const idOf = (value: unknown): string | null =>
   typeof value === 'string' ? value : ((value as { id?: string } | null)?.id ?? null);
 
-/** What an event means for us. Types we do not handle are recorded as ignored. */
+const stringField = (object: unknown, key: string): string | null => {
+  const value = (object as Record<string, unknown> | null | undefined)?.[key];
+  return typeof value === 'string' ? value : null;
+};
+
+/**
+ * Which recorded payment an event is about, and what it says happened. A session names the
+ * payment in client_reference_id and in its metadata; a payment intent in its metadata.
+ */
 function routingFor(event: z.infer<typeof EventSchema>): Routing {
   const object = event.data.object;
-  const outcome = (kind: StripeOutcome['kind'], isSession: boolean): Routing => {
-    const metadata = CheckoutMetadataSchema.safeParse(object.metadata);
-    if (
-      !metadata.success ||
-      metadata.data.workflowId !== workflowIds.checkout(metadata.data.paymentId)
-    ) {
-      return { action: 'ignore', note: 'not a creditflow checkout (no checkout metadata)' };
+  const about = (kind: StripeOutcome['kind'] | 'unpaid', isSession: boolean): Routing => {
+    const named = [
+      isSession ? stringField(object, 'client_reference_id') : null,
+      stringField(object.metadata, 'paymentId'),
+    ].filter((id): id is string => id !== null && PAYMENT_ID.test(id));
+    if (named.length === 0) {
+      return { action: 'ignore', note: 'not a creditflow checkout (names no payment of ours)' };
     }
-    return {
-      action: 'route',
-      metadata: metadata.data,
-      outcome: {
-        eventId: event.id,
-        eventType: event.type,
-        kind,
-        sessionId: isSession ? idOf(object.id) : null,
-        paymentIntentId: isSession ? idOf(object.payment_intent) : idOf(object.id),
-      },
-    };
+    const paymentIds = [...new Set(named)];
+    const problem =
+      paymentIds.length > 1
+        ? `client_reference_id ${named[0]} and metadata.paymentId ${named[1]} name different payments`
+        : null;
+    return { action: 'check', paymentIds, kind, isSession, problem };
   };
   switch (event.type) {
     case 'checkout.session.completed':
       // A bank debit completes the session unpaid; the async_payment_* event settles it later.
-      return outcome(
-        object.payment_status === 'paid' || object.payment_status === 'no_payment_required'
+      // Anything else (no_payment_required) never credits a pack that has a price.
+      return about(
+        object.payment_status === 'paid'
           ? 'paid'
-          : 'processing',
+          : object.payment_status === 'unpaid'
+            ? 'processing'
+            : 'unpaid',
         true,
       );
     case 'checkout.session.async_payment_succeeded':
-      return outcome('paid', true);
+      return about('paid', true);
     case 'checkout.session.async_payment_failed':
-      return outcome('failed', true);
+      return about('failed', true);
     case 'checkout.session.expired':
-      return outcome('expired', true);
+      return about('expired', true);
     case 'payment_intent.succeeded':
-      return outcome('paid', false);
+      return about('paid', false);
     case 'charge.refunded':
     case 'charge.dispute.created':
       return {
@@ -96,6 +105,81 @@ function routingFor(event: z.infer<typeof EventSchema>): Routing {
   }
 }
 
+/**
+ * Every way the event disagrees with the payment our API recorded: its session, payment intent,
+ * amount, currency, customer or workflow, or a "paid" that is not `paid`. Empty when it agrees.
+ */
+export function disagreements(
+  object: EventObject,
+  routing: Extract<Routing, { action: 'check' }>,
+  payment: PaymentRecord,
+): string[] {
+  const found: string[] = [];
+  if (routing.problem) found.push(routing.problem);
+  const metadata = (object.metadata ?? {}) as Record<string, unknown>;
+  const customerId = stringField(metadata, 'customerId');
+  if (customerId !== null && customerId.toLowerCase() !== payment.customerId.toLowerCase()) {
+    found.push("metadata.customerId is not the payment's customer");
+  }
+  const workflowId = stringField(metadata, 'workflowId');
+  if (workflowId !== null && workflowId !== payment.workflowId) {
+    found.push("metadata.workflowId is not the payment's workflow");
+  }
+  const amount = routing.isSession
+    ? object.amount_total
+    : (object.amount_received ?? object.amount);
+  if (amount !== payment.amount) {
+    found.push(`amount ${JSON.stringify(amount)} is not the recorded ${payment.amount}`);
+  }
+  const currency = stringField(object, 'currency');
+  if (currency === null || currency.toLowerCase() !== payment.currency.toLowerCase()) {
+    found.push(`currency ${String(currency)} is not the recorded ${payment.currency}`);
+  }
+  const intentId = routing.isSession ? idOf(object.payment_intent) : idOf(object.id);
+  if (payment.paymentIntentId && intentId && intentId !== payment.paymentIntentId) {
+    found.push(`payment intent ${intentId} is not the recorded ${payment.paymentIntentId}`);
+  }
+  if (routing.isSession) {
+    const sessionId = idOf(object.id);
+    // Until the session-opening step has stored the id (a webhook can beat it), the other
+    // checks stand alone; the workflow only credits the payment it recorded.
+    if (payment.sessionId && sessionId !== payment.sessionId) {
+      found.push(`session ${String(sessionId)} is not the recorded ${payment.sessionId}`);
+    }
+  } else if (
+    routing.kind === 'paid' &&
+    object.status !== undefined &&
+    object.status !== 'succeeded'
+  ) {
+    found.push(`payment intent status ${JSON.stringify(object.status)} is not succeeded`);
+  }
+  if (routing.kind === 'unpaid') {
+    found.push(`payment_status ${JSON.stringify(object.payment_status)} is not paid`);
+  } else if (routing.isSession && routing.kind === 'paid' && object.payment_status !== 'paid') {
+    found.push(`payment_status ${JSON.stringify(object.payment_status)} is not paid`);
+  }
+  return found;
+}
+
+// eslint-disable-next-line no-control-regex
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** True when every string (keys too) in a parsed JSON value can be stored as jsonb. */
+function storable(value: unknown): boolean {
+  if (typeof value === 'string') return !UNSTORABLE.test(value);
+  if (Array.isArray(value)) return value.every(storable);
+  if (value && typeof value === 'object') {
+    return Object.entries(value).every(([k, v]) => storable(k) && storable(v));
+  }
+  return true;
+}
+
+/** The Stripe-Signature timestamp (`t=`), or null when the header has none. */
+function signatureTimestamp(header: string): number | null {
+  const match = /(?:^|,)t=(\d{1,12})(?:,|$)/.exec(header);
+  return match ? Number(match[1]) : null;
+}
+
 /** POST /webhooks/stripe: public (Stripe signs it), so it sits outside the /v1 auth middleware. */
 export function stripeWebhookRoutes({
   db,
@@ -104,6 +188,7 @@ export function stripeWebhookRoutes({
   logger,
   stripeWebhookSecret,
   checkout: options,
+  metrics,
 }: AppDeps) {
   const app = new Hono();
   const expiresInSeconds = options?.expirySeconds ?? DEFAULT_CHECKOUT_EXPIRY_SECONDS;
@@ -150,13 +235,58 @@ export function stripeWebhookRoutes({
       }
       throw new ApiError(400, 'invalid_payload', 'The body is signed but is not JSON.');
     }
+    const signedAt = signatureTimestamp(signature);
+    if (
+      signedAt !== null &&
+      signedAt > Math.floor(Date.now() / 1000) + STRIPE_SIGNATURE_TOLERANCE_SECONDS
+    ) {
+      throw new ApiError(
+        400,
+        'invalid_signature',
+        "The Stripe-Signature timestamp is in the future; check the sender's clock.",
+      );
+    }
+    // PostgreSQL cannot store a NUL or half a surrogate pair in jsonb; Stripe never sends them.
+    if (!storable(verified)) {
+      throw new ApiError(
+        400,
+        'invalid_payload',
+        'The body contains a NUL character or an unpaired surrogate.',
+      );
+    }
     const parsed = EventSchema.safeParse(verified);
     if (!parsed.success) {
       throw new ApiError(400, 'invalid_payload', 'The body is signed but is not a Stripe event.');
     }
     const event = parsed.data;
     const routing = routingFor(event);
-    const paymentId = routing.action === 'route' ? routing.metadata.paymentId : null;
+
+    // Decide before recording, so the row says which payment the event is about.
+    let payment: PaymentRecord | undefined;
+    let flagNote: string | null = null;
+    if (routing.action === 'check') {
+      for (const id of routing.paymentIds) {
+        payment ??= await readPayment(db, id);
+      }
+      // Our API records the payment before it opens the session, so an event about a payment we
+      // never recorded, or that does not agree with the one we did, is not trusted to move
+      // money: it is kept for review and raised as an alert.
+      const problems = payment
+        ? disagreements(event.data.object, routing, payment)
+        : [`no payment ${routing.paymentIds.join(' or ')} was recorded here`];
+      if (problems.length > 0) {
+        flagNote = `flagged for review: ${problems.join('; ')}; not credited`;
+      }
+    } else if (routing.action === 'flag') {
+      flagNote = routing.note;
+      if (routing.paymentIntentId) {
+        const [row] = await db.sql<{ id: string }[]>`
+          select id from payments where payment_intent_id = ${routing.paymentIntentId}`;
+        payment = row ? await readPayment(db, row.id) : undefined;
+      }
+    }
+    const paymentId =
+      payment?.id ?? (routing.action === 'check' ? (routing.paymentIds[0] ?? null) : null);
 
     const [inserted] = await db.sql<{ id: string }[]>`
       insert into stripe_events (id, type, status, payment_id, payload)
@@ -177,46 +307,35 @@ export function stripeWebhookRoutes({
       await finish(event.id, 'ignored', routing.note);
       return c.json({ received: true, status: 'ignored' }, 200);
     }
-    if (routing.action === 'flag') {
-      const [payment] = routing.paymentIntentId
-        ? await db.sql<{ id: string }[]>`
-            select id from payments where payment_intent_id = ${routing.paymentIntentId}`
-        : [];
-      if (payment) {
-        await db.sql`update stripe_events set payment_id = ${payment.id} where id = ${event.id}`;
-      }
-      await finish(event.id, 'flagged', routing.note);
-      logger.warn(
-        { eventId: event.id, type: event.type, paymentId: payment?.id ?? null },
+    if (flagNote !== null || routing.action !== 'check' || !payment) {
+      const note = flagNote ?? 'flagged for review';
+      await finish(event.id, 'flagged', note);
+      metrics?.stripeEventsFlagged.inc({ type: event.type });
+      // An alert, not a warning: money may have moved at Stripe that we did not credit.
+      logger.error(
+        { eventId: event.id, type: event.type, paymentId, alert: 'stripe_event_flagged', note },
         'stripe event flagged for review',
       );
       return c.json({ received: true, status: 'flagged' }, 200);
     }
 
-    const { metadata, outcome } = routing;
-    const payment = await readPayment(db, metadata.paymentId);
-    // Our API records the payment before it opens the session, so a session whose payment we
-    // never recorded (or that names another customer or workflow) was not opened by us: its
-    // metadata is not trusted to create credits. It is kept for review instead.
-    if (
-      !payment ||
-      payment.customerId !== metadata.customerId ||
-      payment.workflowId !== metadata.workflowId
-    ) {
-      const note = payment
-        ? `flagged for review: the event's metadata does not match payment ${payment.id}; not credited`
-        : `flagged for review: no payment ${metadata.paymentId} was recorded here; not credited`;
-      await finish(event.id, 'flagged', note);
-      logger.warn({ eventId: event.id, type: event.type, paymentId: metadata.paymentId }, note);
-      return c.json({ received: true, status: 'flagged' }, 200);
-    }
+    const outcome: StripeOutcome = {
+      eventId: event.id,
+      eventType: event.type,
+      // 'unpaid' never gets here: it always disagrees with a payment that has a price.
+      kind: routing.kind === 'unpaid' ? 'processing' : routing.kind,
+      sessionId: routing.isSession ? idOf(event.data.object.id) : null,
+      paymentIntentId: routing.isSession
+        ? idOf(event.data.object.payment_intent)
+        : idOf(event.data.object.id),
+    };
     if (CREDITED_STATUSES.includes(payment.status)) {
       // Already credited: a repeat or stale report of a settled payment changes nothing.
       await finish(event.id, 'completed', null);
       return c.json({ received: true, status: 'completed' }, 200);
     }
     const input: CheckoutInput = {
-      paymentId: metadata.paymentId,
+      paymentId: payment.id,
       // The payment record, not the event, says what was bought.
       customerId: payment.customerId,
       pack: payment.pack,
@@ -231,7 +350,7 @@ export function stripeWebhookRoutes({
       // takes the event, which is the late-payment path.
       await temporal.workflow.signalWithStart<typeof checkout, [StripeOutcome]>('checkout', {
         taskQueue,
-        workflowId: metadata.workflowId,
+        workflowId: payment.workflowId,
         args: [input],
         signal: stripeOutcomeSignal,
         signalArgs: [outcome],
@@ -252,7 +371,7 @@ export function stripeWebhookRoutes({
     }
     await finish(event.id, 'completed', null);
     logger.info(
-      { eventId: event.id, type: event.type, paymentId: metadata.paymentId, kind: outcome.kind },
+      { eventId: event.id, type: event.type, paymentId: payment.id, kind: outcome.kind },
       'stripe event routed',
     );
     return c.json({ received: true, status: 'completed' }, 200);
