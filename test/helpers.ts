@@ -26,6 +26,17 @@ export function testDatabase(max = 10): Database {
   return createDatabase(inject('databaseUrl'), { max, applicationName: 'creditflow-test' });
 }
 
+/**
+ * The run's database as its owner (superuser in tests): for set-up the app role may not do and
+ * for tests that corrupt the ledger on purpose, always inside a rolled-back transaction.
+ */
+export function testOwnerDatabase(max = 2): Database {
+  return createDatabase(inject('ownerDatabaseUrl'), {
+    max,
+    applicationName: 'creditflow-test-owner',
+  });
+}
+
 export function uniqueId(prefix: string): string {
   return `${prefix}-${randomUUID()}`;
 }
