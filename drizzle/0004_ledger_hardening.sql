@@ -130,6 +130,30 @@ CREATE TRIGGER account_identities_no_truncate BEFORE TRUNCATE ON account_identit
   FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 --> statement-breakpoint
 
+-- Wallet events carry the balance as a JSON number while it is exact in JavaScript
+-- (|n| <= 2^53 - 1) and as a decimal string beyond, like the HTTP API.
+CREATE OR REPLACE FUNCTION ledger_notify_wallet_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  owner uuid;
+  entry_type text;
+BEGIN
+  SELECT customer_id INTO owner FROM accounts WHERE id = NEW.account_id AND kind = 'wallet';
+  IF owner IS NULL THEN
+    RETURN NULL;
+  END IF;
+  SELECT type INTO entry_type FROM entries WHERE id = NEW.entry_id;
+  PERFORM pg_notify('wallet_events', json_build_object(
+    'customerId', owner,
+    'balance', CASE WHEN abs(NEW.balance_after) <= 9007199254740991 THEN to_json(NEW.balance_after)
+                    ELSE to_json(NEW.balance_after::text) END,
+    'entry', json_build_object('id', NEW.entry_id, 'type', entry_type, 'amount', NEW.amount),
+    'at', NEW.created_at
+  )::text);
+  RETURN NULL;
+END
+$$;
+--> statement-breakpoint
+
 -- The role the API and worker run as. It holds no object and cannot log in; a deployment
 -- creates a login role that is a member of it (see README, "Database roles"). Roles belong to
 -- the whole server, so another database on it may have created it already.

@@ -75,6 +75,30 @@ export async function fund(ledger: Ledger, customerId: string, amount: number): 
   });
 }
 
+/**
+ * Gives a wallet a starting balance beyond what postEntry takes in one line, the way a posting
+ * would (entry, balances, postings in one transaction), against a scratch system account.
+ */
+export async function seedBalance(db: Database, customerId: string, amount: bigint): Promise<void> {
+  const source = uniqueId('test_source');
+  const text = amount.toString();
+  await db.sql`insert into accounts (kind, code, shard) values ('system', ${source}, 0)`;
+  await db.sql.begin(async (tx) => {
+    const [entry] = await tx<{ id: string }[]>`
+      insert into entries (idempotency_key, content_hash, type, description)
+      values (${uniqueId('seed')}, 'seed', 'test_seed', 'large starting balance') returning id`;
+    const [wallet] = await tx<{ id: string; balance: string }[]>`
+      update accounts set balance = balance + ${text}::bigint where customer_id = ${customerId}
+      returning id, balance`;
+    const [system] = await tx<{ id: string; balance: string }[]>`
+      update accounts set balance = balance - ${text}::bigint where code = ${source}
+      returning id, balance`;
+    await tx`insert into postings (entry_id, account_id, amount, balance_after)
+             values (${entry!.id}, ${wallet!.id}, ${text}::bigint, ${wallet!.balance}),
+                    (${entry!.id}, ${system!.id}, -${text}::bigint, ${system!.balance})`;
+  });
+}
+
 export async function expectLedgerConsistent(db: Database): Promise<void> {
   const report = await checkLedger(db.sql);
   expect(report.violations).toEqual([]);

@@ -15,6 +15,7 @@ import {
   createCustomer,
   expectLedgerConsistent,
   fund,
+  seedBalance,
   testDatabase,
   testOwnerDatabase,
   uniqueId,
@@ -327,26 +328,6 @@ describe('property: random posting sequences keep every invariant', () => {
   });
 });
 
-/** Gives an account a starting balance beyond what postEntry accepts in one line, the way a
- * posting would (entry, balances, postings in one transaction), against a scratch system account. */
-async function seedBalance(customerId: string, amount: bigint): Promise<void> {
-  const source = uniqueId('test_source');
-  await db.sql`insert into accounts (kind, code, shard) values ('system', ${source}, 0)`;
-  await db.sql.begin(async (tx) => {
-    const [entry] = await tx<{ id: string }[]>`
-      insert into entries (idempotency_key, content_hash, type, description)
-      values (${uniqueId('seed')}, 'seed', 'test_seed', 'large starting balance') returning id`;
-    const [wallet] = await tx<{ id: string; balance: string }[]>`
-      update accounts set balance = balance + ${amount.toString()} where customer_id = ${customerId}
-      returning id, balance`;
-    const [system] = await tx<{ id: string; balance: string }[]>`
-      update accounts set balance = balance - ${amount.toString()} where code = ${source} returning id, balance`;
-    await tx`insert into postings (entry_id, account_id, amount, balance_after)
-             values (${entry!.id}, ${wallet!.id}, ${amount.toString()}, ${wallet!.balance}),
-                    (${entry!.id}, ${system!.id}, ${(-amount).toString()}, ${system!.balance})`;
-  });
-}
-
 describe('posting edge cases', () => {
   it('keeps refusals and replays clean when the database defaults to REPEATABLE READ', async () => {
     const rr = postgres(inject('databaseUrl'), {
@@ -387,7 +368,7 @@ describe('posting edge cases', () => {
 
   it('stores and reports balances above 2^53 exactly as the database computed them', async () => {
     const customer = await createCustomer(db);
-    await seedBalance(customer.id, 2n ** 53n + 3n);
+    await seedBalance(db, customer.id, 2n ** 53n + 3n);
     const posted = await ledger.postEntry(debit(customer.id, 2));
     const wallet = posted.lines[0]!;
     expect(wallet.balanceAfterExact).toBe('9007199254740993');
@@ -404,7 +385,7 @@ describe('posting edge cases', () => {
   it('refuses a posting that would overflow a balance as a final balance_out_of_range', async () => {
     const customer = await createCustomer(db);
     const nearMax = 2n ** 63n - 10n;
-    await seedBalance(customer.id, nearMax);
+    await seedBalance(db, customer.id, nearMax);
     const err = await ledger.postEntry(debit(customer.id, -100)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BusinessError);
     expect(err).toMatchObject({ code: 'balance_out_of_range' });

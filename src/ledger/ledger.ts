@@ -457,6 +457,14 @@ export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
   };
 }
 
+/**
+ * How a balance crosses the API: a JSON number while it is a safe integer (|n| <= 2^53 - 1),
+ * else its decimal string, so no client ever reads a rounded balance.
+ */
+export function jsonBalance(exact: string | bigint): number | string {
+  return jsonSafe(BigInt(exact));
+}
+
 /** A number where it is exact, else the decimal string, for error details and JSON bodies. */
 export function jsonSafe(value: bigint): number | string {
   return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER)
