@@ -60,11 +60,11 @@ describe('balances in the API', () => {
 
     const history = await get('/v1/wallet/transactions', customer.id);
     const page = (await history.json()) as {
-      items: Array<{ amount: number; balanceAfter: unknown }>;
+      items: Array<{ amount: unknown; balanceAfter: unknown }>;
     };
     expect(page.items.map((i) => [i.amount, i.balanceAfter])).toEqual([
       [-2, '9007199254740993'],
-      [9007199254740995, '9007199254740995'].map((v, i) => (i === 0 ? page.items[1]!.amount : v)),
+      ['9007199254740995', '9007199254740995'],
     ]);
   });
 
@@ -94,7 +94,9 @@ describe('balances in the API', () => {
     try {
       await spend(rich.id, 2);
       await fund(ledger, plain.id, 10);
-      await eventually(async () => (seen.has(rich.id) && seen.has(plain.id) ? true : undefined));
+      await eventually(() =>
+        Promise.resolve(seen.has(rich.id) && seen.has(plain.id) ? true : undefined),
+      );
       expect(seen.get(rich.id)).toBe('9007199254740993');
       expect(seen.get(plain.id)).toBe(10);
     } finally {
