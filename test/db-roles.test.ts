@@ -1,7 +1,8 @@
 // The API and worker connect as a role that can post through the ledger and nothing more.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../src/db/client.js';
-import { APP_ROLE } from '../src/stack/postgres.js';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createDatabase, type Database } from '../src/db/client.js';
+import { APP_ROLE, dropLogin, ensureAppLogin } from '../src/stack/postgres.js';
 import { testDatabase } from './helpers.js';
 
 let db: Database;
@@ -114,5 +115,29 @@ describe('the app database role', () => {
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = 'public' and c.relkind = 'S'`;
     expect(sequences.filter((s) => !s.usage)).toEqual([]);
+  });
+});
+
+describe('setting up the app login (as npm start does)', () => {
+  it('creates a login role in creditflow_app, and updates its password on the next start', async () => {
+    const owner = inject('ownerDatabaseUrl');
+    const role = `creditflow_test_login_${randomBytes(4).toString('hex')}`;
+    try {
+      await ensureAppLogin(owner, { role, password: 'first-password' });
+      const url = await ensureAppLogin(owner, { role, password: 'second-password' });
+      expect(new URL(url).username).toBe(role);
+      const app = createDatabase(url, { max: 1 });
+      try {
+        const [me] = await app.sql<{ user: string; member: boolean; superuser: boolean }[]>`
+          select current_user as user, pg_has_role(current_user, ${APP_ROLE}, 'member') as member,
+                 (select rolsuper from pg_roles where rolname = current_user) as superuser`;
+        expect(me).toEqual({ user: role, member: true, superuser: false });
+        await expect(app.sql`truncate postings`).rejects.toMatchObject({ code: '42501' });
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await dropLogin(owner, role);
+    }
   });
 });

@@ -111,6 +111,12 @@ export default async function setup(project: TestProject) {
     const databaseUrl = await ensureAppLogin(ownerDatabaseUrl, {
       role: appRole,
       password: randomBytes(18).toString('hex'),
+    }).catch((err: unknown) => {
+      throw new Error(
+        `Could not create the tests' app login role (${(err as Error).message}): ` +
+          "the DATABASE_URL server's user needs CREATEROLE (and CREATEDB) for the tests.",
+        { cause: err },
+      );
     });
 
     let temporalAddress = config.temporal.address;
