@@ -101,8 +101,8 @@ export function normaliseCustomerId(customerId: string): string {
 const normaliseRef = (ref: AccountRef): AccountRef =>
   'wallet' in ref ? { wallet: normaliseCustomerId(ref.wallet) } : ref;
 
-/** A JS number when it is exact, for the fields kept as numbers for compatibility. */
-export function balanceNumber(exact: string): number {
+/** The JS number kept alongside exact balances for compatibility; rounded beyond 2^53. */
+function balanceNumber(exact: string): number {
   return Number(exact);
 }
 
