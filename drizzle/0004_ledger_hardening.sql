@@ -112,7 +112,9 @@ CREATE TRIGGER accounts_identity_fixed BEFORE UPDATE ON accounts
 INSERT INTO account_identities (account_id, kind, customer_id, code, shard, created_at)
 SELECT id, kind, customer_id, code, shard, created_at FROM accounts;
 --> statement-breakpoint
-CREATE FUNCTION ledger_record_account_identity() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Runs with the owner's rights, so the app role needs (and has) no write access to the record.
+CREATE FUNCTION ledger_record_account_identity() RETURNS trigger LANGUAGE plpgsql
+  SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
   INSERT INTO account_identities (account_id, kind, customer_id, code, shard)
   VALUES (NEW.id, NEW.kind, NEW.customer_id, NEW.code, NEW.shard);
@@ -185,9 +187,11 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public
 --> statement-breakpoint
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO creditflow_app;
 --> statement-breakpoint
--- The ledger itself: entries, postings, the audit log and account identities are insert-only; accounts can be
+-- The ledger itself: entries, postings and the audit log are insert-only (account identities
+-- are written by their trigger alone); accounts can be
 -- opened (a customer's wallet) and their balance moved, and nothing else about them changes.
-REVOKE UPDATE, DELETE ON entries, postings, audit_log, accounts, account_identities
-  FROM creditflow_app;
+REVOKE UPDATE, DELETE ON entries, postings, audit_log, accounts FROM creditflow_app;
+--> statement-breakpoint
+REVOKE INSERT, UPDATE, DELETE ON account_identities FROM creditflow_app;
 --> statement-breakpoint
 GRANT UPDATE (balance, updated_at) ON accounts TO creditflow_app;

@@ -16,7 +16,9 @@ afterAll(async () => {
 });
 
 /** Tables whose rows are never rewritten: the app may read and add, nothing else. */
-const INSERT_ONLY = ['entries', 'postings', 'audit_log', 'account_identities'];
+const INSERT_ONLY = ['entries', 'postings', 'audit_log'];
+/** Written only by a trigger with the owner's rights: the app may read it. */
+const READ_ONLY = ['account_identities'];
 
 describe('the app database role', () => {
   it('is an unprivileged member of the app role', async () => {
@@ -55,6 +57,10 @@ describe('the app database role', () => {
     ['delete accounts', 'delete from accounts where false'],
     ['change an account owner', 'update accounts set customer_id = null where false'],
     ['rewrite the audit log', "update audit_log set reason = '' where false"],
+    [
+      'forge what an account was opened as',
+      "insert into account_identities (account_id, kind, code, shard) values (-1, 'system', 'x', 0)",
+    ],
   ])('cannot %s', async (_what, statement) => {
     await expect(db.sql.unsafe(statement)).rejects.toMatchObject({ code: '42501' });
   });
@@ -88,11 +94,13 @@ describe('the app database role', () => {
     );
     for (const row of rows) {
       const { table, ...privileges } = row;
-      const expected = INSERT_ONLY.includes(table)
-        ? { select: true, insert: true, update: false, delete: false }
-        : table === 'accounts'
+      const expected = READ_ONLY.includes(table)
+        ? { select: true, insert: false, update: false, delete: false }
+        : INSERT_ONLY.includes(table)
           ? { select: true, insert: true, update: false, delete: false }
-          : { select: true, insert: true, update: true, delete: true };
+          : table === 'accounts'
+            ? { select: true, insert: true, update: false, delete: false }
+            : { select: true, insert: true, update: true, delete: true };
       expect({ table, ...privileges }).toEqual({
         table,
         ...expected,
