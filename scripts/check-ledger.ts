@@ -15,7 +15,8 @@ try {
   console.log(`Checked ${accounts} accounts, ${entries} entries, ${postings} postings.`);
   if (report.ok) {
     console.log(
-      'Ledger OK: every entry sums to zero, cached balances match postings, no wallet is negative, no key is duplicated.',
+      'Ledger OK: every entry sums to zero, cached balances match postings, no wallet is or ever was negative, ' +
+        'no key is duplicated, postings were written with their entries, no account changed hands.',
     );
   } else {
     console.log(`Ledger has ${report.violations.length} violation(s):`);

@@ -26,6 +26,10 @@ const schema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection URL')
     .optional(),
+  MIGRATION_DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection URL')
+    .optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
   TEMPORAL_ADDRESS: z
     .string()
@@ -104,7 +108,10 @@ export interface Config {
   logLevel: RawConfig['LOG_LEVEL'];
   port: number;
   workerMetricsPort: number;
+  /** What the API and worker connect as: in production, a member of creditflow_app. */
   databaseUrl: string | undefined;
+  /** What migrations run as (the schema owner); DATABASE_URL when unset. */
+  migrationDatabaseUrl: string | undefined;
   databasePoolSize: number;
   temporal: {
     address: string | undefined;
@@ -163,6 +170,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: e.PORT,
     workerMetricsPort: e.WORKER_METRICS_PORT,
     databaseUrl: e.DATABASE_URL,
+    migrationDatabaseUrl: e.MIGRATION_DATABASE_URL ?? e.DATABASE_URL,
     databasePoolSize: e.DATABASE_POOL_SIZE,
     temporal: {
       address: e.TEMPORAL_ADDRESS,

@@ -9,7 +9,11 @@ export type BusinessErrorCode =
   | 'invalid_posting'
   | 'verification_closed'
   | 'stripe_request_refused'
-  | 'payment_not_found';
+  | 'payment_not_found'
+  /** The database refused the data itself (bad text, a missing reference, a broken check). */
+  | 'invalid_data'
+  /** A posting would take a balance beyond what the ledger can hold (PostgreSQL bigint). */
+  | 'balance_out_of_range';
 
 /** A refusal that retrying cannot fix; activities turn it into a non-retryable failure. */
 export class BusinessError extends Error {

@@ -59,7 +59,8 @@ export interface AdjustmentState {
   requestedBy: string;
   status: AdjustmentStatus;
   entryId: number | null;
-  balanceAfter: number | null;
+  /** A number while it is a safe integer, else the exact decimal string (read model only). */
+  balanceAfter: number | string | null;
   error: { code: string; message: string } | null;
   createdAt: string;
   updatedAt: string;

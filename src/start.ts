@@ -11,6 +11,7 @@ import { freePort } from './stack/ports.js';
 import {
   LOCAL_POSTGRES_URL,
   assertReachable,
+  ensureAppLogin,
   ensureDatabase,
   isReachable,
   startEmbeddedPostgres,
@@ -25,18 +26,28 @@ interface LocalSecrets {
   AUTH_JWT_SECRET: string;
   STRIPE_WEBHOOK_SECRET: string;
   SMS_WEBHOOK_SECRET: string;
+  /** Password of the local login role the API and worker connect as. */
+  DATABASE_APP_PASSWORD: string;
 }
+
+/** The login role `npm start` creates for the API and worker (a member of creditflow_app). */
+const LOCAL_APP_LOGIN = 'creditflow_app_login';
 
 /** Dev-only secrets, made once and kept in the data folder so tokens survive restarts. */
 function localSecrets(dir: string): LocalSecrets {
   const file = join(dir, 'secrets.json');
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as LocalSecrets;
+  const kept = existsSync(file)
+    ? (JSON.parse(readFileSync(file, 'utf8')) as Partial<LocalSecrets>)
+    : {};
   const secrets: LocalSecrets = {
-    AUTH_JWT_SECRET: randomBytes(32).toString('hex'),
-    STRIPE_WEBHOOK_SECRET: `whsec_${randomBytes(24).toString('hex')}`,
-    SMS_WEBHOOK_SECRET: randomBytes(24).toString('hex'),
+    AUTH_JWT_SECRET: kept.AUTH_JWT_SECRET ?? randomBytes(32).toString('hex'),
+    STRIPE_WEBHOOK_SECRET: kept.STRIPE_WEBHOOK_SECRET ?? `whsec_${randomBytes(24).toString('hex')}`,
+    SMS_WEBHOOK_SECRET: kept.SMS_WEBHOOK_SECRET ?? randomBytes(24).toString('hex'),
+    DATABASE_APP_PASSWORD: kept.DATABASE_APP_PASSWORD ?? randomBytes(18).toString('hex'),
   };
-  writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  if (Object.keys(kept).length !== Object.keys(secrets).length) {
+    writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  }
   return secrets;
 }
 
@@ -65,30 +76,52 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown(0));
 
   try {
-    const secrets = localSecrets(dir);
+    const { DATABASE_APP_PASSWORD: appPassword, ...secrets } = localSecrets(dir);
     const effective: Record<string, string | undefined> = { ...secrets, ...env };
 
-    // PostgreSQL
+    // PostgreSQL: migrations run as the owner; the API and worker connect as a member of
+    // creditflow_app, which cannot change the ledger's rules (README, "Database roles").
+    let ownerUrl: string;
     if (base.databaseUrl) {
       say('Using PostgreSQL from DATABASE_URL.');
       await assertReachable(base.databaseUrl);
+      ownerUrl = base.migrationDatabaseUrl!;
+    } else if (base.migrationDatabaseUrl) {
+      say('Using PostgreSQL from MIGRATION_DATABASE_URL.');
+      await assertReachable(base.migrationDatabaseUrl);
+      ownerUrl = base.migrationDatabaseUrl;
     } else {
       say(`Starting embedded PostgreSQL (data in ${join(dir, 'postgres')})…`);
       try {
         const pg = await startEmbeddedPostgres(join(dir, 'postgres'), { log: say });
         stops.push({ name: 'PostgreSQL', stop: pg.stop });
-        effective.DATABASE_URL = pg.url;
+        ownerUrl = pg.url;
       } catch (err) {
         // Where the embedded server cannot run (see the message) but a local one answers,
         // use that rather than give up; the message says so, so nobody is surprised.
         if (!(await isReachable(LOCAL_POSTGRES_URL))) throw err;
         say((err as Error).message);
-        effective.DATABASE_URL = await ensureDatabase(LOCAL_POSTGRES_URL, 'creditflow');
+        ownerUrl = await ensureDatabase(LOCAL_POSTGRES_URL, 'creditflow');
         say('Using the local PostgreSQL at 127.0.0.1:5432 instead (database creditflow).');
       }
     }
     say('Applying database migrations…');
-    await runMigrations(effective.DATABASE_URL!);
+    await runMigrations(ownerUrl);
+    effective.MIGRATION_DATABASE_URL = ownerUrl;
+    if (base.databaseUrl) {
+      if (ownerUrl === base.databaseUrl) {
+        say(
+          'The API and worker connect with the same rights as migrations; set MIGRATION_DATABASE_URL ' +
+            'and a DATABASE_URL for a member of creditflow_app to keep them from changing the ledger rules.',
+        );
+      }
+    } else {
+      effective.DATABASE_URL = await ensureAppLogin(ownerUrl, {
+        role: LOCAL_APP_LOGIN,
+        password: appPassword,
+      });
+      say(`The API and worker connect as ${LOCAL_APP_LOGIN} (a member of creditflow_app).`);
+    }
 
     // Temporal
     let temporalUi = base.temporal.uiUrl;
@@ -130,6 +163,7 @@ async function main(): Promise<void> {
       join(dir, 'stack.env'),
       [
         'DATABASE_URL',
+        'MIGRATION_DATABASE_URL',
         'TEMPORAL_ADDRESS',
         'TEMPORAL_NAMESPACE',
         'AUTH_JWT_SECRET',

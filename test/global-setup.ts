@@ -13,6 +13,8 @@ import { runMigrations } from '../src/db/client.js';
 import {
   LOCAL_POSTGRES_URL,
   assertReachable,
+  dropLogin,
+  ensureAppLogin,
   isReachable,
   startEmbeddedPostgres,
 } from '../src/stack/postgres.js';
@@ -22,7 +24,10 @@ import { webpackConfigHook, workflowsPath } from '../src/temporal.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
+    /** The run's database as the app's login role (a member of creditflow_app). */
     databaseUrl: string;
+    /** The same database as its owner: migrations, and tests that corrupt it on purpose. */
+    ownerDatabaseUrl: string;
     temporalAddress: string;
     temporalNamespace: string;
     workflowBundlePath: string;
@@ -77,14 +82,18 @@ export default async function setup(project: TestProject) {
   try {
     // A fresh database on DATABASE_URL's server, else on a local server if one answers,
     // else an embedded PostgreSQL for this run only.
-    let databaseUrl: string;
+    let ownerDatabaseUrl: string;
+    const appRole = `creditflow_test_app_${randomBytes(4).toString('hex')}`;
     const server =
       config.databaseUrl ??
       ((await isReachable(LOCAL_POSTGRES_URL)) ? LOCAL_POSTGRES_URL : undefined);
     if (server) {
       const fresh = await freshDatabaseOn(server);
-      cleanups.push(fresh.drop);
-      databaseUrl = fresh.url;
+      cleanups.push(async () => {
+        await fresh.drop();
+        await dropLogin(server, appRole);
+      });
+      ownerDatabaseUrl = fresh.url;
       say(
         `PostgreSQL: fresh database ${new URL(fresh.url).pathname.slice(1)} on ${new URL(server).host}.`,
       );
@@ -94,10 +103,21 @@ export default async function setup(project: TestProject) {
         log: say,
       });
       cleanups.push(pg.stop);
-      databaseUrl = pg.url;
+      ownerDatabaseUrl = pg.url;
       say('PostgreSQL: embedded, for this run only.');
     }
-    await runMigrations(databaseUrl);
+    // Migrations as the owner; the app and workers as a login role with only the app's rights.
+    await runMigrations(ownerDatabaseUrl);
+    const databaseUrl = await ensureAppLogin(ownerDatabaseUrl, {
+      role: appRole,
+      password: randomBytes(18).toString('hex'),
+    }).catch((err: unknown) => {
+      throw new Error(
+        `Could not create the tests' app login role (${(err as Error).message}): ` +
+          "the DATABASE_URL server's user needs CREATEROLE (and CREATEDB) for the tests.",
+        { cause: err },
+      );
+    });
 
     let temporalAddress = config.temporal.address;
     if (temporalAddress) {
@@ -137,6 +157,7 @@ export default async function setup(project: TestProject) {
     writeFileSync(workflowBundlePath, bundle.code);
 
     project.provide('databaseUrl', databaseUrl);
+    project.provide('ownerDatabaseUrl', ownerDatabaseUrl);
     project.provide('temporalAddress', temporalAddress);
     project.provide('temporalNamespace', config.temporal.namespace);
     project.provide('workflowBundlePath', workflowBundlePath);

@@ -26,6 +26,17 @@ export function testDatabase(max = 10): Database {
   return createDatabase(inject('databaseUrl'), { max, applicationName: 'creditflow-test' });
 }
 
+/**
+ * The run's database as its owner (superuser in tests): for set-up the app role may not do and
+ * for tests that corrupt the ledger on purpose, always inside a rolled-back transaction.
+ */
+export function testOwnerDatabase(max = 2): Database {
+  return createDatabase(inject('ownerDatabaseUrl'), {
+    max,
+    applicationName: 'creditflow-test-owner',
+  });
+}
+
 export function uniqueId(prefix: string): string {
   return `${prefix}-${randomUUID()}`;
 }
@@ -61,6 +72,30 @@ export async function fund(ledger: Ledger, customerId: string, amount: number): 
       { account: { wallet: customerId }, amount },
       { account: { system: 'adjustments' }, amount: -amount },
     ],
+  });
+}
+
+/**
+ * Gives a wallet a starting balance beyond what postEntry takes in one line, the way a posting
+ * would (entry, balances, postings in one transaction), against a scratch system account.
+ */
+export async function seedBalance(db: Database, customerId: string, amount: bigint): Promise<void> {
+  const source = uniqueId('test_source');
+  const text = amount.toString();
+  await db.sql`insert into accounts (kind, code, shard) values ('system', ${source}, 0)`;
+  await db.sql.begin(async (tx) => {
+    const [entry] = await tx<{ id: string }[]>`
+      insert into entries (idempotency_key, content_hash, type, description)
+      values (${uniqueId('seed')}, 'seed', 'test_seed', 'large starting balance') returning id`;
+    const [wallet] = await tx<{ id: string; balance: string }[]>`
+      update accounts set balance = balance + ${text}::bigint where customer_id = ${customerId}
+      returning id, balance`;
+    const [system] = await tx<{ id: string; balance: string }[]>`
+      update accounts set balance = balance - ${text}::bigint where code = ${source}
+      returning id, balance`;
+    await tx`insert into postings (entry_id, account_id, amount, balance_after)
+             values (${entry!.id}, ${wallet!.id}, ${text}::bigint, ${wallet!.balance}),
+                    (${entry!.id}, ${system!.id}, -${text}::bigint, ${system!.balance})`;
   });
 }
 

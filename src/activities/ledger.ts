@@ -47,7 +47,7 @@ export function createLedgerActivities({ db, ledger }: LedgerActivityDeps) {
             ],
           },
           async (tx, entry) => {
-            const balanceAfter = entry.lines[0]!.balanceAfter;
+            const balanceAfter = entry.lines[0]!.balanceAfterExact;
             await tx`
               insert into adjustments (id, workflow_id, customer_id, amount, reason, requested_by,
                                        status, entry_id, balance_after)

@@ -137,3 +137,10 @@ export function idempotencyKeyHeader(what: string, example: string) {
       }),
   });
 }
+
+/** A balance: a JSON number while it is a safe integer, else a decimal string (never rounded). */
+export const balanceSchema = z.union([z.number().int(), z.string().regex(/^-?\d+$/)]).openapi({
+  description:
+    'Credits. A JSON number up to 2^53 - 1 in magnitude; beyond that a decimal string, so it is never rounded.',
+  example: 750,
+});

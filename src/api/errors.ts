@@ -28,6 +28,8 @@ const businessStatus: Record<BusinessErrorCode, ContentfulStatusCode> = {
   verification_closed: 409,
   stripe_request_refused: 502,
   payment_not_found: 404,
+  invalid_data: 422,
+  balance_out_of_range: 422,
 };
 
 export function statusForCode(code: string): ContentfulStatusCode {

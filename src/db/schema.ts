@@ -4,6 +4,7 @@ import {
   bigint,
   bigserial,
   check,
+  customType,
   index,
   integer,
   jsonb,
@@ -14,6 +15,16 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+
+/**
+ * The 64-bit id of the transaction that wrote a row (PostgreSQL `xid8`), set by a trigger:
+ * how the database proves that an entry's postings were written with the entry.
+ */
+const xid8 = customType<{ data: string; driverData: string }>({ dataType: () => 'xid8' });
+const writtenInTransaction = () =>
+  xid8('xact_id')
+    .notNull()
+    .default(sql`pg_current_xact_id()`);
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 const updatedAt = () => timestamp('updated_at', { withTimezone: true }).notNull().defaultNow();
@@ -60,6 +71,21 @@ export const accounts = pgTable(
   ],
 );
 
+/**
+ * What each account was opened as, written by a trigger when the account is created and never
+ * changed: the checker compares it with the account to prove no account changed hands.
+ */
+export const accountIdentities = pgTable('account_identities', {
+  accountId: bigint('account_id', { mode: 'number' })
+    .primaryKey()
+    .references(() => accounts.id, { onDelete: 'cascade' }),
+  kind: text('kind').notNull(),
+  customerId: uuid('customer_id'),
+  code: text('code').notNull(),
+  shard: integer('shard').notNull(),
+  createdAt: createdAt(),
+});
+
 /** One business event; its postings sum to zero. Append-only. */
 export const entries = pgTable(
   'entries',
@@ -71,6 +97,7 @@ export const entries = pgTable(
     description: text('description').notNull(),
     workflowId: text('workflow_id'),
     metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),
+    xactId: writtenInTransaction(),
     createdAt: createdAt(),
   },
   (t) => [
@@ -92,6 +119,7 @@ export const postings = pgTable(
       .references(() => accounts.id),
     amount: bigint('amount', { mode: 'number' }).notNull(),
     balanceAfter: bigint('balance_after', { mode: 'number' }).notNull(),
+    xactId: writtenInTransaction(),
     createdAt: createdAt(),
   },
   (t) => [

@@ -8,6 +8,9 @@ export interface Violation {
     | 'cached_balance_mismatch'
     | 'balance_after_mismatch'
     | 'negative_wallet'
+    | 'negative_balance_after'
+    | 'posting_outside_entry_transaction'
+    | 'account_owner_changed'
     | 'duplicate_idempotency_key'
     | 'payment_not_credited_once'
     | 'payment_paid_not_credited'
@@ -85,6 +88,60 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
       violations.push({
         invariant: 'negative_wallet',
         detail: `wallet ${r.id} of customer ${r.customer_id} holds ${r.balance}`,
+      });
+    }
+
+    // Not only today's balance: no wallet was ever below zero at any point of its history.
+    const dipped = await tx<{ id: string; account_id: string; balance_after: string }[]>`
+      select p.id, p.account_id, p.balance_after
+      from postings p join accounts a on a.id = p.account_id
+      where a.kind = 'wallet' and p.balance_after < 0
+      order by p.id
+      limit 100`;
+    for (const r of dipped) {
+      violations.push({
+        invariant: 'negative_balance_after',
+        detail: `posting ${r.id} left wallet ${r.account_id} at ${r.balance_after}`,
+      });
+    }
+
+    // An entry and its postings are written by one transaction; a posting added later is not
+    // part of the event the entry records.
+    const strays = await tx<{ id: string; entry_id: string }[]>`
+      select p.id, p.entry_id from postings p join entries e on e.id = p.entry_id
+      where p.xact_id <> e.xact_id
+      order by p.id
+      limit 100`;
+    for (const r of strays) {
+      violations.push({
+        invariant: 'posting_outside_entry_transaction',
+        detail: `posting ${r.id} was added to entry ${r.entry_id} by another transaction`,
+      });
+    }
+
+    // Every account is still what it was opened as (owner, kind, code, shard).
+    const changed = await tx<
+      {
+        id: string;
+        kind: string;
+        customer_id: string | null;
+        code: string;
+        opened: string | null;
+      }[]
+    >`
+      select a.id, a.kind, a.customer_id, a.code,
+             case when i.account_id is null then null
+                  else i.kind || ' ' || coalesce(i.customer_id::text, i.code) end as opened
+      from accounts a left join account_identities i on i.account_id = a.id
+      where i.account_id is null
+         or (a.kind, a.customer_id, a.code, a.shard)
+            is distinct from (i.kind, i.customer_id, i.code, i.shard)
+      order by a.id
+      limit 100`;
+    for (const r of changed) {
+      violations.push({
+        invariant: 'account_owner_changed',
+        detail: `account ${r.id} is now ${r.kind} ${r.customer_id ?? r.code}; it was opened as ${r.opened ?? 'nothing on record'}`,
       });
     }
 

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import type postgres from 'postgres';
 import { toDate, type Sql } from '../db/client.js';
+import { sqlState, toBusinessErrorIfPermanent } from '../db/errors.js';
 import { BusinessError } from '../errors.js';
 
 /** System accounts. Each is split into shards (rows) so customers do not queue on one lock. */
@@ -40,7 +41,14 @@ export interface PostedLine {
   account: AccountRef;
   accountId: number;
   amount: number;
+  /**
+   * The account's balance after this line as a JS number, for callers that show or compare
+   * ordinary balances. Exact only up to Number.MAX_SAFE_INTEGER: anything stored or shown
+   * beyond that uses `balanceAfterExact`.
+   */
   balanceAfter: number;
+  /** The balance after this line exactly as the database computed and stored it (decimal). */
+  balanceAfterExact: string;
 }
 
 export interface PostedEntry {
@@ -60,12 +68,43 @@ export type AfterPost = (tx: Tx, entry: PostedEntry) => Promise<void>;
 
 export interface Ledger {
   postEntry(input: PostEntryInput, afterPost?: AfterPost): Promise<PostedEntry>;
+  /** A wallet's balance as a JS number (exact up to Number.MAX_SAFE_INTEGER). */
   walletBalance(customerId: string): Promise<number>;
+  /** A wallet's balance exactly, as a decimal string. */
+  walletBalanceExact(customerId: string): Promise<string>;
+  /** A system account's balance (the sum of its shards) as a JS number. */
   systemBalance(code: string): Promise<number>;
+  /** A system account's balance exactly, as a decimal string. */
+  systemBalanceExact(code: string): Promise<string>;
 }
 
 const refKey = (ref: AccountRef) =>
   'wallet' in ref ? `wallet:${ref.wallet}` : `system:${ref.system}`;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The canonical (lower-case) form of a customer id, as PostgreSQL prints uuids. Anything that
+ * is not a uuid cannot name a wallet: a final refusal, not a database error to retry.
+ */
+export function normaliseCustomerId(customerId: string): string {
+  if (typeof customerId !== 'string' || !UUID.test(customerId)) {
+    throw new BusinessError(
+      'account_not_found',
+      `no wallet for customer ${JSON.stringify(String(customerId)).slice(0, 80)}: not a customer id`,
+      { customerId: String(customerId).slice(0, 80) },
+    );
+  }
+  return customerId.toLowerCase();
+}
+
+const normaliseRef = (ref: AccountRef): AccountRef =>
+  'wallet' in ref ? { wallet: normaliseCustomerId(ref.wallet) } : ref;
+
+/** The JS number kept alongside exact balances for compatibility; rounded beyond 2^53. */
+function balanceNumber(exact: string): number {
+  return Number(exact);
+}
 
 function validate(input: PostEntryInput): void {
   const fail = (message: string) => {
@@ -111,7 +150,31 @@ export interface LedgerObserver {
   inc(labels: { type: string; status: 'posted' | 'replayed' | 'refused' }): void;
 }
 
-/** Creates the ledger over a postgres.js pool; caches account ids, which never change. */
+/** An account row as the posting transaction expects to find it. */
+interface ResolvedAccount {
+  id: number;
+  kind: 'wallet' | 'system';
+  /** The wallet's customer, or the system account's code. */
+  owner: string;
+}
+
+/** A cached account id no longer names the account it was cached for (accounts re-seeded). */
+class StaleAccount extends Error {
+  constructor(readonly account: AccountRef) {
+    super(`account ${refKey(account)} is not where the cache said`);
+  }
+}
+
+/** How often a posting re-resolves its accounts after finding a cached id stale. */
+const STALE_ACCOUNT_RETRIES = 1;
+
+/**
+ * The posting transaction's isolation level, pinned so a database or role default of
+ * REPEATABLE READ or SERIALIZABLE cannot turn a refusal or a replay into a serialization error.
+ */
+const POSTING_ISOLATION = 'isolation level read committed';
+
+/** Creates the ledger over a postgres.js pool; caches account ids and checks them in each posting. */
 export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
   const walletIds = new Map<string, number>();
   let systemShards: Map<string, number[]> | undefined;
@@ -130,7 +193,13 @@ export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
     return map;
   }
 
-  async function resolveAccounts(input: PostEntryInput): Promise<number[]> {
+  /** Forgets what the cache holds about an account, so the next resolve reads it afresh. */
+  function forget(account: AccountRef): void {
+    if ('wallet' in account) walletIds.delete(account.wallet);
+    else systemShards = undefined;
+  }
+
+  async function resolveAccounts(input: PostEntryInput): Promise<ResolvedAccount[]> {
     const missingWallets = input.lines
       .map((l) => l.account)
       .filter((a): a is { wallet: string } => 'wallet' in a && !walletIds.has(a.wallet))
@@ -142,7 +211,7 @@ export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
       for (const row of rows) walletIds.set(row.customer_id, Number(row.id));
     }
     let shards = await loadSystemShards();
-    const ids: number[] = [];
+    const resolved: ResolvedAccount[] = [];
     for (const { account } of input.lines) {
       if ('wallet' in account) {
         const id = walletIds.get(account.wallet);
@@ -151,7 +220,7 @@ export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
             customerId: account.wallet,
           });
         }
-        ids.push(id);
+        resolved.push({ id, kind: 'wallet', owner: account.wallet });
       } else {
         if (!shards.has(account.system)) {
           systemShards = undefined; // a system account added since the cache was filled
@@ -161,10 +230,11 @@ export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
         if (!list || list.length === 0) {
           throw new BusinessError('account_not_found', `no system account ${account.system}`);
         }
-        ids.push(list[shardOf(input.idempotencyKey, list.length)]!);
+        const id = list[shardOf(input.idempotencyKey, list.length)]!;
+        resolved.push({ id, kind: 'system', owner: account.system });
       }
     }
-    return ids;
+    return resolved;
   }
 
   async function readPosted(idempotencyKey: string) {
@@ -201,7 +271,8 @@ export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
         account: r.kind === 'wallet' ? { wallet: r.customer_id! } : { system: r.code },
         accountId: Number(r.account_id),
         amount: Number(r.amount),
-        balanceAfter: Number(r.balance_after),
+        balanceAfter: balanceNumber(r.balance_after),
+        balanceAfterExact: r.balance_after,
       })),
     };
     return { entry, contentHash: first.content_hash };
@@ -218,76 +289,40 @@ export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
     }
   }
 
-  async function post(input: PostEntryInput, afterPost?: AfterPost): Promise<PostedEntry> {
+  async function post(
+    raw: PostEntryInput,
+    afterPost?: AfterPost,
+    staleRetries = STALE_ACCOUNT_RETRIES,
+  ): Promise<PostedEntry> {
+    const input = {
+      ...raw,
+      lines: raw.lines.map((l) => ({ ...l, account: normaliseRef(l.account) })),
+    };
     validate(input);
     const hash = contentHash(input);
-    const accountIds = await resolveAccounts(input);
+    const accounts = await resolveAccounts(input);
 
-    const posted = await sql.begin(async (tx) => {
-      const [entry] = await tx<{ id: string; created_at: Date | string }[]>`
-        insert into entries (idempotency_key, content_hash, type, description, workflow_id, metadata)
-        values (${input.idempotencyKey}, ${hash}, ${input.type}, ${input.description},
-                ${input.workflowId ?? null}, ${JSON.stringify(input.metadata ?? {})}::jsonb)
-        on conflict (idempotency_key) do nothing
-        returning id, created_at`;
-      if (!entry) return undefined; // already posted (perhaps by a concurrent retry)
-
-      // Lock and update accounts in ascending id order so concurrent postings never deadlock.
-      const order = input.lines
-        .map((line, i) => ({ line, accountId: accountIds[i]! }))
-        .sort((a, b) => a.accountId - b.accountId);
-      const lines: PostedLine[] = [];
-      for (const { line, accountId } of order) {
-        const [row] = await tx<{ balance: string }[]>`
-          update accounts set balance = balance + ${line.amount}, updated_at = now()
-          where id = ${accountId} and (kind <> 'wallet' or balance + ${line.amount} >= 0)
-          returning balance`;
-        if (!row) {
-          const [current] = await tx<{ balance: string }[]>`
-            select balance from accounts where id = ${accountId}`;
-          const balance = Number(current?.balance ?? 0);
-          throw new BusinessError(
-            'insufficient_credits',
-            `insufficient credits: the wallet holds ${balance}, this needs ${-line.amount} (short by ${-line.amount - balance})`,
-            { balance, required: -line.amount, shortfall: -line.amount - balance },
-          );
-        }
-        lines.push({
-          account: line.account,
-          accountId,
-          amount: line.amount,
-          balanceAfter: Number(row.balance),
+    let posted: PostedEntry | undefined;
+    try {
+      posted = await sql.begin(POSTING_ISOLATION, (tx) =>
+        postInTransaction(tx, input, hash, accounts, afterPost),
+      );
+    } catch (err) {
+      if (err instanceof StaleAccount) {
+        forget(err.account);
+        if (staleRetries > 0) return post(input, afterPost, staleRetries - 1);
+        throw new BusinessError('account_not_found', `no account ${refKey(err.account)}`, {
+          account: err.account,
         });
       }
-      const entryId = Number(entry.id);
-      await tx`
-        insert into postings ${tx(
-          lines.map((l) => ({
-            entry_id: entryId,
-            account_id: l.accountId,
-            amount: l.amount,
-            balance_after: l.balanceAfter,
-          })),
-        )}`;
-      // Report lines in the caller's order.
-      const byAccount = new Map(lines.map((l) => [l.accountId, l]));
-      const result: PostedEntry = {
-        entryId,
-        idempotencyKey: input.idempotencyKey,
-        type: input.type,
-        createdAt: toDate(entry.created_at),
-        replayed: false,
-        lines: accountIds.map((id) => byAccount.get(id)!),
-      };
-      if (afterPost) await afterPost(tx, result);
-      return result;
-    });
+      throw refusalFor(err, input);
+    }
     if (posted) return posted;
 
     const existing = await readPosted(input.idempotencyKey);
     if (!existing) {
       // The conflicting insert rolled back between our two statements: post afresh.
-      return post(input, afterPost);
+      return post(input, afterPost, staleRetries);
     }
     if (existing.contentHash !== hash) {
       throw new BusinessError(
@@ -301,20 +336,154 @@ export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
     return { ...existing.entry, lines: input.lines.map((l) => byRef.get(refKey(l.account))!) };
   }
 
-  async function walletBalance(customerId: string): Promise<number> {
-    const [row] = await sql<{ balance: string }[]>`
-      select balance from accounts where kind = 'wallet' and customer_id = ${customerId}`;
-    if (!row) {
-      throw new BusinessError('account_not_found', `no wallet for customer ${customerId}`);
+  /**
+   * One posting, inside its transaction: the entry (or nothing, when the key is taken), each
+   * account's balance moved in id order, the postings with exactly the balances the database
+   * computed, then the caller's own writes. Returns undefined when the key was already posted.
+   */
+  async function postInTransaction(
+    tx: Tx,
+    input: PostEntryInput,
+    hash: string,
+    accounts: ResolvedAccount[],
+    afterPost?: AfterPost,
+  ): Promise<PostedEntry | undefined> {
+    const entry = await insertEntry(tx, input, hash);
+    if (!entry) return undefined; // already posted (perhaps by a concurrent retry)
+
+    // Lock and update accounts in ascending id order so concurrent postings never deadlock.
+    const order = input.lines
+      .map((line, i) => ({ line, account: accounts[i]! }))
+      .sort((a, b) => a.account.id - b.account.id);
+    const lines: PostedLine[] = [];
+    for (const { line, account } of order) {
+      const balanceAfter = await moveBalance(tx, line, account);
+      lines.push({
+        account: line.account,
+        accountId: account.id,
+        amount: line.amount,
+        balanceAfter: balanceNumber(balanceAfter),
+        balanceAfterExact: balanceAfter,
+      });
     }
-    return Number(row.balance);
+    await tx`
+      insert into postings ${tx(
+        lines.map((l) => ({
+          entry_id: entry.id,
+          account_id: l.accountId,
+          amount: l.amount,
+          balance_after: l.balanceAfterExact,
+        })),
+      )}`;
+    // Report lines in the caller's order.
+    const byAccount = new Map(lines.map((l) => [l.accountId, l]));
+    const result: PostedEntry = {
+      entryId: Number(entry.id),
+      idempotencyKey: input.idempotencyKey,
+      type: input.type,
+      createdAt: toDate(entry.created_at),
+      replayed: false,
+      lines: accounts.map((a) => byAccount.get(a.id)!),
+    };
+    if (afterPost) await afterPost(tx, result);
+    return result;
   }
 
-  async function systemBalance(code: string): Promise<number> {
+  async function insertEntry(tx: Tx, input: PostEntryInput, hash: string) {
+    const [entry] = await tx<{ id: string; created_at: Date | string }[]>`
+      insert into entries (idempotency_key, content_hash, type, description, workflow_id, metadata)
+      values (${input.idempotencyKey}, ${hash}, ${input.type}, ${input.description},
+              ${input.workflowId ?? null}, ${JSON.stringify(input.metadata ?? {})}::jsonb)
+      on conflict (idempotency_key) do nothing
+      returning id, created_at`;
+    return entry;
+  }
+
+  /**
+   * Moves one account's balance and returns the new balance exactly (a decimal string). The row
+   * must still be the account the id was cached for; a wallet never goes below zero.
+   */
+  async function moveBalance(tx: Tx, line: PostingLine, account: ResolvedAccount): Promise<string> {
+    const owner =
+      account.kind === 'wallet'
+        ? tx`customer_id = ${account.owner}::uuid`
+        : tx`code = ${account.owner}`;
+    const [row] = await tx<{ balance: string }[]>`
+      update accounts set balance = balance + ${line.amount}, updated_at = now()
+      where id = ${account.id} and kind = ${account.kind} and ${owner}
+        and (kind <> 'wallet' or balance + ${line.amount} >= 0)
+      returning balance`;
+    if (row) return row.balance;
+    const [current] = await tx<{ balance: string }[]>`
+      select balance from accounts where id = ${account.id} and kind = ${account.kind} and ${owner}`;
+    if (!current) throw new StaleAccount(line.account);
+    const balance = BigInt(current.balance);
+    const required = BigInt(-line.amount);
+    throw new BusinessError(
+      'insufficient_credits',
+      `insufficient credits: the wallet holds ${balance}, this needs ${required} (short by ${required - balance})`,
+      {
+        balance: jsonSafe(balance),
+        required: jsonSafe(required),
+        shortfall: jsonSafe(required - balance),
+      },
+    );
+  }
+
+  async function walletBalanceExact(customerId: string): Promise<string> {
+    const id = normaliseCustomerId(customerId);
+    const [row] = await sql<{ balance: string }[]>`
+      select balance from accounts where kind = 'wallet' and customer_id = ${id}::uuid`;
+    if (!row) {
+      throw new BusinessError('account_not_found', `no wallet for customer ${id}`, {
+        customerId: id,
+      });
+    }
+    return row.balance;
+  }
+
+  async function systemBalanceExact(code: string): Promise<string> {
     const [row] = await sql<{ balance: string | null }[]>`
-      select sum(balance) as balance from accounts where kind = 'system' and code = ${code}`;
-    return Number(row?.balance ?? 0);
+      select sum(balance)::text as balance from accounts where kind = 'system' and code = ${code}`;
+    return row?.balance ?? '0';
   }
 
-  return { postEntry, walletBalance, systemBalance };
+  return {
+    postEntry,
+    walletBalance: async (customerId) => balanceNumber(await walletBalanceExact(customerId)),
+    walletBalanceExact,
+    systemBalance: async (code) => balanceNumber(await systemBalanceExact(code)),
+    systemBalanceExact,
+  };
+}
+
+/**
+ * How a balance crosses the API: a JSON number while it is a safe integer (|n| <= 2^53 - 1),
+ * else its decimal string, so no client ever reads a rounded balance.
+ */
+export function jsonBalance(exact: string | bigint): number | string {
+  return jsonSafe(BigInt(exact));
+}
+
+/** A number where it is exact, else the decimal string, for error details and JSON bodies. */
+export function jsonSafe(value: bigint): number | string {
+  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER)
+    ? Number(value)
+    : value.toString();
+}
+
+/**
+ * A database error inside a posting, as the caller should see it: an overflowing balance and
+ * every other permanent database error (bad text, a missing reference, a broken check) are
+ * final refusals; anything else (deadlock, lost connection) stays an error worth retrying.
+ */
+function refusalFor(err: unknown, input: PostEntryInput): unknown {
+  if (sqlState(err) === '22003') {
+    return new BusinessError(
+      'balance_out_of_range',
+      `entry ${input.idempotencyKey} would take a balance beyond what the ledger can hold`,
+      { idempotencyKey: input.idempotencyKey },
+    );
+  }
+  return toBusinessErrorIfPermanent(err, { idempotencyKey: input.idempotencyKey });
 }

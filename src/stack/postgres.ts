@@ -108,3 +108,48 @@ export async function assertReachable(url: string): Promise<void> {
     await sql.end({ timeout: 1 });
   }
 }
+
+/** The role migrations grant the API's and worker's rights to (drizzle/0004_ledger_hardening.sql). */
+export const APP_ROLE = 'creditflow_app';
+
+/**
+ * Creates (or updates) a login role that is a member of the app role, so the API and worker
+ * connect without the owner's rights: no DDL, no trigger control, no rewriting the ledger.
+ * Runs as the owner after migrations (the app role exists from then on); returns its URL for
+ * the same database.
+ */
+export async function ensureAppLogin(
+  ownerUrl: string,
+  login: { role: string; password: string },
+): Promise<string> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(login.role)) {
+    throw new Error(`"${login.role}" is not a plain role name (lower-case letters, digits, _)`);
+  }
+  const sql = postgres(ownerUrl, { max: 1, onnotice: () => undefined });
+  try {
+    const [exists] = await sql`select 1 from pg_roles where rolname = ${login.role}`;
+    // Role statements take no bind parameters; the name is checked above, the password quoted.
+    const password = `'${login.password.replace(/'/g, "''")}'`;
+    await sql.unsafe(
+      `${exists ? 'alter' : 'create'} role "${login.role}" with login inherit nosuperuser ` +
+        `nocreatedb nocreaterole noreplication nobypassrls password ${password}`,
+    );
+    await sql.unsafe(`grant "${APP_ROLE}" to "${login.role}"`);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+  const url = new URL(ownerUrl);
+  url.username = login.role;
+  url.password = login.password;
+  return url.toString();
+}
+
+/** Drops a login role made by ensureAppLogin (after its database is gone). */
+export async function dropLogin(serverUrl: string, role: string): Promise<void> {
+  const sql = postgres(serverUrl, { max: 1, onnotice: () => undefined });
+  try {
+    await sql.unsafe(`drop role if exists "${role.replace(/"/g, '""')}"`);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}

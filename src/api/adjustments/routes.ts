@@ -3,7 +3,7 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { type Client, type WorkflowExecutionDescription } from '@temporalio/client';
 import { createHash } from 'node:crypto';
 import { toDate, type Database } from '../../db/client.js';
-import { MAX_POSTING_AMOUNT } from '../../ledger/ledger.js';
+import { MAX_POSTING_AMOUNT, jsonBalance } from '../../ledger/ledger.js';
 import {
   adjustmentStateQuery,
   searchAttributes,
@@ -21,6 +21,7 @@ import {
   security,
   type AppDeps,
   StartedSchema,
+  balanceSchema,
 } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
 import { readFlowState, startOrFindFlow } from '../workflow-state.js';
@@ -64,7 +65,7 @@ const AdjustmentSchema = z
     requestedBy: z.string(),
     status: z.enum(['pending', 'completed', 'rejected']),
     entryId: z.number().int().nullable(),
-    balanceAfter: z.number().int().nullable(),
+    balanceAfter: balanceSchema.nullable(),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     createdAt: z.string(),
     updatedAt: z.string(),
@@ -191,7 +192,7 @@ async function adjustmentRecord(db: Database, id: string): Promise<AdjustmentSta
     requestedBy: row.requested_by,
     status: row.status,
     entryId: row.entry_id === null ? null : Number(row.entry_id),
-    balanceAfter: row.balance_after === null ? null : Number(row.balance_after),
+    balanceAfter: row.balance_after === null ? null : jsonBalance(row.balance_after),
     error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
     createdAt: toDate(row.created_at).toISOString(),
     updatedAt: toDate(row.updated_at).toISOString(),

@@ -3,7 +3,14 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { NOTIFICATION_KINDS } from '../../activities/notifications.js';
 import { toDate } from '../../db/client.js';
 import { actingCustomer, type AuthEnv } from '../auth.js';
-import { customerIdSchema, errorResponse, security, type AppDeps } from '../common.js';
+import { jsonBalance } from '../../ledger/ledger.js';
+import {
+  balanceSchema,
+  customerIdSchema,
+  errorResponse,
+  security,
+  type AppDeps,
+} from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
 
 const NotificationSchema = z
@@ -13,7 +20,7 @@ const NotificationSchema = z
     title: z.string(),
     body: z.string(),
     amount: z.number().int().nullable(),
-    balanceAfter: z.number().int().nullable(),
+    balanceAfter: balanceSchema.nullable(),
     data: z.record(z.string(), z.unknown()),
     createdAt: z.string(),
   })
@@ -134,7 +141,7 @@ export function notificationRoutes({ db }: AppDeps) {
           title: r.title,
           body: r.body,
           amount: r.amount === null ? null : Number(r.amount),
-          balanceAfter: r.balance_after === null ? null : Number(r.balance_after),
+          balanceAfter: r.balance_after === null ? null : jsonBalance(r.balance_after),
           data: r.data,
           createdAt: toDate(r.created_at).toISOString(),
         })),

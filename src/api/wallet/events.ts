@@ -5,7 +5,8 @@ import type { Logger } from '../../logger.js';
 
 export interface WalletEvent {
   customerId: string;
-  balance: number;
+  /** A number while safe, else a decimal string (see the notify trigger). */
+  balance: number | string;
   entry: { id: number; type: string; amount: number };
   at: string;
 }

@@ -2,23 +2,29 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { toDate } from '../../db/client.js';
+import { jsonBalance } from '../../ledger/ledger.js';
 import { actingCustomer, type AuthEnv } from '../auth.js';
-import { customerIdSchema, errorResponse, plainText, security, type AppDeps } from '../common.js';
+import {
+  balanceSchema,
+  customerIdSchema,
+  errorResponse,
+  plainText,
+  security,
+  type AppDeps,
+} from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
 import type { WalletEvent, WalletEventHub } from './events.js';
 
 const HEARTBEAT_MS = 15_000;
 
-const WalletSchema = z
-  .object({ customerId: z.string(), balance: z.number().int() })
-  .openapi('Wallet');
+const WalletSchema = z.object({ customerId: z.string(), balance: balanceSchema }).openapi('Wallet');
 
 const TransactionSchema = z
   .object({
     id: z.number().int().openapi({ description: 'Ledger entry id' }),
     type: z.string(),
-    amount: z.number().int().openapi({ description: 'Signed credits for this wallet' }),
-    balanceAfter: z.number().int(),
+    amount: balanceSchema.openapi({ description: 'Signed credits for this wallet' }),
+    balanceAfter: balanceSchema,
     description: z.string(),
     createdAt: z.string(),
   })
@@ -110,11 +116,11 @@ export function walletRoutes({
 }: AppDeps & { walletEvents: WalletEventHub }) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
-  async function walletOf(customerId: string): Promise<{ id: number; balance: number }> {
+  async function walletOf(customerId: string): Promise<{ id: number; balance: number | string }> {
     const [row] = await db.sql<{ id: string; balance: string }[]>`
       select id, balance from accounts where kind = 'wallet' and customer_id = ${customerId}`;
     if (!row) throw new ApiError(404, 'customer_not_found', 'No wallet exists for this customer.');
-    return { id: Number(row.id), balance: Number(row.balance) };
+    return { id: Number(row.id), balance: jsonBalance(row.balance) };
   }
 
   /** Current balance of the caller's wallet. */
@@ -163,8 +169,8 @@ export function walletRoutes({
         items: page.map((r) => ({
           id: Number(r.entry_id),
           type: r.type,
-          amount: Number(r.amount),
-          balanceAfter: Number(r.balance_after),
+          amount: jsonBalance(r.amount),
+          balanceAfter: jsonBalance(r.balance_after),
           description: r.description,
           createdAt: toDate(r.created_at).toISOString(),
         })),
