@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import type postgres from 'postgres';
 import { toDate, type Sql } from '../db/client.js';
 import { BusinessError } from '../errors.js';
+import { assertFenceOpen } from './fences.js';
 
 /** System accounts. Each is split into shards (rows) so customers do not queue on one lock. */
 export const SYSTEM_ACCOUNTS = [
@@ -34,6 +35,11 @@ export interface PostEntryInput {
   workflowId?: string | null;
   metadata?: Record<string, unknown>;
   lines: PostingLine[];
+  /**
+   * Fence key of a forward step a compensation may close (usually the idempotency key): the
+   * posting locks it and refuses with StepClosed once it is closed (see fences.ts).
+   */
+  fence?: string;
 }
 
 export interface PostedLine {
@@ -224,6 +230,7 @@ export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
     const accountIds = await resolveAccounts(input);
 
     const posted = await sql.begin(async (tx) => {
+      if (input.fence) await assertFenceOpen(tx, input.fence);
       const [entry] = await tx<{ id: string; created_at: Date | string }[]>`
         insert into entries (idempotency_key, content_hash, type, description, workflow_id, metadata)
         values (${input.idempotencyKey}, ${hash}, ${input.type}, ${input.description},
