@@ -5,10 +5,11 @@ import type { WorkerMetrics } from '../metrics.js';
 import { SimulatedSmsProvider, type SmsProvider } from '../sms/provider.js';
 import type { StripeGateway } from '../stripe/gateway.js';
 import { createCheckoutActivities } from './checkout.js';
+import { guardActivities } from './failures.js';
 import { createLedgerActivities } from './ledger.js';
 import { createMarketplaceActivities, type MarketplaceHooks } from './marketplace.js';
 import { createNotificationActivities } from './notifications.js';
-import { createVerificationActivities } from './verification.js';
+import { createVerificationActivities, type VerificationHooks } from './verification.js';
 
 export interface ActivityDeps {
   db: Database;
@@ -18,13 +19,31 @@ export interface ActivityDeps {
   sms?: SmsProvider;
   /** Test seams for the order workflow's steps; production passes none. */
   marketplaceHooks?: MarketplaceHooks;
+  /** Test seams for the verification workflow's steps; production passes none. */
+  verificationHooks?: VerificationHooks;
   /** Stripe for checkouts; tests pass a recording double in front of stripe-mock. */
   stripe?: StripeGateway | undefined;
+  /** Failed attempts from which an activity that keeps retrying is alerted on (default 5). */
+  alertAfterAttempts?: number;
 }
+
+/**
+ * Steps that must eventually happen whatever the error (compensations, and crediting a payment
+ * that was received): a permanent error is retried and alerted on rather than given up.
+ */
+const MUST_FINISH = new Set([
+  'refundVerification',
+  'refundOrder',
+  'expireCheckoutSession',
+  'settleUnpaidPayment',
+  'markPaymentPaid',
+  'creditTopup',
+  'notify',
+]);
 
 export function createActivities(deps: ActivityDeps) {
   const ledger = deps.ledger ?? createLedger(deps.db.sql, deps.metrics?.transactions);
-  return {
+  const activities = {
     ...createLedgerActivities({ db: deps.db, ledger }),
     ...createNotificationActivities({ db: deps.db, metrics: deps.metrics }),
     ...createVerificationActivities({
@@ -32,10 +51,16 @@ export function createActivities(deps: ActivityDeps) {
       ledger,
       sms: deps.sms ?? new SimulatedSmsProvider(),
       metrics: deps.metrics,
+      hooks: deps.verificationHooks,
     }),
     ...createMarketplaceActivities({ db: deps.db, ledger, hooks: deps.marketplaceHooks }),
     ...createCheckoutActivities({ db: deps.db, ledger, stripe: deps.stripe }),
   };
+  return guardActivities(activities, {
+    metrics: deps.metrics,
+    alertAfterAttempts: deps.alertAfterAttempts,
+    keepRetrying: MUST_FINISH,
+  });
 }
 
 export type Activities = ReturnType<typeof createActivities>;
