@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { DEFAULT_CREDIT_PACKS, creditPacksSchema, type CreditPacks } from './payments/packs.js';
+import { DB_STEP_START_TO_CLOSE_MS } from './workflows/timeouts.js';
 
 const port = z.coerce
   .number({ error: 'must be a port number (1-65535)' })
@@ -27,6 +28,17 @@ const schema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection URL')
     .optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  // Below the activities' start-to-close, so a stuck statement ends before its attempt times
+  // out and a retry never overlaps it.
+  WORKER_STATEMENT_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(
+      DB_STEP_START_TO_CLOSE_MS - 1_000,
+      `must be below the ${DB_STEP_START_TO_CLOSE_MS} ms activity start-to-close timeout`,
+    )
+    .default(8_000),
   TEMPORAL_ADDRESS: z
     .string()
     .regex(/^[^\s:/]+:\d+$/, 'must be host:port, e.g. localhost:7233')
@@ -99,6 +111,8 @@ export interface Config {
   workerMetricsPort: number;
   databaseUrl: string | undefined;
   databasePoolSize: number;
+  /** statement_timeout on the worker's database connections. */
+  workerStatementTimeoutMs: number;
   temporal: {
     address: string | undefined;
     namespace: string;
@@ -157,6 +171,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerMetricsPort: e.WORKER_METRICS_PORT,
     databaseUrl: e.DATABASE_URL,
     databasePoolSize: e.DATABASE_POOL_SIZE,
+    workerStatementTimeoutMs: e.WORKER_STATEMENT_TIMEOUT_MS,
     temporal: {
       address: e.TEMPORAL_ADDRESS,
       namespace: e.TEMPORAL_NAMESPACE,

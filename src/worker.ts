@@ -41,6 +41,7 @@ export async function startWorker(
   const db = createDatabase(databaseUrl, {
     max: config.databasePoolSize,
     applicationName: 'creditflow-worker',
+    statementTimeoutMs: config.workerStatementTimeoutMs,
   });
   const { worker, connection } = await createWorker({
     target: {
