@@ -9,7 +9,7 @@ import { guardActivities } from './failures.js';
 import { createLedgerActivities } from './ledger.js';
 import { createMarketplaceActivities, type MarketplaceHooks } from './marketplace.js';
 import { createNotificationActivities } from './notifications.js';
-import { createVerificationActivities, type VerificationHooks } from './verification.js';
+import { createVerificationActivities } from './verification.js';
 
 export interface ActivityDeps {
   db: Database;
@@ -19,8 +19,6 @@ export interface ActivityDeps {
   sms?: SmsProvider;
   /** Test seams for the order workflow's steps; production passes none. */
   marketplaceHooks?: MarketplaceHooks;
-  /** Test seams for the verification workflow's steps; production passes none. */
-  verificationHooks?: VerificationHooks;
   /** Stripe for checkouts; tests pass a recording double in front of stripe-mock. */
   stripe?: StripeGateway | undefined;
   /** Failed attempts from which an activity that keeps retrying is alerted on (default 5). */
@@ -51,7 +49,6 @@ export function createActivities(deps: ActivityDeps) {
       ledger,
       sms: deps.sms ?? new SimulatedSmsProvider(),
       metrics: deps.metrics,
-      hooks: deps.verificationHooks,
     }),
     ...createMarketplaceActivities({ db: deps.db, ledger, hooks: deps.marketplaceHooks }),
     ...createCheckoutActivities({ db: deps.db, ledger, stripe: deps.stripe }),

@@ -13,8 +13,6 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Test seams: a test can hold one item's transfer to change the world between two steps. */
 export interface MarketplaceHooks {
   beforeTransfer?: (input: TransferItemInput) => Promise<void>;
-  /** Runs before the order's debit posts (a test stalls one attempt past its timeout). */
-  beforeDebit?: (input: OrderStepInput & { total: number }) => Promise<void>;
 }
 
 export interface MarketplaceActivityDeps {
@@ -36,7 +34,7 @@ export interface OrderValidation {
   balance: number;
 }
 
-export interface OrderStepInput {
+interface OrderStepInput {
   orderId: string;
   workflowId: string;
   buyerId: string;
@@ -134,7 +132,6 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
     async debitOrder(
       input: OrderStepInput & { total: number; itemIds: string[] },
     ): Promise<{ entryId: number; balanceAfter: number; replayed: boolean }> {
-      await hooks?.beforeDebit?.(input);
       const key = `${input.workflowId}:debit`;
       // A refusal closes the debit's fence: an attempt still running cannot charge a failed order.
       return refusalsAreFinal(() =>

@@ -12,19 +12,13 @@ import { finalRefusalClosesStep, refusalsAreFinal } from './ledger.js';
 
 type Ids = VerificationInput & { workflowId: string };
 
-/** Test seams: a test can stall a debit attempt (as a slow network or a paused process would). */
-export interface VerificationHooks {
-  beforeDebit?: (input: Ids) => Promise<void>;
-}
-
 export function createVerificationActivities(deps: {
   db: Database;
   ledger: Ledger;
   sms: SmsProvider;
   metrics?: WorkerMetrics | undefined;
-  hooks?: VerificationHooks | undefined;
 }) {
-  const { db, ledger, sms, metrics, hooks } = deps;
+  const { db, ledger, sms, metrics } = deps;
   const debitKey = (workflowId: string) => `${workflowId}:debit`;
 
   /** The debit posting and the read model, in one transaction, behind the step's fence. */
@@ -57,7 +51,6 @@ export function createVerificationActivities(deps: {
   return {
     /** Takes the price from the wallet and records the verification, in one transaction. */
     async debitVerification(input: Ids): Promise<{ entryId: number; balanceAfter: number }> {
-      await hooks?.beforeDebit?.(input);
       return refusalsAreFinal(() =>
         finalRefusalClosesStep(db, debitKey(input.workflowId), () => post(input)),
       );
