@@ -14,5 +14,5 @@ export const STRIPE_STEP_START_TO_CLOSE_MS = 30_000;
 export const PROVIDER_STEP_START_TO_CLOSE_MS = 15_000;
 
 /** Releasing a number: a few tries, then it is flagged for an operator. */
-export const RELEASE_MAX_ATTEMPTS = 5;
+export const RELEASE_MAX_ATTEMPTS = 4;
 export const RELEASE_SCHEDULE_TO_CLOSE_MS = 2 * 60_000;

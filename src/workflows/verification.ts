@@ -367,6 +367,15 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
     }
     throw err;
   }
+  if (
+    state.status === 'completed' &&
+    CancellationScope.current().consideredCancelled &&
+    patched('verification-settle-non-cancellable')
+  ) {
+    // Cancelled after the code won: the run still ends with its one outcome, completed.
+    await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
+    return state;
+  }
   await condition(allHandlersFinished);
   return state;
 }
