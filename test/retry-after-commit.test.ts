@@ -12,7 +12,12 @@ import {
 } from './checkout-harness.js';
 import { eventually, expectLedgerConsistent } from './helpers.js';
 import { sessionObject, stripeEvent } from './stripe.js';
-import { attempt, workflowBench, type WorkflowBench } from './workflow-bench.js';
+import {
+  attempt,
+  expectEveryActivityHeartbeats,
+  workflowBench,
+  type WorkflowBench,
+} from './workflow-bench.js';
 
 /** Workflows whose named step loses its first attempt right after the commit. */
 const lostAfterCommit = new Map<string, Set<string>>();
@@ -90,6 +95,7 @@ describe('a compensation whose attempt is lost after its commit', () => {
     ]);
     expect(await b.ledger.walletBalance(customer.id)).toBe(100);
     expect((await b.verification(verificationId))?.status).toBe('refunded');
+    await expectEveryActivityHeartbeats(handle);
   });
 
   it('order refund of the items that could not be sold: one refund entry, escrow empty', async () => {
@@ -118,6 +124,7 @@ describe('a compensation whose attempt is lost after its commit', () => {
       join accounts a on a.id = p.account_id join entries e on e.id = p.entry_id
       where e.workflow_id = ${workflowId} and a.code = 'order_escrow'`;
     expect(Number(escrow?.total ?? 0)).toBe(0);
+    await expectEveryActivityHeartbeats(handle);
   });
 
   it('checkout credit: one top-up entry, the pack credited once', async () => {
@@ -144,5 +151,6 @@ describe('a compensation whose attempt is lost after its commit', () => {
     });
     expect(topups).toHaveLength(1);
     expect(await checkout.ledger.walletBalance(customer.id)).toBe(state.credits);
+    await expectEveryActivityHeartbeats(checkout.temporal.workflow.getHandle(started.workflowId));
   });
 });

@@ -4,6 +4,7 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { Context } from '@temporalio/activity';
 import { randomUUID } from 'node:crypto';
+import { expect } from 'vitest';
 import { createActivities, type ActivityDeps, type Activities } from '../src/activities/index.js';
 import type { Database } from '../src/db/client.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
@@ -37,6 +38,22 @@ export function signal<T = void>() {
   let fire: (value: T) => void = () => {};
   const fired = new Promise<T>((resolve) => (fire = resolve));
   return { fired, fire: (value: T) => fire(value) };
+}
+
+/**
+ * Every activity the run scheduled has a heartbeat timeout, so a lost worker is noticed within
+ * seconds and a stalled attempt cannot hold its step until start-to-close.
+ */
+export async function expectEveryActivityHeartbeats(handle: WorkflowHandle) {
+  const events = (await handle.fetchHistory()).events ?? [];
+  const scheduled = events
+    .map((e) => e.activityTaskScheduledEventAttributes)
+    .filter((a): a is NonNullable<typeof a> => Boolean(a));
+  expect(scheduled.length).toBeGreaterThan(0);
+  const unbounded = scheduled
+    .filter((a) => !(Number(a.heartbeatTimeout?.seconds ?? 0) > 0))
+    .map((a) => a.activityType?.name);
+  expect(unbounded).toEqual([]);
 }
 
 export async function workflowBench(
