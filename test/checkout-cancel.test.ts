@@ -56,4 +56,26 @@ describe('operator cancel of a waiting checkout', () => {
     expect(await paymentStatus(started.id)).toBe('credited');
     expect(await bench.ledger.walletBalance(customer.id)).toBeGreaterThan(0);
   });
+
+  it('expires a session that was being created when the cancel arrived', async () => {
+    const customer = await bench.customer();
+    let cancelled: Promise<unknown> | undefined;
+    // The cancel lands while the session-creating activity is still running.
+    bench.stripe.afterCreate = async (session) => {
+      bench.stripe.afterCreate = undefined;
+      const handle = bench.temporal.workflow.getHandle(session.request.workflowId);
+      await handle.cancel();
+      cancelled = handle.result().catch((err: unknown) => err);
+      await cancelled;
+    };
+    const res = await bench.buy(customer.token, 'small');
+    const started = (await res.json()) as CheckoutStarted;
+    await expect.poll(() => cancelled).toBeDefined();
+    await cancelled;
+
+    const session = bench.stripe.session(started.id);
+    expect(session.expireCalls).toBeGreaterThanOrEqual(1);
+    expect(session.status).toBe('expired');
+    expect(await paymentStatus(started.id)).toBe('expired');
+  });
 });

@@ -48,6 +48,9 @@ const SESSION_WAIT = '1 minute';
 /** A session paid by a slow method (bank debit) settles within days, not the session's expiry. */
 const ASYNC_PAYMENT_WAIT_MS = 14 * 24 * 60 * 60 * 1000;
 
+/** Patch: compensations run in a non-cancellable scope, and an operator's cancel expires the session. */
+const SHIELD_COMPENSATIONS = 'checkout-compensation-non-cancellable';
+
 const FINAL: readonly CheckoutStatus[] = [
   'credited',
   'refunded',
@@ -119,20 +122,6 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
 
   apply(await recordPayment({ ...input, workflowId }));
 
-  const decided = () => outcomes.some((o) => o.kind !== 'processing');
-  if (input.startedBy === 'api' && state.status === 'init' && !state.sessionId && !decided()) {
-    try {
-      const expiresAt = Math.floor(startTime.getTime() / 1000) + input.expiresInSeconds;
-      apply(await openCheckoutSession({ paymentId: input.paymentId, workflowId, expiresAt }));
-    } catch (err) {
-      const refusal = businessFailure(err);
-      if (!refusal) throw err;
-      state.error = { code: refusal.type ?? 'stripe_request_refused', message: refusal.message };
-      await settleUnpaidPayment({ paymentId: input.paymentId, to: 'failed', cause: 'session' });
-      move('failed');
-    }
-  }
-
   const credit = async (outcome: StripeOutcome) => {
     const paid = await markPaymentPaid({
       paymentId: input.paymentId,
@@ -187,8 +176,46 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
     }
     return undefined;
   };
+  /**
+   * An operator cancelled: the session must not stay payable, and a payment Stripe took just
+   * before is credited, never dropped.
+   */
+  const settleOnCancel = async () => {
+    if (FINAL.includes(state.status)) return;
+    const paidMeanwhile = await expireSession();
+    if (paidMeanwhile) outcomes.push(paidMeanwhile);
+    for (const outcome of outcomes.splice(0)) {
+      if (outcome.kind === 'paid') await credit(outcome);
+    }
+    if (!FINAL.includes(state.status)) await giveUp('expired', 'cancelled');
+  };
+
+  const decided = () => outcomes.some((o) => o.kind !== 'processing');
+  if (input.startedBy === 'api' && state.status === 'init' && !state.sessionId && !decided()) {
+    const expiresAt = Math.floor(startTime.getTime() / 1000) + input.expiresInSeconds;
+    const session = { paymentId: input.paymentId, workflowId, expiresAt };
+    try {
+      apply(await openCheckoutSession(session));
+    } catch (err) {
+      if (isCancellation(err) && patched(SHIELD_COMPENSATIONS)) {
+        // Cancelled while the session was being created: it may exist at Stripe already. Find
+        // it (the same idempotency key answers the same session) and make sure nobody can pay.
+        await CancellationScope.nonCancellable(async () => {
+          apply(await openCheckoutSession(session));
+          await settleOnCancel();
+        });
+        throw err;
+      }
+      const refusal = businessFailure(err);
+      if (!refusal) throw err;
+      state.error = { code: refusal.type ?? 'stripe_request_refused', message: refusal.message };
+      await settleUnpaidPayment({ paymentId: input.paymentId, to: 'failed', cause: 'session' });
+      move('failed');
+    }
+  }
+
   // Compensations run whole even when an operator cancels while they run.
-  const compensationsShielded = patched('checkout-compensation-non-cancellable');
+  const compensationsShielded = patched(SHIELD_COMPENSATIONS);
 
   let deadline =
     (input.startedBy === 'api' ? startTime.getTime() : Date.now()) + input.expiresInSeconds * 1000;
@@ -230,17 +257,7 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
     }
   } catch (err) {
     if (!isCancellation(err) || !compensationsShielded) throw err;
-    // An operator cancelled while we waited: the session must not stay payable, and a payment
-    // Stripe took just before is credited, never dropped.
-    await CancellationScope.nonCancellable(async () => {
-      if (FINAL.includes(state.status)) return;
-      const paidMeanwhile = await expireSession();
-      if (paidMeanwhile) outcomes.push(paidMeanwhile);
-      for (const outcome of outcomes.splice(0)) {
-        if (outcome.kind === 'paid') await credit(outcome);
-      }
-      if (!FINAL.includes(state.status)) await giveUp('expired', 'cancelled');
-    });
+    await CancellationScope.nonCancellable(settleOnCancel);
     throw err;
   }
 
