@@ -1,6 +1,7 @@
 // An operator cancels a checkout that is waiting for the customer: the session is expired at
 // Stripe (the compensation runs whole, cancel or not), and a payment Stripe took just before is
 // still credited.
+import { recordHistory } from './workflow-bench.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   startCheckoutBench,
@@ -42,6 +43,7 @@ describe('operator cancel of a waiting checkout', () => {
     expect(session.expireCalls).toBeGreaterThanOrEqual(1);
     expect(session.status).toBe('expired');
     expect(await paymentStatus(started.id)).toBe('expired');
+    await recordHistory(handle, 'checkout-operator-cancelled');
   });
 
   it('credits a payment Stripe took just before the cancel, whose webhook is not here yet', async () => {
@@ -55,6 +57,7 @@ describe('operator cancel of a waiting checkout', () => {
     expect(session.expireCalls).toBeGreaterThanOrEqual(1);
     expect(await paymentStatus(started.id)).toBe('credited');
     expect(await bench.ledger.walletBalance(customer.id)).toBeGreaterThan(0);
+    await recordHistory(handle, 'checkout-paid-before-cancel');
   });
 
   it('expires a session that was being created when the cancel arrived', async () => {
@@ -77,5 +80,9 @@ describe('operator cancel of a waiting checkout', () => {
     expect(session.expireCalls).toBeGreaterThanOrEqual(1);
     expect(session.status).toBe('expired');
     expect(await paymentStatus(started.id)).toBe('expired');
+    await recordHistory(
+      bench.temporal.workflow.getHandle(started.workflowId),
+      'checkout-cancelled-while-opening',
+    );
   });
 });

@@ -12,7 +12,13 @@ import {
   type VerificationState,
 } from '../src/shared.js';
 import { eventually, expectLedgerConsistent } from './helpers.js';
-import { gate, signal, workflowBench, type WorkflowBench } from './workflow-bench.js';
+import {
+  gate,
+  recordHistory,
+  signal,
+  workflowBench,
+  type WorkflowBench,
+} from './workflow-bench.js';
 
 /** Completions that commit and then wait for the test before answering. */
 const heldCompletions = new Map<
@@ -112,6 +118,7 @@ describe('operator cancel (Temporal cancellation) against the code', () => {
     expect(run.ok).toBe(true);
     expect((run.ok ? (run.value as VerificationState) : undefined)?.status).toBe('completed');
     expect(await oneOutcome(v.customer.id, v.verificationId, v.workflowId)).toBe('completed');
+    await recordHistory(v.handle, 'verification-cancel-after-code');
   });
 
   it('cancel first, code after: refunded, the code is not recorded', async () => {
@@ -122,6 +129,7 @@ describe('operator cancel (Temporal cancellation) against the code', () => {
     await v.handle.signal(codeReceivedSignal, { code: '654321' }).catch(() => undefined);
     expect(await oneOutcome(v.customer.id, v.verificationId, v.workflowId)).toBe('refunded');
     expect((await b.verification(v.verificationId))?.refund_reason).toBe('cancelled');
+    await recordHistory(v.handle, 'verification-operator-cancelled');
   });
 
   it('both sent at once, ten times: each ends with exactly one outcome', async () => {
@@ -155,6 +163,7 @@ describe('releasing the number after a refund', () => {
     expect(row?.release_error).toContain('503');
     const metric = await b.metrics.releaseFailures.get();
     expect(metric.values[0]?.value).toBeGreaterThanOrEqual(1);
+    await recordHistory(v.handle, 'verification-release-flagged');
   }, 60_000);
 });
 
@@ -166,6 +175,7 @@ describe('data the database refuses for good', () => {
     expect(run.ok).toBe(true);
     expect(await oneOutcome(v.customer.id, v.verificationId, v.workflowId)).toBe('refunded');
     expect((await b.verification(v.verificationId))?.refund_reason).toBe('invalid_code');
+    await recordHistory(v.handle, 'verification-invalid-code');
   }, 60_000);
 
   it('a purchase for someone who is not a customer ends at once, nothing written', async () => {

@@ -3,7 +3,10 @@
 // readers for the ledger rows a test asserts on.
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { Context } from '@temporalio/activity';
+import { temporal as proto } from '@temporalio/proto';
 import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { createActivities, type ActivityDeps, type Activities } from '../src/activities/index.js';
 import type { Database } from '../src/db/client.js';
@@ -38,6 +41,19 @@ export function signal<T = void>() {
   let fire: (value: T) => void = () => {};
   const fired = new Promise<T>((resolve) => (fire = resolve));
   return { fired, fire: (value: T) => fire(value) };
+}
+
+/**
+ * With RECORD_HISTORIES=1, writes the closed run's history to test/histories/<name>.json, where
+ * the replay test keeps every later workflow change compatible with it.
+ */
+export async function recordHistory(handle: WorkflowHandle, name: string): Promise<void> {
+  if (!process.env.RECORD_HISTORIES) return;
+  await handle.result().catch(() => undefined);
+  const { History } = proto.api.history.v1;
+  const history = History.decode(History.encode(await handle.fetchHistory()).finish()).toJSON();
+  const file = fileURLToPath(new URL(`./histories/${name}.json`, import.meta.url));
+  writeFileSync(file, `${JSON.stringify({ workflowId: handle.workflowId, history }, null, 2)}\n`);
 }
 
 /**
