@@ -45,6 +45,7 @@ beforeAll(async () => {
     wrap: (real: Activities) => ({
       debitVerification: (input) => stalled(input.workflowId, () => real.debitVerification(input)),
       debitOrder: (input) => stalled(input.workflowId, () => real.debitOrder(input)),
+      transferItem: (input) => stalled(`${input.workflowId}:sale`, () => real.transferItem(input)),
     }),
   });
 });
@@ -117,5 +118,35 @@ describe('a debit attempt that outlived its timeout', () => {
       { status: string }[]
     >`select status from items where id = ${item.id}`;
     expect(row?.status).toBe('available');
+  });
+
+  it('order: a sale attempt that outlived its timeout cannot pay the seller after the refund', async () => {
+    const buyer = await b.customerWith(1000);
+    const item = await b.item(300);
+    const orderId = randomUUID();
+    const workflowId = workflowIds.order(orderId);
+    const stall = stallFirstAttempt(`${workflowId}:sale`);
+    const handle = await b.startOrder(buyer.id, [item.id], orderId);
+    await stall.started.fired;
+    // The seller withdraws the item while the first attempt stalls: the retry skips it and the
+    // order refunds its price from escrow.
+    await b.db.sql`update items set status = 'withdrawn' where id = ${item.id}`;
+    const run = await b.settled(handle);
+    expect(run.ok).toBe(false);
+    expect(await b.entryTypes(workflowId)).toEqual(['order_purchase', 'order_refund']);
+    expect((await fenceOf(`${workflowId}:sale:${item.id}`))?.closed_by).toBe(
+      'refusal:item_withdrawn',
+    );
+
+    // The seller lists it again; then the old attempt wakes up and tries to sell it.
+    await b.db.sql`update items set status = 'available' where id = ${item.id}`;
+    stall.release.open();
+    expectStepClosed(await stall.finished.fired);
+    expect(await b.entryTypes(workflowId)).toEqual(['order_purchase', 'order_refund']);
+    expect(await b.ledger.walletBalance(buyer.id)).toBe(1000);
+    expect(await b.ledger.walletBalance(item.sellerId)).toBe(0);
+    const [row] = await b.db.sql<{ status: string; owner_id: string }[]>`
+      select status, owner_id from items where id = ${item.id}`;
+    expect(row).toEqual({ status: 'available', owner_id: item.sellerId });
   });
 });
