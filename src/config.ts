@@ -39,6 +39,7 @@ const schema = z.object({
       `must be below the ${DB_STEP_START_TO_CLOSE_MS} ms activity start-to-close timeout`,
     )
     .default(8_000),
+  ACTIVITY_RETRY_ALERT_AFTER: z.coerce.number().int().min(1).max(1_000).default(5),
   TEMPORAL_ADDRESS: z
     .string()
     .regex(/^[^\s:/]+:\d+$/, 'must be host:port, e.g. localhost:7233')
@@ -113,6 +114,8 @@ export interface Config {
   databasePoolSize: number;
   /** statement_timeout on the worker's database connections. */
   workerStatementTimeoutMs: number;
+  /** Failed attempts from which an activity still retrying is logged at error level and counted. */
+  activityRetryAlertAfter: number;
   temporal: {
     address: string | undefined;
     namespace: string;
@@ -172,6 +175,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     databaseUrl: e.DATABASE_URL,
     databasePoolSize: e.DATABASE_POOL_SIZE,
     workerStatementTimeoutMs: e.WORKER_STATEMENT_TIMEOUT_MS,
+    activityRetryAlertAfter: e.ACTIVITY_RETRY_ALERT_AFTER,
     temporal: {
       address: e.TEMPORAL_ADDRESS,
       namespace: e.TEMPORAL_NAMESPACE,

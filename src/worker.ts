@@ -54,6 +54,7 @@ export async function startWorker(
     activities: createActivities({
       db,
       metrics,
+      alertAfterAttempts: config.activityRetryAlertAfter,
       sms: smsProviderFromConfig(config),
       // Without a key the worker still runs everything else; checkouts retry until it is set.
       stripe: config.stripe.secretKey
