@@ -48,9 +48,10 @@ export async function closeUnlessPosted(
   closedBy: string,
   onClosed?: (tx: Tx) => Promise<void>,
 ): Promise<{ posted: true; entryId: number } | { posted: false }> {
-  return sql.begin(async (tx) => {
+  // READ COMMITTED whatever the database default: the look-up after the lock must see a forward
+  // posting that committed while this transaction waited for the lock.
+  return sql.begin('isolation level read committed', async (tx) => {
     await lockFence(tx, key);
-    // A new statement under READ COMMITTED: sees a forward posting that committed while we waited.
     const [entry] = await tx<{ id: string }[]>`
       select id from entries where idempotency_key = ${key}`;
     if (entry) return { posted: true as const, entryId: Number(entry.id) };
