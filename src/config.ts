@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { DEFAULT_CREDIT_PACKS, creditPacksSchema, type CreditPacks } from './payments/packs.js';
+import { DB_STEP_START_TO_CLOSE_MS } from './workflows/timeouts.js';
 
 const port = z.coerce
   .number({ error: 'must be a port number (1-65535)' })
@@ -31,6 +32,18 @@ const schema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection URL')
     .optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  // Below the activities' start-to-close, so a stuck statement ends before its attempt times
+  // out and a retry never overlaps it.
+  WORKER_STATEMENT_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(
+      DB_STEP_START_TO_CLOSE_MS - 1_000,
+      `must be below the ${DB_STEP_START_TO_CLOSE_MS} ms activity start-to-close timeout`,
+    )
+    .default(8_000),
+  ACTIVITY_RETRY_ALERT_AFTER: z.coerce.number().int().min(1).max(1_000).default(5),
   TEMPORAL_ADDRESS: z
     .string()
     .regex(/^[^\s:/]+:\d+$/, 'must be host:port, e.g. localhost:7233')
@@ -113,6 +126,10 @@ export interface Config {
   /** What migrations run as (the schema owner); DATABASE_URL when unset. */
   migrationDatabaseUrl: string | undefined;
   databasePoolSize: number;
+  /** statement_timeout on the worker's database connections. */
+  workerStatementTimeoutMs: number;
+  /** Failed attempts from which an activity still retrying is logged at error level and counted. */
+  activityRetryAlertAfter: number;
   temporal: {
     address: string | undefined;
     namespace: string;
@@ -172,6 +189,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     databaseUrl: e.DATABASE_URL,
     migrationDatabaseUrl: e.MIGRATION_DATABASE_URL ?? e.DATABASE_URL,
     databasePoolSize: e.DATABASE_POOL_SIZE,
+    workerStatementTimeoutMs: e.WORKER_STATEMENT_TIMEOUT_MS,
+    activityRetryAlertAfter: e.ACTIVITY_RETRY_ALERT_AFTER,
     temporal: {
       address: e.TEMPORAL_ADDRESS,
       namespace: e.TEMPORAL_NAMESPACE,

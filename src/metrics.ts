@@ -45,9 +45,34 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers: [registry],
     }),
+    activityRetries: new Counter({
+      name: 'creditflow_activity_retries_total',
+      help: 'Activity attempts that failed and will be retried, by activity',
+      labelNames: ['activity'] as const,
+      registers: [registry],
+    }),
+    activityRetryAlerts: new Counter({
+      name: 'creditflow_activity_retry_alerts_total',
+      help: 'Failed attempts at or past the alert threshold (an activity that keeps failing), by activity',
+      labelNames: ['activity'] as const,
+      registers: [registry],
+    }),
+    releaseFailures: new Counter({
+      name: 'creditflow_number_release_failures_total',
+      help: 'Phone numbers whose release kept failing and was flagged for an operator',
+      registers: [registry],
+    }),
   };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
 /** The part of the metrics the worker's activities write. */
-export type WorkerMetrics = Pick<Metrics, 'transactions' | 'notifications' | 'refundLatency'>;
+export type WorkerMetrics = Pick<
+  Metrics,
+  | 'transactions'
+  | 'notifications'
+  | 'refundLatency'
+  | 'activityRetries'
+  | 'activityRetryAlerts'
+  | 'releaseFailures'
+>;

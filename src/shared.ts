@@ -79,7 +79,7 @@ export interface VerificationInput {
 }
 
 export type VerificationStatus = 'pending' | 'active' | 'completed' | 'refunded' | 'failed';
-export type RefundReason = 'timeout' | 'cancelled' | 'provider_failed';
+export type RefundReason = 'timeout' | 'cancelled' | 'provider_failed' | 'invalid_code';
 
 export interface VerificationState {
   id: string;

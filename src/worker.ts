@@ -41,6 +41,7 @@ export async function startWorker(
   const db = createDatabase(databaseUrl, {
     max: config.databasePoolSize,
     applicationName: 'creditflow-worker',
+    statementTimeoutMs: config.workerStatementTimeoutMs,
   });
   const { worker, connection } = await createWorker({
     target: {
@@ -53,6 +54,7 @@ export async function startWorker(
     activities: createActivities({
       db,
       metrics,
+      alertAfterAttempts: config.activityRetryAlertAfter,
       sms: smsProviderFromConfig(config),
       // Without a key the worker still runs everything else; checkouts retry until it is set.
       stripe: config.stripe.secretKey

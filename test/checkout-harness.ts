@@ -3,6 +3,7 @@
 // checks every file ends with.
 import type { Client } from '@temporalio/client';
 import { expect } from 'vitest';
+import { createActivities, type Activities } from '../src/activities/index.js';
 import type { App } from '../src/api/app.js';
 import type { Database } from '../src/db/client.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
@@ -46,16 +47,27 @@ export interface CheckoutBench {
 
 export async function startCheckoutBench(
   name: string,
-  options: { expirySeconds?: number; worker?: boolean } = {},
+  options: {
+    expirySeconds?: number;
+    worker?: boolean;
+    /** Replaces activities; receives the real ones to wrap. */
+    wrap?: (real: Activities) => Partial<Activities>;
+  } = {},
 ): Promise<CheckoutBench> {
   const taskQueue = uniqueId(name);
   const db = testDatabase();
   const temporal = await connectTestClient();
   const stripe = await StripeDouble.start();
+  const real = createActivities({ db, stripe: stripe.gateway });
   const worker =
     options.worker === false
       ? undefined
-      : await startTestWorker(db, taskQueue, { stripe: stripe.gateway });
+      : await startTestWorker(
+          db,
+          taskQueue,
+          { stripe: stripe.gateway },
+          options.wrap?.(real) ?? {},
+        );
   const app = testApp(db, temporal, taskQueue, {
     stripeWebhookSecret: TEST_WEBHOOK_SECRET,
     ...(options.expirySeconds ? { checkout: { expirySeconds: options.expirySeconds } } : {}),

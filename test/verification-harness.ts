@@ -83,13 +83,22 @@ export async function verificationHarness(
       return (await res.json()) as Verification;
     },
     async waitFor(customerId: string, id: string, statuses: string[], timeoutMs = 20_000) {
-      return eventually(
+      const found = await eventually(
         async () => {
           const v = await h.get(customerId, id);
           return statuses.includes(v.status) ? v : undefined;
         },
         { timeoutMs, intervalMs: 50 },
       );
+      // A final outcome is recorded first; the cleanup after it (number release, notices) is
+      // done by the time the run closes.
+      if (['completed', 'refunded', 'failed'].includes(found.status)) {
+        await temporal.workflow
+          .getHandle(`verification-${id}`)
+          .result()
+          .catch(() => undefined);
+      }
+      return found;
     },
     async cancel(customerId: string, id: string) {
       return app.request(`/v1/verifications/${id}/cancel`, {

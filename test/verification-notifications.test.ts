@@ -60,6 +60,8 @@ describe('notifications', () => {
       id: string;
     };
     await h.waitFor(customer.id, id, ['refunded'], 30_000);
+    // Refunded is the outcome; the notice follows it, before the run closes.
+    await h.temporal.workflow.getHandle(`verification-${id}`).result();
     expect(attempts - before).toBe(4); // one debit notice, three tries of the refund notice
     expect(await h.entryTypes(id)).toEqual(['verification_purchase', 'verification_refund']);
     expect(await h.ledger.walletBalance(customer.id)).toBe(100);
@@ -100,6 +102,7 @@ describe('notifications', () => {
       id: string;
     };
     await h.waitFor(customer.id, id, ['refunded'], 30_000);
+    await h.temporal.workflow.getHandle(`verification-${id}`).result();
     const { items } = (await (await get('/v1/notifications', customer.id)).json()) as {
       items: Array<{ kind: string }>;
     };

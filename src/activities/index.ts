@@ -5,6 +5,7 @@ import type { WorkerMetrics } from '../metrics.js';
 import { SimulatedSmsProvider, type SmsProvider } from '../sms/provider.js';
 import type { StripeGateway } from '../stripe/gateway.js';
 import { createCheckoutActivities } from './checkout.js';
+import { guardActivities } from './failures.js';
 import { createLedgerActivities } from './ledger.js';
 import { createMarketplaceActivities, type MarketplaceHooks } from './marketplace.js';
 import { createNotificationActivities } from './notifications.js';
@@ -20,11 +21,27 @@ export interface ActivityDeps {
   marketplaceHooks?: MarketplaceHooks;
   /** Stripe for checkouts; tests pass a recording double in front of stripe-mock. */
   stripe?: StripeGateway | undefined;
+  /** Failed attempts from which an activity that keeps retrying is alerted on (default 5). */
+  alertAfterAttempts?: number;
 }
+
+/**
+ * Steps that must eventually happen whatever the error (compensations, and crediting a payment
+ * that was received): a permanent error is retried and alerted on rather than given up.
+ */
+const MUST_FINISH = new Set([
+  'refundVerification',
+  'refundOrder',
+  'expireCheckoutSession',
+  'settleUnpaidPayment',
+  'markPaymentPaid',
+  'creditTopup',
+  'notify',
+]);
 
 export function createActivities(deps: ActivityDeps) {
   const ledger = deps.ledger ?? createLedger(deps.db.sql, deps.metrics?.transactions);
-  return {
+  const activities = {
     ...createLedgerActivities({ db: deps.db, ledger }),
     ...createNotificationActivities({ db: deps.db, metrics: deps.metrics }),
     ...createVerificationActivities({
@@ -36,6 +53,11 @@ export function createActivities(deps: ActivityDeps) {
     ...createMarketplaceActivities({ db: deps.db, ledger, hooks: deps.marketplaceHooks }),
     ...createCheckoutActivities({ db: deps.db, ledger, stripe: deps.stripe }),
   };
+  return guardActivities(activities, {
+    metrics: deps.metrics,
+    alertAfterAttempts: deps.alertAfterAttempts,
+    keepRetrying: MUST_FINISH,
+  });
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -2,6 +2,7 @@
 import { ApplicationFailure, log } from '@temporalio/activity';
 import type { Database } from '../db/client.js';
 import { BusinessError } from '../errors.js';
+import { closeUnlessPosted } from '../ledger/fences.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { AdjustmentInput } from '../shared.js';
 
@@ -23,6 +24,26 @@ export async function refusalsAreFinal<T>(work: () => Promise<T>): Promise<T> {
         details: [err.details],
       });
     }
+    throw err;
+  }
+}
+
+/**
+ * A business refusal of a fenced forward step closes its fence: an earlier attempt of the same
+ * step that is still running (it outlived its timeout) can then never post after the workflow was
+ * told "refused". If that attempt posted first, its entry is the answer instead of the refusal.
+ */
+export async function finalRefusalClosesStep<T>(
+  db: Database,
+  fence: string,
+  work: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (!(err instanceof BusinessError)) throw err;
+    const found = await closeUnlessPosted(db.sql, fence, `refusal:${err.code}`);
+    if (found.posted) return work();
     throw err;
   }
 }

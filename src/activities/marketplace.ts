@@ -5,7 +5,8 @@ import type { Database } from '../db/client.js';
 import { BusinessError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { OrderItemFailureReason, OrderState } from '../shared.js';
-import { refusalsAreFinal } from './ledger.js';
+import { closeUnlessPosted } from '../ledger/fences.js';
+import { finalRefusalClosesStep, refusalsAreFinal } from './ledger.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -131,30 +132,35 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
     async debitOrder(
       input: OrderStepInput & { total: number; itemIds: string[] },
     ): Promise<{ entryId: number; balanceAfter: number; replayed: boolean }> {
-      return refusalsAreFinal(async () => {
-        const posted = await ledger.postEntry({
-          idempotencyKey: `${input.workflowId}:debit`,
-          type: 'order_purchase',
-          description: `Order ${input.orderId}: ${input.itemIds.length} item(s)`,
-          workflowId: input.workflowId,
-          metadata: { orderId: input.orderId, itemIds: input.itemIds },
-          lines: [
-            { account: { wallet: input.buyerId }, amount: -input.total },
-            { account: { system: 'order_escrow' }, amount: input.total },
-          ],
-        });
-        log.info('order debited', {
-          orderId: input.orderId,
-          entryId: posted.entryId,
-          total: input.total,
-          replayed: posted.replayed,
-        });
-        return {
-          entryId: posted.entryId,
-          balanceAfter: posted.lines[0]!.balanceAfter,
-          replayed: posted.replayed,
-        };
-      });
+      const key = `${input.workflowId}:debit`;
+      // A refusal closes the debit's fence: an attempt still running cannot charge a failed order.
+      return refusalsAreFinal(() =>
+        finalRefusalClosesStep(db, key, async () => {
+          const posted = await ledger.postEntry({
+            idempotencyKey: key,
+            fence: key,
+            type: 'order_purchase',
+            description: `Order ${input.orderId}: ${input.itemIds.length} item(s)`,
+            workflowId: input.workflowId,
+            metadata: { orderId: input.orderId, itemIds: input.itemIds },
+            lines: [
+              { account: { wallet: input.buyerId }, amount: -input.total },
+              { account: { system: 'order_escrow' }, amount: input.total },
+            ],
+          });
+          log.info('order debited', {
+            orderId: input.orderId,
+            entryId: posted.entryId,
+            total: input.total,
+            replayed: posted.replayed,
+          });
+          return {
+            entryId: posted.entryId,
+            balanceAfter: posted.lines[0]!.balanceAfter,
+            replayed: posted.replayed,
+          };
+        }),
+      );
     },
 
     /**
@@ -164,10 +170,12 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
     async transferItem(input: TransferItemInput): Promise<TransferOutcome> {
       await hooks?.beforeTransfer?.(input);
       const { item } = input;
+      const key = `${input.workflowId}:sale:${item.itemId}`;
       try {
         const posted = await ledger.postEntry(
           {
-            idempotencyKey: `${input.workflowId}:sale:${item.itemId}`,
+            idempotencyKey: key,
+            fence: key,
             type: 'sale',
             description: `Sale of item ${item.itemId} (order ${input.orderId})`,
             workflowId: input.workflowId,
@@ -212,6 +220,10 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
           reason = 'seller_unavailable';
         }
         if (!reason) throw err;
+        // The workflow will refund this item: close its sale, so an earlier attempt still
+        // running cannot pay the seller from escrow afterwards. If it already did, it is sold.
+        const found = await closeUnlessPosted(db.sql, key, `refusal:${reason}`);
+        if (found.posted) return { sold: true, entryId: found.entryId };
         log.info('order item skipped', { orderId: input.orderId, itemId: item.itemId, reason });
         return { sold: false, reason };
       }

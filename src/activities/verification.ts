@@ -7,7 +7,8 @@ import type { Ledger } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
 import type { RefundReason, VerificationInput } from '../shared.js';
 import { ProviderRefusal, type SmsProvider } from '../sms/provider.js';
-import { refusalsAreFinal } from './ledger.js';
+import { closeUnlessPosted } from '../ledger/fences.js';
+import { finalRefusalClosesStep, refusalsAreFinal } from './ledger.js';
 
 type Ids = VerificationInput & { workflowId: string };
 
@@ -15,38 +16,44 @@ export function createVerificationActivities(deps: {
   db: Database;
   ledger: Ledger;
   sms: SmsProvider;
-  metrics?: WorkerMetrics;
+  metrics?: WorkerMetrics | undefined;
 }) {
   const { db, ledger, sms, metrics } = deps;
   const debitKey = (workflowId: string) => `${workflowId}:debit`;
 
+  /** The debit posting and the read model, in one transaction, behind the step's fence. */
+  async function post(input: Ids): Promise<{ entryId: number; balanceAfter: number }> {
+    const posted = await ledger.postEntry(
+      {
+        idempotencyKey: debitKey(input.workflowId),
+        fence: debitKey(input.workflowId),
+        type: 'verification_purchase',
+        description: `${input.service} verification (${input.country})`,
+        workflowId: input.workflowId,
+        metadata: { verificationId: input.verificationId },
+        lines: [
+          { account: { wallet: input.customerId }, amount: -input.price },
+          { account: { system: 'revenue' }, amount: input.price },
+        ],
+      },
+      async (tx, entry) => {
+        await tx`
+          insert into verifications (id, workflow_id, customer_id, service, country, price,
+                                     timeout_seconds, status, debit_entry_id)
+          values (${input.verificationId}, ${input.workflowId}, ${input.customerId}, ${input.service},
+                  ${input.country}, ${input.price}, ${input.timeoutSeconds}, 'pending', ${entry.entryId})
+          on conflict (id) do update set debit_entry_id = excluded.debit_entry_id, updated_at = now()`;
+      },
+    );
+    return { entryId: posted.entryId, balanceAfter: posted.lines[0]!.balanceAfter };
+  }
+
   return {
     /** Takes the price from the wallet and records the verification, in one transaction. */
     async debitVerification(input: Ids): Promise<{ entryId: number; balanceAfter: number }> {
-      return refusalsAreFinal(async () => {
-        const posted = await ledger.postEntry(
-          {
-            idempotencyKey: debitKey(input.workflowId),
-            type: 'verification_purchase',
-            description: `${input.service} verification (${input.country})`,
-            workflowId: input.workflowId,
-            metadata: { verificationId: input.verificationId },
-            lines: [
-              { account: { wallet: input.customerId }, amount: -input.price },
-              { account: { system: 'revenue' }, amount: input.price },
-            ],
-          },
-          async (tx, entry) => {
-            await tx`
-              insert into verifications (id, workflow_id, customer_id, service, country, price,
-                                         timeout_seconds, status, debit_entry_id)
-              values (${input.verificationId}, ${input.workflowId}, ${input.customerId}, ${input.service},
-                      ${input.country}, ${input.price}, ${input.timeoutSeconds}, 'pending', ${entry.entryId})
-              on conflict (id) do update set debit_entry_id = excluded.debit_entry_id, updated_at = now()`;
-          },
-        );
-        return { entryId: posted.entryId, balanceAfter: posted.lines[0]!.balanceAfter };
-      });
+      return refusalsAreFinal(() =>
+        finalRefusalClosesStep(db, debitKey(input.workflowId), () => post(input)),
+      );
     },
 
     /** Records a purchase refused before any money moved (e.g. not enough credits). */
@@ -119,13 +126,19 @@ export function createVerificationActivities(deps: {
     async refundVerification(
       input: Ids & { reason: RefundReason; failedAtMs: number },
     ): Promise<{ refunded: boolean; balanceAfter: number | null; entryId: number | null }> {
-      const [debit] = await db.sql<{ id: string }[]>`
-        select id from entries where idempotency_key = ${debitKey(input.workflowId)}`;
-      if (!debit) {
-        await db.sql`
-          update verifications set status = 'refunded', refund_reason = ${input.reason}, updated_at = now()
-          where id = ${input.verificationId} and status <> 'completed'`;
-        log.info('nothing to refund: no debit was posted', {
+      // Under the debit's fence: either the debit is there to reverse, or it never can be.
+      const debit = await closeUnlessPosted(
+        db.sql,
+        debitKey(input.workflowId),
+        `${input.workflowId}:refund`,
+        async (tx) => {
+          await tx`
+            update verifications set status = 'refunded', refund_reason = ${input.reason}, updated_at = now()
+            where id = ${input.verificationId} and status <> 'completed'`;
+        },
+      );
+      if (!debit.posted) {
+        log.info('nothing to refund: no debit was posted, and now none can be', {
           verificationId: input.verificationId,
         });
         return { refunded: false, balanceAfter: null, entryId: null };
@@ -140,7 +153,7 @@ export function createVerificationActivities(deps: {
             metadata: {
               verificationId: input.verificationId,
               reason: input.reason,
-              debitEntryId: Number(debit.id),
+              debitEntryId: debit.entryId,
             },
             lines: [
               { account: { wallet: input.customerId }, amount: input.price },
@@ -189,7 +202,26 @@ export function createVerificationActivities(deps: {
       });
     },
 
-    /** Tells the provider to release the number (a compensation: retried until it succeeds). */
+    /** A release that kept failing: flagged on the verification for an operator, and alerted. */
+    async flagReleaseFailed(
+      input: Ids & { providerRef: string | null; error: string },
+    ): Promise<void> {
+      // eslint-disable-next-line no-control-regex
+      const error = input.error.replace(/[\u0000-\u001f]/g, ' ').slice(0, 500);
+      await db.sql`
+        update verifications
+        set release_failed_at = coalesce(release_failed_at, now()), release_error = ${error},
+            updated_at = now()
+        where id = ${input.verificationId}`;
+      metrics?.releaseFailures.inc();
+      log.error('releasing the phone number kept failing; flagged for an operator', {
+        verificationId: input.verificationId,
+        providerRef: input.providerRef,
+        error,
+      });
+    },
+
+    /** Tells the provider to release the number (bounded retries; then flagged). */
     async releaseNumber(input: Ids & { providerRef: string }): Promise<void> {
       await sms.releaseNumber({
         providerRef: input.providerRef,

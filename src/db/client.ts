@@ -18,6 +18,8 @@ export interface DatabaseOptions {
   max?: number;
   /** Name shown in pg_stat_activity, so an operator can tell API, worker and tests apart. */
   applicationName?: string;
+  /** statement_timeout for every connection (the worker keeps it below its activity timeouts). */
+  statementTimeoutMs?: number;
 }
 
 /** Opens a pool; nothing connects until the first query. */
@@ -25,7 +27,10 @@ export function createDatabase(url: string, options: DatabaseOptions = {}): Data
   const sql = postgres(url, {
     max: options.max ?? 10,
     onnotice: () => undefined,
-    connection: { application_name: options.applicationName ?? 'creditflow' },
+    connection: {
+      application_name: options.applicationName ?? 'creditflow',
+      ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    },
   });
   const db = drizzle(sql, { schema });
   return {

@@ -245,6 +245,9 @@ export const verifications = pgTable(
     debitEntryId: bigint('debit_entry_id', { mode: 'number' }).references(() => entries.id),
     refundEntryId: bigint('refund_entry_id', { mode: 'number' }).references(() => entries.id),
     error: text('error'),
+    /** Set when releasing the rented number kept failing: an operator releases it by hand. */
+    releaseFailedAt: timestamp('release_failed_at', { withTimezone: true }),
+    releaseError: text('release_error'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -354,3 +357,15 @@ export const orders = pgTable(
     index('orders_buyer_idx').on(t.buyerId, t.createdAt),
   ],
 );
+
+/**
+ * One row per fenced forward step (keyed like its ledger entry). A forward posting and the
+ * compensation that looks for it both lock this row first; a compensation (or a refusal) that
+ * finds no entry closes it, after which the forward posting refuses for good.
+ */
+export const stepFences = pgTable('step_fences', {
+  key: text('key').primaryKey(),
+  closedAt: timestamp('closed_at', { withTimezone: true }),
+  closedBy: text('closed_by'),
+  createdAt: createdAt(),
+});

@@ -4,6 +4,7 @@ import type postgres from 'postgres';
 import { toDate, type Sql } from '../db/client.js';
 import { sqlState, toBusinessErrorIfPermanent } from '../db/errors.js';
 import { BusinessError } from '../errors.js';
+import { assertFenceOpen } from './fences.js';
 
 /** System accounts. Each is split into shards (rows) so customers do not queue on one lock. */
 export const SYSTEM_ACCOUNTS = [
@@ -35,6 +36,11 @@ export interface PostEntryInput {
   workflowId?: string | null;
   metadata?: Record<string, unknown>;
   lines: PostingLine[];
+  /**
+   * Fence key of a forward step a compensation may close (usually the idempotency key): the
+   * posting locks it and refuses with StepClosed once it is closed (see fences.ts).
+   */
+  fence?: string;
 }
 
 export interface PostedLine {
@@ -348,6 +354,7 @@ export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
     accounts: ResolvedAccount[],
     afterPost?: AfterPost,
   ): Promise<PostedEntry | undefined> {
+    if (input.fence) await assertFenceOpen(tx, input.fence);
     const entry = await insertEntry(tx, input, hash);
     if (!entry) return undefined; // already posted (perhaps by a concurrent retry)
 

@@ -68,17 +68,29 @@ export function checkoutMetadata(
   };
 }
 
+/**
+ * The client's own limits. Worst case one call takes (retries + 1) × timeout plus the retry
+ * delays (stripe-node waits at most 5 s between tries), which must fit in the checkout activity's
+ * start-to-close; a unit test checks it.
+ */
+export const STRIPE_REQUEST_TIMEOUT_MS = 10_000;
+export const STRIPE_MAX_NETWORK_RETRIES = 1;
+export const STRIPE_MAX_RETRY_DELAY_MS = 5_000;
+
 /** A stripe-node client, pointed at STRIPE_API_BASE when one is set (stripe-mock). */
 export function createStripeClient(secretKey: string, apiBase?: string): Stripe {
-  if (!apiBase) return new Stripe(secretKey, { maxNetworkRetries: 1, timeout: 20_000 });
+  const limits = {
+    maxNetworkRetries: STRIPE_MAX_NETWORK_RETRIES,
+    timeout: STRIPE_REQUEST_TIMEOUT_MS,
+  };
+  if (!apiBase) return new Stripe(secretKey, limits);
   const url = new URL(apiBase);
   const protocol = url.protocol === 'http:' ? 'http' : 'https';
   return new Stripe(secretKey, {
     host: url.hostname,
     port: url.port ? Number(url.port) : protocol === 'http' ? 80 : 443,
     protocol,
-    maxNetworkRetries: 1,
-    timeout: 20_000,
+    ...limits,
   });
 }
 

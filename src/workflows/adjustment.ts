@@ -7,6 +7,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import { DB_STEP_START_TO_CLOSE_MS, HEARTBEAT_TIMEOUT_MS } from './timeouts.js';
 import {
   adjustmentStateQuery,
   searchAttributes,
@@ -17,7 +18,8 @@ import {
 import { businessFailure } from './failures.js';
 
 const { applyAdjustment, rejectAdjustment } = proxyActivities<Activities>({
-  startToCloseTimeout: '10 seconds',
+  startToCloseTimeout: DB_STEP_START_TO_CLOSE_MS,
+  heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
   // Infrastructure failures retry until they succeed; business refusals are non-retryable.
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });

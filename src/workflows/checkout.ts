@@ -3,6 +3,7 @@ import {
   CancellationScope,
   allHandlersFinished,
   condition,
+  isCancellation,
   log,
   patched,
   proxyActivities,
@@ -23,6 +24,7 @@ import {
   type StripeOutcome,
 } from '../shared.js';
 import { businessFailure } from './failures.js';
+import { HEARTBEAT_TIMEOUT_MS, STRIPE_STEP_START_TO_CLOSE_MS } from './timeouts.js';
 
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' };
 
@@ -35,12 +37,19 @@ const {
   settleUnpaidPayment,
   creditTopup,
   notify,
-} = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry });
+} = proxyActivities<Activities>({
+  startToCloseTimeout: STRIPE_STEP_START_TO_CLOSE_MS,
+  heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
+  retry,
+});
 
 /** How long the update that hands the API the checkout URL waits for the session. */
 const SESSION_WAIT = '1 minute';
 /** A session paid by a slow method (bank debit) settles within days, not the session's expiry. */
 const ASYNC_PAYMENT_WAIT_MS = 14 * 24 * 60 * 60 * 1000;
+
+/** Patch: compensations run in a non-cancellable scope, and an operator's cancel expires the session. */
+const SHIELD_COMPENSATIONS = 'checkout-compensation-non-cancellable';
 
 const FINAL: readonly CheckoutStatus[] = [
   'credited',
@@ -113,20 +122,6 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
 
   apply(await recordPayment({ ...input, workflowId }));
 
-  const decided = () => outcomes.some((o) => o.kind !== 'processing');
-  if (input.startedBy === 'api' && state.status === 'init' && !state.sessionId && !decided()) {
-    try {
-      const expiresAt = Math.floor(startTime.getTime() / 1000) + input.expiresInSeconds;
-      apply(await openCheckoutSession({ paymentId: input.paymentId, workflowId, expiresAt }));
-    } catch (err) {
-      const refusal = businessFailure(err);
-      if (!refusal) throw err;
-      state.error = { code: refusal.type ?? 'stripe_request_refused', message: refusal.message };
-      await settleUnpaidPayment({ paymentId: input.paymentId, to: 'failed', cause: 'session' });
-      move('failed');
-    }
-  }
-
   const credit = async (outcome: StripeOutcome) => {
     const paid = await markPaymentPaid({
       paymentId: input.paymentId,
@@ -162,45 +157,108 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
     if (settled.from) move(settled.outcome === 'refused' ? settled.from : to);
   };
 
+  /**
+   * Compensation when nobody paid in time or an operator cancelled: expire the session at Stripe
+   * so nobody can pay now. Answers the payment Stripe reports if it was paid just before.
+   */
+  const expireSession = async (): Promise<StripeOutcome | undefined> => {
+    if (!state.sessionId) return undefined;
+    const session = await expireCheckoutSession({ sessionId: state.sessionId, workflowId });
+    if (session.status === 'complete' && session.paymentStatus === 'paid') {
+      // Paid just before the expiry reached Stripe, and the webhook is not here yet.
+      return {
+        eventId: `expire:${session.id}`,
+        eventType: 'checkout.session.expire',
+        kind: 'paid',
+        sessionId: session.id,
+        paymentIntentId: session.paymentIntentId,
+      };
+    }
+    return undefined;
+  };
+  /**
+   * An operator cancelled: the session must not stay payable, and a payment Stripe took just
+   * before is credited, never dropped.
+   */
+  const settleOnCancel = async () => {
+    if (FINAL.includes(state.status)) return;
+    const paidMeanwhile = await expireSession();
+    if (paidMeanwhile) outcomes.push(paidMeanwhile);
+    for (const outcome of outcomes.splice(0)) {
+      if (outcome.kind === 'paid') await credit(outcome);
+    }
+    if (!FINAL.includes(state.status)) await giveUp('expired', 'cancelled');
+  };
+
+  const decided = () => outcomes.some((o) => o.kind !== 'processing');
+  if (input.startedBy === 'api' && state.status === 'init' && !state.sessionId && !decided()) {
+    const expiresAt = Math.floor(startTime.getTime() / 1000) + input.expiresInSeconds;
+    const session = { paymentId: input.paymentId, workflowId, expiresAt };
+    try {
+      apply(await openCheckoutSession(session));
+    } catch (err) {
+      if (isCancellation(err) && patched(SHIELD_COMPENSATIONS)) {
+        // Cancelled while the session was being created: it may exist at Stripe already. Find
+        // it (the same idempotency key answers the same session) and make sure nobody can pay.
+        await CancellationScope.nonCancellable(async () => {
+          apply(await openCheckoutSession(session));
+          await settleOnCancel();
+        });
+        throw err;
+      }
+      const refusal = businessFailure(err);
+      if (!refusal) throw err;
+      state.error = { code: refusal.type ?? 'stripe_request_refused', message: refusal.message };
+      await settleUnpaidPayment({ paymentId: input.paymentId, to: 'failed', cause: 'session' });
+      move('failed');
+    }
+  }
+
+  // Compensations run whole even when an operator cancels while they run.
+  const compensationsShielded = patched(SHIELD_COMPENSATIONS);
+
   let deadline =
     (input.startedBy === 'api' ? startTime.getTime() : Date.now()) + input.expiresInSeconds * 1000;
   let timedOut = false;
-  for (;;) {
-    const outcome = outcomes.shift();
-    if (outcome) {
-      log.info('stripe outcome', { eventType: outcome.eventType, kind: outcome.kind });
-      // Crediting is never interrupted half way by an operator's cancel.
-      if (outcome.kind === 'paid') await CancellationScope.nonCancellable(() => credit(outcome));
-      else if (outcome.kind === 'failed') await giveUp('failed', outcome.eventId);
-      else if (outcome.kind === 'expired') await giveUp('expired', outcome.eventId);
-      else {
-        // Paid by a slow method: the session is complete and cannot expire; wait for the verdict.
-        state.paymentIntentId = state.paymentIntentId ?? outcome.paymentIntentId;
-        deadline = Math.max(deadline, Date.now() + ASYNC_PAYMENT_WAIT_MS);
-      }
-      continue;
-    }
-    if (FINAL.includes(state.status) || timedOut) break;
-    const remaining = deadline - Date.now();
-    if (remaining > 0 && (await condition(() => outcomes.length > 0, remaining))) continue;
-
-    // Nobody paid in time. Compensation: expire the session at Stripe, so nobody can pay now.
-    timedOut = true;
-    if (state.sessionId) {
-      const session = await expireCheckoutSession({ sessionId: state.sessionId, workflowId });
-      if (session.status === 'complete' && session.paymentStatus === 'paid') {
-        // Paid just before the expiry reached Stripe, and the webhook is not here yet.
-        outcomes.push({
-          eventId: `expire:${session.id}`,
-          eventType: 'checkout.session.expire',
-          kind: 'paid',
-          sessionId: session.id,
-          paymentIntentId: session.paymentIntentId,
-        });
+  try {
+    for (;;) {
+      const outcome = outcomes.shift();
+      if (outcome) {
+        log.info('stripe outcome', { eventType: outcome.eventType, kind: outcome.kind });
+        // Crediting is never interrupted half way by an operator's cancel.
+        if (outcome.kind === 'paid') await CancellationScope.nonCancellable(() => credit(outcome));
+        else if (outcome.kind === 'failed') await giveUp('failed', outcome.eventId);
+        else if (outcome.kind === 'expired') await giveUp('expired', outcome.eventId);
+        else {
+          // Paid by a slow method: the session is complete and cannot expire; wait for the verdict.
+          state.paymentIntentId = state.paymentIntentId ?? outcome.paymentIntentId;
+          deadline = Math.max(deadline, Date.now() + ASYNC_PAYMENT_WAIT_MS);
+        }
         continue;
       }
+      if (FINAL.includes(state.status) || timedOut) break;
+      const remaining = deadline - Date.now();
+      if (remaining > 0 && (await condition(() => outcomes.length > 0, remaining))) continue;
+
+      // Nobody paid in time. Compensation: expire the session at Stripe, so nobody can pay now.
+      timedOut = true;
+      const paidMeanwhile = compensationsShielded
+        ? await CancellationScope.nonCancellable(expireSession)
+        : await expireSession();
+      if (paidMeanwhile) {
+        outcomes.push(paidMeanwhile);
+        continue;
+      }
+      if (compensationsShielded) {
+        await CancellationScope.nonCancellable(() => giveUp('expired', 'timeout'));
+      } else {
+        await giveUp('expired', 'timeout');
+      }
     }
-    await giveUp('expired', 'timeout');
+  } catch (err) {
+    if (!isCancellation(err) || !compensationsShielded) throw err;
+    await CancellationScope.nonCancellable(settleOnCancel);
+    throw err;
   }
 
   ended = true;

@@ -10,3 +10,11 @@ export function businessFailure(err: unknown): ApplicationFailure | undefined {
   }
   return undefined;
 }
+
+/** A failure the activity marked final (non-retryable): retrying the step cannot help. */
+export function finalFailure(err: unknown): ApplicationFailure | undefined {
+  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
+    if (err.cause.nonRetryable) return err.cause;
+  }
+  return undefined;
+}

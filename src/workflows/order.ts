@@ -22,12 +22,14 @@ import {
   type OrderStep,
 } from '../shared.js';
 import { businessFailure } from './failures.js';
+import { DB_STEP_START_TO_CLOSE_MS, HEARTBEAT_TIMEOUT_MS } from './timeouts.js';
 
 // Each step is one short database transaction; ten seconds is generous and keeps a step lost
 // with a dead worker from stalling the order for long before it is retried elsewhere.
 const { validateOrder, debitOrder, transferItem, refundOrder, recordOrder, notify } =
   proxyActivities<Activities>({
-    startToCloseTimeout: '10 seconds',
+    startToCloseTimeout: DB_STEP_START_TO_CLOSE_MS,
+    heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
     // Infrastructure failures retry until they succeed; business refusals are non-retryable.
     retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
   });

@@ -27,7 +27,14 @@ import {
   type VerificationState,
   type VerificationStatus,
 } from '../shared.js';
-import { businessFailure } from './failures.js';
+import { businessFailure, finalFailure } from './failures.js';
+import {
+  DB_STEP_START_TO_CLOSE_MS,
+  HEARTBEAT_TIMEOUT_MS,
+  PROVIDER_STEP_START_TO_CLOSE_MS,
+  RELEASE_MAX_ATTEMPTS,
+  RELEASE_SCHEDULE_TO_CLOSE_MS,
+} from './timeouts.js';
 
 const retryForever = {
   initialInterval: '1 second',
@@ -35,24 +42,43 @@ const retryForever = {
   maximumInterval: '1 minute',
 } as const;
 
-// Ledger writes, notifications and compensations retry until they succeed: each is idempotent.
-// They take milliseconds; a short timeout lets another worker take over fast after a crash.
+// Ledger writes, notifications and compensations retry until they succeed: each is idempotent
+// (an attempt that keeps failing is counted and alerted on by the activity wrapper). They take
+// milliseconds; the heartbeat lets another worker take over fast after a crash.
 const steps = proxyActivities<Activities>({
-  startToCloseTimeout: '10 seconds',
+  startToCloseTimeout: DB_STEP_START_TO_CLOSE_MS,
+  heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
   retry: retryForever,
 });
 
 // The debit waits for a cancelled attempt to really finish, so the refund that follows a
-// cancellation always sees a debit that committed late.
+// cancellation always sees a debit that committed late; an attempt that outlived even that is
+// stopped by the debit's fence, which the refund closes when it finds nothing.
 const debitStep = proxyActivities<Activities>({
-  startToCloseTimeout: '10 seconds',
+  startToCloseTimeout: DB_STEP_START_TO_CLOSE_MS,
+  heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
   retry: retryForever,
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 });
 
+// Releasing a number is cleanup after the refund committed: a few tries, then an operator.
+const releaseStep = proxyActivities<Activities>({
+  startToCloseTimeout: PROVIDER_STEP_START_TO_CLOSE_MS,
+  scheduleToCloseTimeout: RELEASE_SCHEDULE_TO_CLOSE_MS,
+  heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    maximumAttempts: RELEASE_MAX_ATTEMPTS,
+  },
+});
+
 // The provider gets a few tries; after that the customer is refunded rather than kept waiting.
 const provider = proxyActivities<Activities>({
-  startToCloseTimeout: '15 seconds',
+  startToCloseTimeout: PROVIDER_STEP_START_TO_CLOSE_MS,
+  scheduleToCloseTimeout: 3 * PROVIDER_STEP_START_TO_CLOSE_MS + 10_000,
+  heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
   retry: {
     initialInterval: '1 second',
     backoffCoefficient: 2,
@@ -65,6 +91,7 @@ const reasonText: Record<RefundReason, string> = {
   timeout: 'timed out before a code arrived',
   cancelled: 'was cancelled',
   provider_failed: 'could not get a number from the provider',
+  invalid_code: 'received a code that could not be recorded',
 };
 
 /** Sells one phone verification for credits and refunds it when it cannot be delivered. */
@@ -87,6 +114,7 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
     updatedAt: startTime.toISOString(),
   };
   const ids = { ...input, workflowId };
+  let outcome: 'completed' | RefundReason | undefined;
   let debitSettled = false;
   /** Set once: the first of code, cancel or timeout decides; everything later is ignored. */
   let decision: { kind: 'code'; code: string } | { kind: 'cancel' } | undefined;
@@ -150,16 +178,43 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
     return state;
   });
 
+  /** A release that keeps failing is flagged for an operator instead of holding the run open. */
+  const releaseOrFlag = async (release: () => Promise<void>, providerRef: string | null) => {
+    try {
+      await release();
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      const cause = err instanceof ActivityFailure && err.cause ? err.cause : err;
+      await steps.flagReleaseFailed({
+        ...ids,
+        providerRef,
+        error: cause instanceof Error ? cause.message : String(cause),
+      });
+    }
+  };
+
   /** Refunds the debit (if there is one), releases the number, tells the customer. */
   const compensate = async (reason: RefundReason) => {
     outcomeFixed = true;
     state.refundReason = reason;
     const refund = await steps.refundVerification({ ...ids, reason, failedAtMs: Date.now() });
+    // The refund is the outcome; releasing the number is cleanup with a bounded retry.
+    const bounded = patched('bounded-number-release');
+    if (bounded) move('refunded');
     if (rented) {
-      await steps.releaseNumber({ ...ids, providerRef: rented.providerRef });
+      const { providerRef } = rented;
+      if (bounded) {
+        await releaseOrFlag(() => releaseStep.releaseNumber({ ...ids, providerRef }), providerRef);
+      } else {
+        await steps.releaseNumber({ ...ids, providerRef });
+      }
     } else if (rentUncertain && patched('release-uncertain-rental')) {
       // The provider may have rented a number whose answer never reached us.
-      await steps.releaseRentalByReference(ids);
+      if (bounded) {
+        await releaseOrFlag(() => releaseStep.releaseRentalByReference(ids), null);
+      } else {
+        await steps.releaseRentalByReference(ids);
+      }
     }
     if (refund.refunded) {
       await steps.notify({
@@ -173,7 +228,29 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
         data: { verificationId: input.verificationId, reason },
       });
     }
-    move('refunded');
+    if (!bounded) move('refunded');
+  };
+
+  /**
+   * Records the code. A completion the database refuses for good (a code it cannot store)
+   * refunds instead, so the customer never waits on a step that cannot succeed.
+   */
+  const complete = async (code: string) => {
+    try {
+      await steps.completeVerification({ ...ids, code });
+    } catch (err) {
+      if (isCancellation(err) || !finalFailure(err) || !patched('refund-when-completion-refused')) {
+        throw err;
+      }
+      log.warn('the code could not be recorded; refunding', {
+        verificationId: input.verificationId,
+        error: String(err),
+      });
+      await compensate('invalid_code');
+      return;
+    }
+    state.code = code;
+    move('completed');
   };
 
   try {
@@ -212,7 +289,6 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
       data: { verificationId: input.verificationId },
     });
 
-    let outcome: 'completed' | RefundReason | undefined;
     if (decision?.kind === 'cancel') {
       outcome = 'cancelled';
     } else {
@@ -247,23 +323,58 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
     }
     outcomeFixed = true;
 
-    if (outcome === 'completed' && decision?.kind === 'code') {
-      await steps.completeVerification({ ...ids, code: decision.code });
-      state.code = decision.code;
-      move('completed');
-    } else if (outcome !== 'completed') {
-      log.info('refunding verification', { verificationId: input.verificationId, reason: outcome });
-      await compensate(outcome);
+    const decided = outcome;
+    const settle = async () => {
+      if (decided === 'completed' && decision?.kind === 'code') {
+        await complete(decision.code);
+      } else if (decided !== 'completed') {
+        log.info('refunding verification', {
+          verificationId: input.verificationId,
+          reason: decided,
+        });
+        await compensate(decided);
+      }
+    };
+    // Once decided, the outcome is carried out whole: an operator's cancel cannot cut a
+    // completion or a refund in half.
+    if (patched('verification-settle-non-cancellable')) {
+      await CancellationScope.nonCancellable(settle);
+    } else {
+      await settle();
     }
   } catch (err) {
     // Cancelled from Temporal (an operator): the refund still has to happen. The debit may have
     // committed even when its attempt then failed (a worker died after the commit and the
     // cancelled activity was not retried), so look at the scope, not only at the error.
     const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;
+    if (cancelled && patched('verification-settle-non-cancellable')) {
+      // A code that won before the cancel keeps its win: one outcome, completed or refunded.
+      const codeWon =
+        decision?.kind === 'code' && (outcome === 'completed' || state.status === 'active');
+      if (!terminal()) {
+        await CancellationScope.nonCancellable(() =>
+          codeWon && decision?.kind === 'code' ? complete(decision.code) : compensate('cancelled'),
+        );
+      }
+      if (state.status === 'completed') {
+        await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
+        return state;
+      }
+      throw err;
+    }
     if (cancelled && !terminal()) {
       await CancellationScope.nonCancellable(() => compensate('cancelled'));
     }
     throw err;
+  }
+  if (
+    state.status === 'completed' &&
+    CancellationScope.current().consideredCancelled &&
+    patched('verification-settle-non-cancellable')
+  ) {
+    // Cancelled after the code won: the run still ends with its one outcome, completed.
+    await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
+    return state;
   }
   await condition(allHandlersFinished);
   return state;

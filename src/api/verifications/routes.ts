@@ -66,7 +66,7 @@ const VerificationSchema = z
     price: z.number().int(),
     phoneNumber: z.string().optional(),
     code: z.string().optional(),
-    refundReason: z.enum(['timeout', 'cancelled', 'provider_failed']).optional(),
+    refundReason: z.enum(['timeout', 'cancelled', 'provider_failed', 'invalid_code']).optional(),
     error: z.object({ code: z.string(), message: z.string() }).optional(),
     createdAt: z.string(),
     updatedAt: z.string(),

@@ -1,0 +1,152 @@
+// A forward attempt that outlives its timeout must never post after the workflow settled without
+// it: the compensation (or final refusal) closes the step's fence, and the late attempt refuses.
+import { ApplicationFailure } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import type { Activities } from '../src/activities/index.js';
+import { workflowIds } from '../src/shared.js';
+import { expectLedgerConsistent } from './helpers.js';
+import { attempt, gate, signal, workflowBench, type WorkflowBench } from './workflow-bench.js';
+
+/** A first attempt held back until the test lets it go, and what it finally answered. */
+interface Stall {
+  started: ReturnType<typeof signal<void>>;
+  release: ReturnType<typeof gate>;
+  finished: ReturnType<typeof signal<{ ok: boolean; error?: unknown }>>;
+}
+const stalls = new Map<string, Stall>();
+
+function stallFirstAttempt(workflowId: string): Stall {
+  const stall = { started: signal(), release: gate(), finished: signal<{ ok: boolean }>() };
+  stalls.set(workflowId, stall);
+  return stall;
+}
+
+/** Runs `work`, holding its first attempt for a stalled workflow as a paused process would. */
+async function stalled<T>(workflowId: string, work: () => Promise<T>): Promise<T> {
+  const stall = stalls.get(workflowId);
+  if (!stall || attempt() !== 1) return work();
+  stall.started.fire();
+  await stall.release.opened;
+  try {
+    const result = await work();
+    stall.finished.fire({ ok: true });
+    return result;
+  } catch (error) {
+    stall.finished.fire({ ok: false, error });
+    throw error;
+  }
+}
+
+let b: WorkflowBench;
+
+beforeAll(async () => {
+  b = await workflowBench('fences', {
+    wrap: (real: Activities) => ({
+      debitVerification: (input) => stalled(input.workflowId, () => real.debitVerification(input)),
+      debitOrder: (input) => stalled(input.workflowId, () => real.debitOrder(input)),
+      transferItem: (input) => stalled(`${input.workflowId}:sale`, () => real.transferItem(input)),
+    }),
+  });
+});
+
+afterAll(async () => {
+  await expectLedgerConsistent(b.db);
+  await b.close();
+});
+
+function expectStepClosed(outcome: { ok: boolean; error?: unknown }) {
+  expect(outcome.ok).toBe(false);
+  expect(outcome.error).toBeInstanceOf(ApplicationFailure);
+  expect((outcome.error as ApplicationFailure).type).toBe('step_closed');
+  expect((outcome.error as ApplicationFailure).nonRetryable).toBe(true);
+}
+
+async function fenceOf(key: string) {
+  const [row] = await b.db.sql<{ closed_at: Date | null; closed_by: string | null }[]>`
+    select closed_at, closed_by from step_fences where key = ${key}`;
+  return row;
+}
+
+describe('a debit attempt that outlived its timeout', () => {
+  it('verification: cancelled while the first debit attempt stalls; the late attempt cannot charge', async () => {
+    const customer = await b.customerWith(100);
+    const verificationId = randomUUID();
+    const workflowId = workflowIds.verification(verificationId);
+    const stall = stallFirstAttempt(workflowId);
+
+    const handle = await b.startVerification(customer.id, { verificationId });
+    await stall.started.fired;
+    await handle.cancel();
+    const run = await b.settled(handle);
+    expect(run.ok).toBe(false);
+    // The refund found no debit and closed the step.
+    expect(await b.entryTypes(workflowId)).toEqual([]);
+    expect((await fenceOf(`${workflowId}:debit`))?.closed_at).not.toBeNull();
+
+    // Now the old attempt wakes up and tries to post the debit.
+    stall.release.open();
+    expectStepClosed(await stall.finished.fired);
+    expect(await b.entryTypes(workflowId)).toEqual([]);
+    expect(await b.ledger.walletBalance(customer.id)).toBe(100);
+  });
+
+  it('order: refused on retry while the first debit attempt stalls; the late attempt cannot charge', async () => {
+    const buyer = await b.customerWith(1000);
+    const item = await b.item(300);
+    const orderId = randomUUID();
+    const stall = stallFirstAttempt(workflowIds.order(orderId));
+    const handle = await b.startOrder(buyer.id, [item.id], orderId);
+    await stall.started.fired;
+    // The buyer spends the credits meanwhile, so the retried debit is refused.
+    await b.adjust(buyer.id, -1000);
+    const run = await b.settled(handle);
+    expect(run.ok).toBe(false);
+    const failure = run.ok ? undefined : (run.error as Error).cause;
+    expect((failure as ApplicationFailure).type).toBe('insufficient_credits');
+    expect((await fenceOf(`${handle.workflowId}:debit`))?.closed_by).toBe(
+      'refusal:insufficient_credits',
+    );
+
+    // The buyer tops up again; then the old attempt wakes up with enough credits to post.
+    await b.adjust(buyer.id, 1000);
+    stall.release.open();
+    expectStepClosed(await stall.finished.fired);
+    expect(await b.entryTypes(handle.workflowId)).toEqual([]);
+    expect(await b.ledger.walletBalance(buyer.id)).toBe(1000);
+    const [row] = await b.db.sql<
+      { status: string }[]
+    >`select status from items where id = ${item.id}`;
+    expect(row?.status).toBe('available');
+  });
+
+  it('order: a sale attempt that outlived its timeout cannot pay the seller after the refund', async () => {
+    const buyer = await b.customerWith(1000);
+    const item = await b.item(300);
+    const orderId = randomUUID();
+    const workflowId = workflowIds.order(orderId);
+    const stall = stallFirstAttempt(`${workflowId}:sale`);
+    const handle = await b.startOrder(buyer.id, [item.id], orderId);
+    await stall.started.fired;
+    // The seller withdraws the item while the first attempt stalls: the retry skips it and the
+    // order refunds its price from escrow.
+    await b.db.sql`update items set status = 'withdrawn' where id = ${item.id}`;
+    const run = await b.settled(handle);
+    expect(run.ok).toBe(false);
+    expect(await b.entryTypes(workflowId)).toEqual(['order_purchase', 'order_refund']);
+    expect((await fenceOf(`${workflowId}:sale:${item.id}`))?.closed_by).toBe(
+      'refusal:item_withdrawn',
+    );
+
+    // The seller lists it again; then the old attempt wakes up and tries to sell it.
+    await b.db.sql`update items set status = 'available' where id = ${item.id}`;
+    stall.release.open();
+    expectStepClosed(await stall.finished.fired);
+    expect(await b.entryTypes(workflowId)).toEqual(['order_purchase', 'order_refund']);
+    expect(await b.ledger.walletBalance(buyer.id)).toBe(1000);
+    expect(await b.ledger.walletBalance(item.sellerId)).toBe(0);
+    const [row] = await b.db.sql<{ status: string; owner_id: string }[]>`
+      select status, owner_id from items where id = ${item.id}`;
+    expect(row).toEqual({ status: 'available', owner_id: item.sellerId });
+  });
+});
