@@ -1,6 +1,6 @@
 // Prometheus metrics. One registry per process (or per test app); `npm start` shares one between
 // the API and the in-process worker so /metrics shows both.
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
@@ -39,9 +39,31 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers: [registry],
     }),
+    outboxMessages: new Gauge({
+      name: 'creditflow_outbox_messages',
+      help: 'Outbox messages of this worker task queue by state: pending (backlog), failing (pending after OUTBOX_ALERT_AFTER_ATTEMPTS or more failed attempts), failed (given up)',
+      labelNames: ['state'] as const,
+      registers: [registry],
+    }),
+    outboxOldestPending: new Gauge({
+      name: 'creditflow_outbox_oldest_pending_seconds',
+      help: 'Age of the oldest pending outbox message of this worker task queue',
+      registers: [registry],
+    }),
+    outboxDeliveryErrors: new Counter({
+      name: 'creditflow_outbox_delivery_errors_total',
+      help: 'Failed outbox delivery attempts by kind',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
   };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
 /** The part of the metrics the worker's activities write. */
 export type WorkerMetrics = Pick<Metrics, 'transactions' | 'notifications' | 'refundLatency'>;
+/** The part of the metrics the outbox dispatcher writes. */
+export type OutboxMetrics = Pick<
+  Metrics,
+  'notifications' | 'outboxMessages' | 'outboxOldestPending' | 'outboxDeliveryErrors'
+>;

@@ -145,6 +145,8 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
     state.paymentIntentId = state.paymentIntentId ?? outcome.paymentIntentId;
     if (topup.balanceAfter !== null) state.balanceAfter = topup.balanceAfter;
     move(topup.status);
+    // New runs queue the notice with the top-up entry; only runs started before that notify here.
+    if (patched('notifications-outbox')) return;
     await notify({
       idempotencyKey: `${workflowId}:notify-credited`,
       customerId: state.customerId,

@@ -161,7 +161,8 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
       // The provider may have rented a number whose answer never reached us.
       await steps.releaseRentalByReference(ids);
     }
-    if (refund.refunded) {
+    // New runs queue the notice with the refund entry; only runs started before that notify here.
+    if (refund.refunded && !patched('notifications-outbox')) {
       await steps.notify({
         idempotencyKey: `${workflowId}:notify-refund`,
         customerId: input.customerId,
@@ -201,16 +202,19 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
       verificationId: input.verificationId,
       entryId: debit.entryId,
     });
-    await steps.notify({
-      idempotencyKey: `${workflowId}:notify-debit`,
-      customerId: input.customerId,
-      kind: 'credits_deducted',
-      title: 'Credits used',
-      body: `${input.price} credits for a ${input.service} verification (${input.country}). Balance: ${debit.balanceAfter}.`,
-      amount: input.price,
-      balanceAfter: debit.balanceAfter,
-      data: { verificationId: input.verificationId },
-    });
+    // New runs queue the notice with the debit entry; only runs started before that notify here.
+    if (!patched('notifications-outbox')) {
+      await steps.notify({
+        idempotencyKey: `${workflowId}:notify-debit`,
+        customerId: input.customerId,
+        kind: 'credits_deducted',
+        title: 'Credits used',
+        body: `${input.price} credits for a ${input.service} verification (${input.country}). Balance: ${debit.balanceAfter}.`,
+        amount: input.price,
+        balanceAfter: debit.balanceAfter,
+        data: { verificationId: input.verificationId },
+      });
+    }
 
     let outcome: 'completed' | RefundReason | undefined;
     if (decision?.kind === 'cancel') {
