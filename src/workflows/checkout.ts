@@ -145,7 +145,7 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
     state.paymentIntentId = state.paymentIntentId ?? outcome.paymentIntentId;
     if (topup.balanceAfter !== null) state.balanceAfter = topup.balanceAfter;
     move(topup.status);
-    // New runs queue the notice with the top-up entry; only runs started before that notify here.
+    // Histories recorded before the outbox notify here; new runs queue it with the top-up entry.
     if (patched('notifications-outbox')) return;
     await notify({
       idempotencyKey: `${workflowId}:notify-credited`,

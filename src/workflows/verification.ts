@@ -161,7 +161,7 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
       // The provider may have rented a number whose answer never reached us.
       await steps.releaseRentalByReference(ids);
     }
-    // New runs queue the notice with the refund entry; only runs started before that notify here.
+    // Histories recorded before the outbox notify here; new runs queue it with the refund entry.
     if (refund.refunded && !patched('notifications-outbox')) {
       await steps.notify({
         idempotencyKey: `${workflowId}:notify-refund`,
@@ -202,7 +202,7 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
       verificationId: input.verificationId,
       entryId: debit.entryId,
     });
-    // New runs queue the notice with the debit entry; only runs started before that notify here.
+    // Histories recorded before the outbox notify here; new runs queue it with the debit entry.
     if (!patched('notifications-outbox')) {
       await steps.notify({
         idempotencyKey: `${workflowId}:notify-debit`,
