@@ -90,7 +90,10 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
   let wake: (() => void) | undefined;
 
   async function runOnce(): Promise<number> {
-    return sql.begin(async (tx) => {
+    // Metrics and logs are reported once the batch committed, so they never count a rollback.
+    const report: Array<() => void> = [];
+    const handled = await sql.begin(async (tx) => {
+      report.length = 0;
       // Rows another dispatcher holds are skipped, so dispatchers in many workers share the work.
       const rows = await tx<ClaimedRow[]>`
         select id, idempotency_key, customer_id, kind, payload, attempts, created_at
@@ -109,15 +112,21 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
           attempts: claimed.attempts,
           createdAt: new Date(claimed.created_at),
         };
+        let outcome: DeliveryOutcome;
         try {
           // A savepoint, so a failed delivery undoes only its own writes.
-          const outcome = await tx.savepoint((sp) => deliver(sp, row));
-          await tx`
-            update notification_outbox
-            set status = ${outcome === 'muted' ? 'muted' : 'delivered'}, attempts = attempts + 1,
-                delivered_at = case when ${outcome} = 'muted' then null else now() end,
-                last_error = null
-            where id = ${row.id}`;
+          outcome = await tx.savepoint((sp) => deliver(sp, row));
+        } catch (err) {
+          report.push(await recordFailure(tx, row, err));
+          continue;
+        }
+        await tx`
+          update notification_outbox
+          set status = ${outcome === 'muted' ? 'muted' : 'delivered'}, attempts = attempts + 1,
+              delivered_at = case when ${outcome} = 'muted' then null else now() end,
+              last_error = null
+          where id = ${row.id}`;
+        report.push(() => {
           metrics?.notifications.inc({ kind: row.kind, outcome });
           if (row.attempts > 0) {
             logger.info(
@@ -125,15 +134,20 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
               'notification delivered after retries',
             );
           }
-        } catch (err) {
-          await recordFailure(tx, row, err);
-        }
+        });
       }
       return rows.length;
     });
+    for (const emit of report) emit();
+    return handled;
   }
 
-  async function recordFailure(tx: postgres.TransactionSql, row: OutboxRow, err: unknown) {
+  /** Schedules the next attempt (or gives up); returns what to report once committed. */
+  async function recordFailure(
+    tx: postgres.TransactionSql,
+    row: OutboxRow,
+    err: unknown,
+  ): Promise<() => void> {
     const attempts = row.attempts + 1;
     const givenUp = attempts >= settings.maxAttempts;
     const delayMs = retryDelayMs(settings, attempts);
@@ -143,21 +157,23 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
       set attempts = ${attempts}, last_error = ${error}, status = ${givenUp ? 'failed' : 'pending'},
           next_attempt_at = now() + ${delayMs} * interval '1 millisecond'
       where id = ${row.id}`;
-    metrics?.outboxDeliveryErrors.inc({ kind: row.kind });
-    const fields = {
-      outboxId: row.id,
-      idempotencyKey: row.idempotencyKey,
-      kind: row.kind,
-      attempts,
-      error,
+    return () => {
+      metrics?.outboxDeliveryErrors.inc({ kind: row.kind });
+      const fields = {
+        outboxId: row.id,
+        idempotencyKey: row.idempotencyKey,
+        kind: row.kind,
+        attempts,
+        error,
+      };
+      if (givenUp) {
+        logger.error(fields, 'notification delivery failed for good: marked failed, re-queue it');
+      } else if (attempts >= settings.alertAfterAttempts) {
+        logger.error({ ...fields, retryInMs: delayMs }, 'notification delivery keeps failing');
+      } else {
+        logger.warn({ ...fields, retryInMs: delayMs }, 'notification delivery failed; will retry');
+      }
     };
-    if (givenUp) {
-      logger.error(fields, 'notification delivery failed for good: marked failed, re-queue it');
-    } else if (attempts >= settings.alertAfterAttempts) {
-      logger.error({ ...fields, retryInMs: delayMs }, 'notification delivery keeps failing');
-    } else {
-      logger.warn({ ...fields, retryInMs: delayMs }, 'notification delivery failed; will retry');
-    }
   }
 
   async function refreshGauges(): Promise<void> {
