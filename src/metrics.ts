@@ -41,13 +41,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     outboxMessages: new Gauge({
       name: 'creditflow_outbox_messages',
-      help: 'Outbox messages of this worker task queue by state: pending (backlog), failing (pending after OUTBOX_ALERT_AFTER_ATTEMPTS or more failed attempts), failed (given up)',
-      labelNames: ['state'] as const,
+      help: 'Outbox messages by task queue and state: pending (backlog), failing (pending after OUTBOX_ALERT_AFTER_ATTEMPTS or more failed attempts), failed (given up)',
+      labelNames: ['task_queue', 'state'] as const,
       registers: [registry],
     }),
     outboxOldestPending: new Gauge({
       name: 'creditflow_outbox_oldest_pending_seconds',
-      help: 'Age of the oldest pending outbox message of this worker task queue',
+      help: 'Age of the oldest pending outbox message, by task queue',
+      labelNames: ['task_queue'] as const,
       registers: [registry],
     }),
     outboxDeliveryErrors: new Counter({

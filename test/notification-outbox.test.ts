@@ -131,7 +131,7 @@ describe('the notification outbox', () => {
     }
     await h.dispatcher.refreshGauges();
     expect(await metric('creditflow_outbox_messages')).toMatch(
-      /creditflow_outbox_messages\{state="failing"\} [1-9]/,
+      new RegExp(`\\{task_queue="${h.taskQueue}",state="failing"\\} [1-9]`),
     );
     expect(await metric('creditflow_outbox_delivery_errors_total')).toMatch(
       /kind="credits_refunded"\} [1-9]/,
@@ -151,7 +151,7 @@ describe('the notification outbox', () => {
     expect(await storedNotifications(customer.id)).toHaveLength(2);
     await h.dispatcher.refreshGauges();
     expect(await metric('creditflow_outbox_messages')).toMatch(
-      /creditflow_outbox_messages\{state="failing"\} 0/,
+      new RegExp(`\\{task_queue="${h.taskQueue}",state="failing"\\} 0$`, 'm'),
     );
   });
 

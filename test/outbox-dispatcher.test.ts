@@ -110,8 +110,13 @@ describe('the outbox dispatcher', () => {
       expect(about.at(-1)?.msg).toMatch(/failed for good/);
       await dispatcher.refreshGauges();
       const gauge = await metrics.registry.getSingleMetricAsString('creditflow_outbox_messages');
-      expect(gauge).toMatch(/\{state="failed"\} 1\b/);
-      expect(gauge).toMatch(/\{state="pending"\} 0\b/);
+      const gaugeLines = gauge.split('\n');
+      expect(gaugeLines).toContain(
+        `creditflow_outbox_messages{task_queue="${taskQueue}",state="failed"} 1`,
+      );
+      expect(gaugeLines).toContain(
+        `creditflow_outbox_messages{task_queue="${taskQueue}",state="pending"} 0`,
+      );
       expect(
         await metrics.registry.getSingleMetricAsString('creditflow_outbox_delivery_errors_total'),
       ).toMatch(/kind="credits_added"\} 3\b/);

@@ -178,19 +178,36 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
 
   async function refreshGauges(): Promise<void> {
     if (!metrics) return;
-    const [row] = await sql<
-      { pending: string; failing: string; failed: string; oldest_seconds: string | null }[]
+    // Every queue, not only this one: rows written under a queue no worker polls any more
+    // (a renamed TEMPORAL_TASK_QUEUE) show up as a growing backlog instead of waiting unseen.
+    const rows = await sql<
+      {
+        task_queue: string;
+        pending: string;
+        failing: string;
+        failed: string;
+        oldest_seconds: string | null;
+      }[]
     >`
-      select count(*) filter (where status = 'pending') as pending,
+      select task_queue,
+             count(*) filter (where status = 'pending') as pending,
              count(*) filter (where status = 'pending' and attempts >= ${settings.alertAfterAttempts}) as failing,
              count(*) filter (where status = 'failed') as failed,
              extract(epoch from now() - min(created_at) filter (where status = 'pending')) as oldest_seconds
       from notification_outbox
-      where task_queue = ${taskQueue} and status in ('pending', 'failed')`;
-    metrics.outboxMessages.set({ state: 'pending' }, Number(row?.pending ?? 0));
-    metrics.outboxMessages.set({ state: 'failing' }, Number(row?.failing ?? 0));
-    metrics.outboxMessages.set({ state: 'failed' }, Number(row?.failed ?? 0));
-    metrics.outboxOldestPending.set(Number(row?.oldest_seconds ?? 0));
+      where status in ('pending', 'failed')
+      group by task_queue`;
+    const byQueue = new Map(rows.map((r) => [r.task_queue, r]));
+    metrics.outboxMessages.reset();
+    metrics.outboxOldestPending.reset();
+    for (const queue of new Set([taskQueue, ...byQueue.keys()])) {
+      const row = byQueue.get(queue);
+      const labels = { task_queue: queue };
+      metrics.outboxMessages.set({ ...labels, state: 'pending' }, Number(row?.pending ?? 0));
+      metrics.outboxMessages.set({ ...labels, state: 'failing' }, Number(row?.failing ?? 0));
+      metrics.outboxMessages.set({ ...labels, state: 'failed' }, Number(row?.failed ?? 0));
+      metrics.outboxOldestPending.set(labels, Number(row?.oldest_seconds ?? 0));
+    }
   }
 
   const pause = (ms: number) =>
