@@ -108,6 +108,12 @@ const schema = z.object({
   SMS_SIMULATED_UNAVAILABLE_SERVICES: z.string().default(''),
   SMS_SIMULATED_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
   SMS_SIMULATED_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(0),
+  OUTBOX_POLL_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
+  OUTBOX_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(50),
+  OUTBOX_RETRY_INITIAL_MS: z.coerce.number().int().min(10).max(3_600_000).default(1000),
+  OUTBOX_RETRY_MAX_MS: z.coerce.number().int().min(10).max(86_400_000).default(300_000),
+  OUTBOX_ALERT_AFTER_ATTEMPTS: z.coerce.number().int().min(1).max(1000).default(5),
+  OUTBOX_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100_000).default(50),
   CREDITFLOW_DATA_DIR: z.string().min(1).optional(),
   CREDITFLOW_TOOLS_DIR: z.string().min(1).optional(),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
@@ -156,6 +162,15 @@ export interface Config {
     providerUrl: string | undefined;
     providerApiKey: string | undefined;
     simulated: { unavailableServices: string[]; failureRate: number; delayMs: number };
+  };
+  /** The notification outbox dispatcher that runs in every worker. */
+  outbox: {
+    pollIntervalMs: number;
+    batchSize: number;
+    retryInitialMs: number;
+    retryMaxMs: number;
+    alertAfterAttempts: number;
+    maxAttempts: number;
   };
   paths: {
     dataDir: string | undefined;
@@ -223,6 +238,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         failureRate: e.SMS_SIMULATED_FAILURE_RATE,
         delayMs: e.SMS_SIMULATED_DELAY_MS,
       },
+    },
+    outbox: {
+      pollIntervalMs: e.OUTBOX_POLL_INTERVAL_MS,
+      batchSize: e.OUTBOX_BATCH_SIZE,
+      retryInitialMs: e.OUTBOX_RETRY_INITIAL_MS,
+      retryMaxMs: Math.max(e.OUTBOX_RETRY_MAX_MS, e.OUTBOX_RETRY_INITIAL_MS),
+      alertAfterAttempts: e.OUTBOX_ALERT_AFTER_ATTEMPTS,
+      maxAttempts: e.OUTBOX_MAX_ATTEMPTS,
     },
     paths: {
       dataDir: e.CREDITFLOW_DATA_DIR,

@@ -1,6 +1,6 @@
 // Prometheus metrics. One registry per process (or per test app); `npm start` shares one between
 // the API and the in-process worker so /metrics shows both.
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
@@ -62,6 +62,24 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'Phone numbers whose release kept failing and was flagged for an operator',
       registers: [registry],
     }),
+    outboxMessages: new Gauge({
+      name: 'creditflow_outbox_messages',
+      help: 'Outbox messages by task queue and state: pending (backlog), failing (pending after OUTBOX_ALERT_AFTER_ATTEMPTS or more failed attempts), failed (given up)',
+      labelNames: ['task_queue', 'state'] as const,
+      registers: [registry],
+    }),
+    outboxOldestPending: new Gauge({
+      name: 'creditflow_outbox_oldest_pending_seconds',
+      help: 'Age of the oldest pending outbox message, by task queue',
+      labelNames: ['task_queue'] as const,
+      registers: [registry],
+    }),
+    outboxDeliveryErrors: new Counter({
+      name: 'creditflow_outbox_delivery_errors_total',
+      help: 'Failed outbox delivery attempts by kind',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
   };
 }
 
@@ -75,4 +93,9 @@ export type WorkerMetrics = Pick<
   | 'activityRetries'
   | 'activityRetryAlerts'
   | 'releaseFailures'
+>;
+/** The part of the metrics the outbox dispatcher writes. */
+export type OutboxMetrics = Pick<
+  Metrics,
+  'notifications' | 'outboxMessages' | 'outboxOldestPending' | 'outboxDeliveryErrors'
 >;

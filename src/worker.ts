@@ -7,6 +7,7 @@ import { createDatabase } from './db/client.js';
 import { createLogger } from './logger.js';
 import { isMainModule } from './main.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { createOutboxDispatcher, type DeliverMessage } from './notifications/dispatcher.js';
 import { smsProviderFromConfig } from './sms/provider.js';
 import { createStripeGateway } from './stripe/gateway.js';
 import { createWorker } from './temporal.js';
@@ -18,13 +19,21 @@ export interface RunningWorker {
   stop: () => Promise<void>;
 }
 
+export interface WorkerOptions {
+  /** Shared with the API (npm start); otherwise the worker serves its own. */
+  metrics?: Metrics;
+  /** Replaces the outbox delivery channel (tests make it fail). */
+  deliver?: DeliverMessage;
+}
+
 /**
- * Starts polling; the Temporal runtime also drains the worker on SIGINT/SIGTERM. Without shared
- * `metrics` (npm start shares the API's), the worker serves its own on WORKER_METRICS_PORT.
+ * Starts polling, and the outbox dispatcher beside it; the Temporal runtime also drains the worker
+ * on SIGINT/SIGTERM, and the dispatcher stops with it. Without shared `metrics` (npm start shares
+ * the API's), the worker serves its own on WORKER_METRICS_PORT.
  */
 export async function startWorker(
   config: Config,
-  options: { metrics?: Metrics } = {},
+  options: WorkerOptions = {},
 ): Promise<RunningWorker> {
   const logger = createLogger({ level: config.logLevel, name: 'creditflow-worker' });
   const databaseUrl = required(config.databaseUrl, 'DATABASE_URL', 'by the worker (postgres://…)');
@@ -67,11 +76,22 @@ export async function startWorker(
         : undefined,
     }),
   });
+  // Notifications are delivered here, off the workflows' money path.
+  const dispatcher = createOutboxDispatcher({
+    sql: db.sql,
+    taskQueue: config.temporal.taskQueue,
+    logger,
+    metrics,
+    settings: config.outbox,
+    deliver: options.deliver,
+  });
+  dispatcher.start();
   logger.info(
     { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace },
     'worker polling',
   );
   const done = worker.run().finally(async () => {
+    await dispatcher.stop();
     metricsServer?.close();
     await connection.close();
     await db.close();

@@ -12,7 +12,7 @@ import {
   connectTestClient,
   createCustomer,
   customerToken,
-  eventually,
+  deliveredNotifications,
   expectLedgerConsistent,
   jsonRequest,
   spawnWorkerProcess,
@@ -115,10 +115,7 @@ describe('checkout with a worker process that dies', () => {
         .getHandle(started.workflowId)
         .result()) as CheckoutState;
       expect(state.status).toBe('credited');
-      await eventually(async () => {
-        const rows = await db.sql`select id from notifications where customer_id = ${customer.id}`;
-        return rows.length === 1 ? true : undefined;
-      });
+      expect(await deliveredNotifications(db, customer.id)).toHaveLength(1);
     } finally {
       await second.stop();
     }

@@ -12,7 +12,13 @@ import { createDatabase, type Database } from '../src/db/client.js';
 import { checkLedger } from '../src/ledger/check.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
 import { processEnv } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
+import { createLogger, type Logger } from '../src/logger.js';
+import type { OutboxMetrics } from '../src/metrics.js';
+import {
+  createOutboxDispatcher,
+  type DeliverMessage,
+  type OutboxSettings,
+} from '../src/notifications/dispatcher.js';
 import { freePort } from '../src/stack/ports.js';
 import { createWorker } from '../src/temporal.js';
 
@@ -109,13 +115,37 @@ export async function connectTestClient(): Promise<Client> {
   return new Client({ connection, namespace: inject('temporalNamespace') });
 }
 
-/** A worker on its own task queue, using the run's prebuilt workflow bundle. */
+export const silentLogger = createLogger({ level: 'error' });
+
+/** Outbox settings for tests: quick polls and retries, the alert after three failed attempts. */
+export const testOutboxSettings: OutboxSettings = {
+  pollIntervalMs: 50,
+  batchSize: 50,
+  retryInitialMs: 100,
+  retryMaxMs: 1000,
+  alertAfterAttempts: 3,
+  maxAttempts: 1000,
+};
+
+export interface TestOutboxOptions {
+  settings?: Partial<OutboxSettings>;
+  /** Replaces the delivery channel, e.g. with one that fails. */
+  deliver?: DeliverMessage;
+  logger?: Logger;
+  metrics?: OutboxMetrics;
+}
+
+/**
+ * A worker on its own task queue, using the run's prebuilt workflow bundle, with the outbox
+ * dispatcher that delivers the notifications its activities queue (as src/worker.ts runs it).
+ */
 export async function startTestWorker(
   db: Database,
   taskQueue: string,
   extra: Partial<Omit<ActivityDeps, 'db'>> = {},
   /** Replaces individual activities, e.g. with a flaky version of one. */
   overrides: Partial<Activities> = {},
+  outbox: TestOutboxOptions = {},
 ) {
   const { worker, connection } = await createWorker({
     target: { address: inject('temporalAddress'), namespace: inject('temporalNamespace') },
@@ -123,18 +153,52 @@ export async function startTestWorker(
     activities: { ...createActivities({ db, ...extra }), ...overrides },
     workflowBundle: { codePath: inject('workflowBundlePath') },
   });
+  const dispatcher = createOutboxDispatcher({
+    sql: db.sql,
+    taskQueue,
+    logger: outbox.logger ?? createLogger({ level: 'silent' }),
+    metrics: outbox.metrics,
+    settings: { ...testOutboxSettings, ...outbox.settings },
+    deliver: outbox.deliver,
+  });
+  dispatcher.start();
   const running = worker.run();
   return {
     worker,
+    dispatcher,
     stop: async () => {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
+      await dispatcher.stop();
       await connection.close();
     },
   };
 }
 
-export const silentLogger = createLogger({ level: 'error' });
+/** Waits until the outbox holds nothing pending for the customer, then lists what they were told. */
+export async function deliveredNotifications(db: Database, customerId: string) {
+  await eventually(
+    async () => {
+      const [row] = await db.sql<{ pending: string }[]>`
+        select count(*) as pending from notification_outbox
+        where customer_id = ${customerId} and status = 'pending'`;
+      return Number(row?.pending) === 0 ? true : undefined;
+    },
+    { timeoutMs: 20_000, intervalMs: 50 },
+  );
+  return db.sql<
+    {
+      kind: string;
+      title: string;
+      body: string;
+      amount: string | null;
+      balance_after: string | null;
+      data: Record<string, unknown>;
+    }[]
+  >`
+    select kind, title, body, amount, balance_after, data from notifications
+    where customer_id = ${customerId} order by id`;
+}
 
 /** The real app, wired to the run's database and Temporal, on the file's own task queue. */
 export function testApp(
@@ -217,6 +281,7 @@ export async function spawnWorkerProcess(taskQueue: string, extraEnv: Record<str
       TEMPORAL_NAMESPACE: inject('temporalNamespace'),
       TEMPORAL_TASK_QUEUE: taskQueue,
       WORKER_METRICS_PORT: String(metricsPort),
+      OUTBOX_POLL_INTERVAL_MS: '100',
       LOG_LEVEL: 'warn',
       ...extraEnv,
     },

@@ -2,23 +2,22 @@
 // the debit and the sale, and many buyers racing for the same few items.
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
-import { createActivities } from '../src/activities/index.js';
 import type { TransferItemInput } from '../src/activities/marketplace.js';
 import type { App } from '../src/api/app.js';
 import { orderIdFor } from '../src/api/orders/routes.js';
 import type { Database } from '../src/db/client.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
 import { workflowIds, type OrderState } from '../src/shared.js';
-import { createWorker } from '../src/temporal.js';
 import {
   connectTestClient,
   createCustomer,
   customerToken,
+  deliveredNotifications,
   eventually,
   expectLedgerConsistent,
   fund,
   jsonRequest,
+  startTestWorker,
   testApp,
   testDatabase,
   uniqueId,
@@ -55,18 +54,8 @@ beforeAll(async () => {
   db = testDatabase(30);
   ledger = createLedger(db.sql);
   temporal = await connectTestClient();
-  const { worker, connection } = await createWorker({
-    target: { address: inject('temporalAddress'), namespace: inject('temporalNamespace') },
-    taskQueue,
-    activities: createActivities({ db, marketplaceHooks: { beforeTransfer } }),
-    workflowBundle: { codePath: inject('workflowBundlePath') },
-  });
-  const running = worker.run();
-  stopWorker = async () => {
-    if (worker.getState() === 'RUNNING') worker.shutdown();
-    await running;
-    await connection.close();
-  };
+  const worker = await startTestWorker(db, taskQueue, { marketplaceHooks: { beforeTransfer } });
+  stopWorker = worker.stop;
   app = testApp(db, temporal, taskQueue);
 });
 
@@ -173,10 +162,7 @@ describe('order workflow', () => {
     expect(await escrowLeft([workflowId])).toBe(0);
     // Everyone whose credits moved is told, once.
     const kinds = async (customerId: string) =>
-      (
-        await db.sql<{ kind: string; amount: string }[]>`
-          select kind, amount from notifications where customer_id = ${customerId} order by id`
-      ).map((n) => `${n.kind}:${n.amount}`);
+      (await deliveredNotifications(db, customerId)).map((n) => `${n.kind}:${n.amount}`);
     expect(await kinds(buyer.id)).toEqual(['credits_deducted:2500', 'credits_refunded:1500']);
     expect(await kinds(first.seller.id)).toEqual(['credits_added:1000']);
     expect(await kinds(second.seller.id)).toEqual([]);

@@ -18,6 +18,7 @@ import {
   testApp,
   testDatabase,
   uniqueId,
+  type TestOutboxOptions,
 } from './helpers.js';
 
 export interface Verification {
@@ -32,7 +33,12 @@ export interface Verification {
 
 export async function verificationHarness(
   name: string,
-  options: { price?: number; overrides?: Partial<Activities> } = {},
+  options: {
+    price?: number;
+    overrides?: Partial<Activities>;
+    /** The outbox dispatcher's settings, delivery channel and logger. */
+    outbox?: TestOutboxOptions;
+  } = {},
 ) {
   const suffix = randomBytes(4).toString('hex');
   const service = `${name}-${suffix}`;
@@ -51,7 +57,10 @@ export async function verificationHarness(
     insert into prices (service, country, price)
     values (${service}, 'US', ${price}), (${failingService}, 'US', ${price}), (${lostService}, 'US', ${price})`;
   const metrics = createMetrics();
-  const worker = await startTestWorker(db, taskQueue, { sms, metrics }, options.overrides);
+  const worker = await startTestWorker(db, taskQueue, { sms, metrics }, options.overrides, {
+    metrics,
+    ...options.outbox,
+  });
   const app = testApp(db, temporal, taskQueue);
 
   const h = {
@@ -61,6 +70,8 @@ export async function verificationHarness(
     app,
     sms,
     metrics,
+    taskQueue,
+    dispatcher: worker.dispatcher,
     service,
     failingService,
     lostService,

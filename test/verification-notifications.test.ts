@@ -1,12 +1,14 @@
-// Notifications around a verification: a failing store is retried (never dropped) without
+// Notifications around a verification: a failing delivery is retried (never dropped) without
 // touching the money again; preferences mute kinds; the list pages newest first; metrics count it all.
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NotifyInput } from '../src/activities/notifications.js';
 import { createActivities } from '../src/activities/index.js';
+import { deliverToInbox } from '../src/notifications/dispatcher.js';
 import {
   createCustomer,
   customerToken,
+  deliveredNotifications,
   expectLedgerConsistent,
   fund,
   jsonRequest,
@@ -15,22 +17,22 @@ import { verificationHarness, type VerificationHarness } from './verification-ha
 
 let h: VerificationHarness;
 const failuresLeft = new Map<string, number>();
-let attempts = 0;
+const attempts = new Map<string, number>();
 
 beforeAll(async () => {
   h = await verificationHarness('notify', {
-    overrides: {
+    outbox: {
       // The notification store fails twice for each refund notice, then recovers.
-      notify: async (input: NotifyInput) => {
-        attempts++;
+      deliver: async (tx, row) => {
+        attempts.set(row.customerId, (attempts.get(row.customerId) ?? 0) + 1);
         const left =
-          failuresLeft.get(input.idempotencyKey) ?? (input.kind === 'credits_refunded' ? 2 : 0);
+          failuresLeft.get(row.idempotencyKey) ?? (row.kind === 'credits_refunded' ? 2 : 0);
         if (left > 0) {
-          failuresLeft.set(input.idempotencyKey, left - 1);
+          failuresLeft.set(row.idempotencyKey, left - 1);
           throw new Error('notification store unavailable');
         }
-        failuresLeft.set(input.idempotencyKey, 0);
-        return real.notify(input);
+        failuresLeft.set(row.idempotencyKey, 0);
+        return deliverToInbox(tx, row);
       },
     },
   });
@@ -55,14 +57,13 @@ describe('notifications', () => {
   it('retries a failing notification store until the refund notice is stored, refunding once', async () => {
     const customer = await createCustomer(h.db);
     await fund(h.ledger, customer.id, 100);
-    const before = attempts;
     const { id } = (await (await h.buy(customer.id, { timeoutSeconds: 1 })).json()) as {
       id: string;
     };
     await h.waitFor(customer.id, id, ['refunded'], 30_000);
-    // Refunded is the outcome; the notice follows it, before the run closes.
     await h.temporal.workflow.getHandle(`verification-${id}`).result();
-    expect(attempts - before).toBe(4); // one debit notice, three tries of the refund notice
+    await deliveredNotifications(h.db, customer.id);
+    expect(attempts.get(customer.id)).toBe(4); // one debit notice, three tries of the refund notice
     expect(await h.entryTypes(id)).toEqual(['verification_purchase', 'verification_refund']);
     expect(await h.ledger.walletBalance(customer.id)).toBe(100);
 
@@ -103,6 +104,7 @@ describe('notifications', () => {
     };
     await h.waitFor(customer.id, id, ['refunded'], 30_000);
     await h.temporal.workflow.getHandle(`verification-${id}`).result();
+    await deliveredNotifications(h.db, customer.id);
     const { items } = (await (await get('/v1/notifications', customer.id)).json()) as {
       items: Array<{ kind: string }>;
     };

@@ -4,6 +4,7 @@ import {
   adminToken,
   createCustomer,
   customerToken,
+  deliveredNotifications,
   expectLedgerConsistent,
   fund,
   jsonRequest,
@@ -39,11 +40,9 @@ async function started(res: Response): Promise<{ id: string; workflowId: string;
   return (await res.json()) as { id: string; workflowId: string; status: string };
 }
 
+/** What the customer was told, once the outbox delivered it. */
 async function notificationsOf(customerId: string) {
-  return h.db.sql<
-    { kind: string; amount: string; balance_after: string; data: { reason?: string } }[]
-  >`
-    select kind, amount, balance_after, data from notifications where customer_id = ${customerId} order by id`;
+  return deliveredNotifications(h.db, customerId);
 }
 
 describe('buying a verification', () => {

@@ -16,7 +16,9 @@ import {
   type CheckoutSessionInfo,
   type StripeGateway,
 } from '../stripe/gateway.js';
+import { topupCredited } from '../notifications/messages.js';
 import { refusalsAreFinal } from './ledger.js';
+import { enqueueNotifications } from './notifications.js';
 
 export interface PaymentRecord {
   id: string;
@@ -300,6 +302,18 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
             if (moved.outcome !== 'applied') {
               throw new Error(`payment ${payment.id} is ${moved.from ?? 'gone'}; retrying`);
             }
+            await enqueueNotifications(
+              tx,
+              entry,
+              topupCredited({
+                workflowId: input.workflowId,
+                paymentId: payment.id,
+                customerId: payment.customerId,
+                credits: payment.credits,
+                pack: payment.pack,
+                balanceAfter: entry.lines[1]!.balanceAfter,
+              }),
+            );
           },
         );
         const wallet = posted.lines.find((l) => 'wallet' in l.account)!;

@@ -6,7 +6,9 @@ import { BusinessError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { OrderItemFailureReason, OrderState } from '../shared.js';
 import { closeUnlessPosted } from '../ledger/fences.js';
+import { itemSold, orderDebited, orderRefunded } from '../notifications/messages.js';
 import { finalRefusalClosesStep, refusalsAreFinal } from './ledger.js';
+import { enqueueNotifications } from './notifications.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -136,18 +138,30 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
       // A refusal closes the debit's fence: an attempt still running cannot charge a failed order.
       return refusalsAreFinal(() =>
         finalRefusalClosesStep(db, key, async () => {
-          const posted = await ledger.postEntry({
-            idempotencyKey: key,
-            fence: key,
-            type: 'order_purchase',
-            description: `Order ${input.orderId}: ${input.itemIds.length} item(s)`,
-            workflowId: input.workflowId,
-            metadata: { orderId: input.orderId, itemIds: input.itemIds },
-            lines: [
-              { account: { wallet: input.buyerId }, amount: -input.total },
-              { account: { system: 'order_escrow' }, amount: input.total },
-            ],
-          });
+          const posted = await ledger.postEntry(
+            {
+              idempotencyKey: key,
+              fence: key,
+              type: 'order_purchase',
+              description: `Order ${input.orderId}: ${input.itemIds.length} item(s)`,
+              workflowId: input.workflowId,
+              metadata: { orderId: input.orderId, itemIds: input.itemIds },
+              lines: [
+                { account: { wallet: input.buyerId }, amount: -input.total },
+                { account: { system: 'order_escrow' }, amount: input.total },
+              ],
+            },
+            (tx, entry) =>
+              enqueueNotifications(
+                tx,
+                entry,
+                orderDebited({
+                  ...input,
+                  itemCount: input.itemIds.length,
+                  balanceAfter: entry.lines[0]!.balanceAfter,
+                }),
+              ),
+          );
           log.info('order debited', {
             orderId: input.orderId,
             entryId: posted.entryId,
@@ -185,7 +199,7 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
               { account: { wallet: item.sellerId }, amount: item.price },
             ],
           },
-          async (tx) => {
+          async (tx, entry) => {
             // Only an item still listed by this seller at this price changes hands; the row
             // lock taken here is what makes two racing orders sell it once.
             const [sold] = await tx<{ id: string }[]>`
@@ -203,6 +217,15 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
                 refusalFor(rows.get(item.itemId), input.buyerId) ?? 'item_changed',
               );
             }
+            await enqueueNotifications(
+              tx,
+              entry,
+              itemSold({
+                ...input,
+                ...item,
+                balanceAfter: entry.lines[1]!.balanceAfter,
+              }),
+            );
           },
         );
         log.info('order item sold', {
@@ -236,17 +259,25 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
     async refundOrder(
       input: OrderStepInput & { amount: number; itemIds: string[] },
     ): Promise<{ entryId: number; balanceAfter: number; replayed: boolean }> {
-      const posted = await ledger.postEntry({
-        idempotencyKey: `${input.workflowId}:refund`,
-        type: 'order_refund',
-        description: `Order ${input.orderId}: refund for ${input.itemIds.length} item(s) not bought`,
-        workflowId: input.workflowId,
-        metadata: { orderId: input.orderId, itemIds: input.itemIds },
-        lines: [
-          { account: { system: 'order_escrow' }, amount: -input.amount },
-          { account: { wallet: input.buyerId }, amount: input.amount },
-        ],
-      });
+      const posted = await ledger.postEntry(
+        {
+          idempotencyKey: `${input.workflowId}:refund`,
+          type: 'order_refund',
+          description: `Order ${input.orderId}: refund for ${input.itemIds.length} item(s) not bought`,
+          workflowId: input.workflowId,
+          metadata: { orderId: input.orderId, itemIds: input.itemIds },
+          lines: [
+            { account: { system: 'order_escrow' }, amount: -input.amount },
+            { account: { wallet: input.buyerId }, amount: input.amount },
+          ],
+        },
+        (tx, entry) =>
+          enqueueNotifications(
+            tx,
+            entry,
+            orderRefunded({ ...input, balanceAfter: entry.lines[1]!.balanceAfter }),
+          ),
+      );
       log.info('order refunded', {
         orderId: input.orderId,
         entryId: posted.entryId,

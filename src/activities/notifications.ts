@@ -1,15 +1,35 @@
-// Notification activities: tell a customer about their credits. Idempotent by key, and separate
-// from the money movement, so a failing store retries without undoing or repeating the money.
-import { log } from '@temporalio/activity';
+// Notifications from activities: messages go to the outbox inside the posting transaction, so they
+// commit exactly with the money movement and are delivered later, off the money path, by the
+// outbox dispatcher. The `notify` activity stays for workflow runs started before the outbox.
+import { Context, log } from '@temporalio/activity';
+import type postgres from 'postgres';
 import type { Database } from '../db/client.js';
+import type { PostedEntry } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
+import { deliverInApp, type DeliveryOutcome } from '../notifications/in-app.js';
+import {
+  enqueueMessage,
+  NOTIFICATION_KINDS,
+  type NotificationKind,
+  type OutboxMessage,
+} from '../notifications/outbox.js';
 
-export const NOTIFICATION_KINDS = [
-  'credits_deducted',
-  'credits_refunded',
-  'credits_added',
-] as const;
-export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
+export { NOTIFICATION_KINDS, type NotificationKind };
+
+/**
+ * Queues messages about a posted entry, in its posting transaction (call it from `afterPost`).
+ * The activity's task queue goes with them, so that queue's workers deliver them.
+ */
+export async function enqueueNotifications(
+  tx: postgres.TransactionSql,
+  entry: PostedEntry,
+  ...messages: OutboxMessage[]
+): Promise<void> {
+  const { taskQueue } = Context.current().info;
+  for (const message of messages) {
+    await enqueueMessage(tx, { taskQueue, entryId: entry.entryId }, message);
+  }
+}
 
 export interface NotifyInput {
   /** Derived from the workflow id and step, so a retry writes nothing new. */
@@ -23,7 +43,7 @@ export interface NotifyInput {
   data?: Record<string, unknown>;
 }
 
-export type NotifyOutcome = 'sent' | 'duplicate' | 'muted';
+export type NotifyOutcome = DeliveryOutcome;
 
 export function createNotificationActivities({
   db,
@@ -33,33 +53,21 @@ export function createNotificationActivities({
   metrics?: WorkerMetrics;
 }) {
   return {
-    /** Stores a notification unless the customer's preferences mute it. */
+    /**
+     * Stores a notification unless the customer's preferences mute it. Only workflow runs that
+     * started before the outbox call it; new runs queue their messages with the ledger entry.
+     */
     async notify(
       input: NotifyInput,
     ): Promise<{ outcome: NotifyOutcome; notificationId: number | null }> {
-      const [pref] = await db.sql<{ kinds: string[] | null; min_amount: string }[]>`
-        select kinds, min_amount from notification_preferences where customer_id = ${input.customerId}`;
-      const muted =
-        pref !== undefined &&
-        ((pref.kinds !== null && !pref.kinds.includes(input.kind)) ||
-          (input.amount !== undefined && Math.abs(input.amount) < Number(pref.min_amount)));
-      let outcome: NotifyOutcome;
-      let notificationId: number | null = null;
-      if (muted) {
-        outcome = 'muted';
-      } else {
-        const [row] = await db.sql<{ id: string }[]>`
-          insert into notifications (idempotency_key, customer_id, kind, title, body, amount, balance_after, data)
-          values (${input.idempotencyKey}, ${input.customerId}, ${input.kind}, ${input.title}, ${input.body},
-                  ${input.amount ?? null}, ${input.balanceAfter ?? null}, ${JSON.stringify(input.data ?? {})}::jsonb)
-          on conflict (idempotency_key) do nothing
-          returning id`;
-        outcome = row ? 'sent' : 'duplicate';
-        notificationId = row ? Number(row.id) : null;
-      }
-      metrics?.notifications.inc({ kind: input.kind, outcome });
-      log.info('notification', { kind: input.kind, outcome, idempotencyKey: input.idempotencyKey });
-      return { outcome, notificationId };
+      const result = await deliverInApp(db.sql, input);
+      metrics?.notifications.inc({ kind: input.kind, outcome: result.outcome });
+      log.info('notification', {
+        kind: input.kind,
+        outcome: result.outcome,
+        idempotencyKey: input.idempotencyKey,
+      });
+      return result;
     },
   };
 }

@@ -6,9 +6,11 @@ import { BusinessError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
 import type { RefundReason, VerificationInput } from '../shared.js';
+import { verificationDebited, verificationRefunded } from '../notifications/messages.js';
 import { ProviderRefusal, type SmsProvider } from '../sms/provider.js';
 import { closeUnlessPosted } from '../ledger/fences.js';
 import { finalRefusalClosesStep, refusalsAreFinal } from './ledger.js';
+import { enqueueNotifications } from './notifications.js';
 
 type Ids = VerificationInput & { workflowId: string };
 
@@ -43,6 +45,11 @@ export function createVerificationActivities(deps: {
           values (${input.verificationId}, ${input.workflowId}, ${input.customerId}, ${input.service},
                   ${input.country}, ${input.price}, ${input.timeoutSeconds}, 'pending', ${entry.entryId})
           on conflict (id) do update set debit_entry_id = excluded.debit_entry_id, updated_at = now()`;
+        await enqueueNotifications(
+          tx,
+          entry,
+          verificationDebited({ ...input, balanceAfter: entry.lines[0]!.balanceAfter }),
+        );
       },
     );
     return { entryId: posted.entryId, balanceAfter: posted.lines[0]!.balanceAfter };
@@ -172,6 +179,11 @@ export function createVerificationActivities(deps: {
                 `verification ${input.verificationId} is completed; it cannot be refunded`,
               );
             }
+            await enqueueNotifications(
+              tx,
+              entry,
+              verificationRefunded({ ...input, balanceAfter: entry.lines[0]!.balanceAfter }),
+            );
           },
         );
         if (!posted.replayed) {

@@ -198,6 +198,49 @@ export const notifications = pgTable(
   ],
 );
 
+/**
+ * Side messages (notifications now, e-mails later) waiting to be delivered. A row is written in
+ * the same transaction as the ledger entry it is about, so it exists exactly when the money moved;
+ * a dispatcher delivers it later, retrying, so delivery never holds up the money.
+ */
+export const notificationOutbox = pgTable(
+  'notification_outbox',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    idempotencyKey: text('idempotency_key').notNull(),
+    customerId: uuid('customer_id')
+      .notNull()
+      .references(() => customers.id),
+    kind: text('kind').notNull(),
+    /** What to deliver: title, body, amount and balance after (decimal strings), data. */
+    payload: jsonb('payload').$type<Record<string, unknown>>().notNull(),
+    /** The ledger entry that caused the message, when there is one. */
+    entryId: bigint('entry_id', { mode: 'number' }).references(() => entries.id),
+    /** The worker task queue that wrote it; that queue's dispatchers deliver it. */
+    taskQueue: text('task_queue').notNull(),
+    status: text('status').notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true }).notNull().defaultNow(),
+    lastError: text('last_error'),
+    createdAt: createdAt(),
+    deliveredAt: timestamp('delivered_at', { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex('notification_outbox_idempotency_key_key').on(t.idempotencyKey),
+    index('notification_outbox_due_idx')
+      .on(t.taskQueue, t.nextAttemptAt, t.id)
+      .where(sql`${t.status} = 'pending'`),
+    index('notification_outbox_open_idx')
+      .on(t.status)
+      .where(sql`${t.status} in ('pending', 'failed')`),
+    check(
+      'notification_outbox_status_check',
+      sql`${t.status} in ('pending', 'delivered', 'failed', 'muted')`,
+    ),
+    check('notification_outbox_attempts_check', sql`${t.attempts} >= 0`),
+  ],
+);
+
 /** Which notification kinds a customer wants, and from what amount. */
 export const notificationPreferences = pgTable('notification_preferences', {
   customerId: uuid('customer_id')

@@ -140,6 +140,8 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
     state.paymentIntentId = state.paymentIntentId ?? outcome.paymentIntentId;
     if (topup.balanceAfter !== null) state.balanceAfter = topup.balanceAfter;
     move(topup.status);
+    // Histories recorded before the outbox notify here; new runs queue it with the top-up entry.
+    if (patched('notifications-outbox')) return;
     await notify({
       idempotencyKey: `${workflowId}:notify-credited`,
       customerId: state.customerId,

@@ -57,7 +57,9 @@ export async function order(input: OrderInput): Promise<OrderState> {
   };
   setHandler(orderStateQuery, () => state);
   // Buyer and sellers are told about their credits; runs started before this existed are not.
-  const notifyParties = patched('order-notifications');
+  // New runs queue those notices with the ledger entries (the outbox); only histories recorded
+  // before it notify from here.
+  const notifyParties = patched('order-notifications') && !patched('notifications-outbox');
   upsertSearchAttributes([
     { key: searchAttributes.customerId, value: buyerId },
     { key: searchAttributes.flowStatus, value: 'processing' },

@@ -216,7 +216,8 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
         await steps.releaseRentalByReference(ids);
       }
     }
-    if (refund.refunded) {
+    // Histories recorded before the outbox notify here; new runs queue it with the refund entry.
+    if (refund.refunded && !patched('notifications-outbox')) {
       await steps.notify({
         idempotencyKey: `${workflowId}:notify-refund`,
         customerId: input.customerId,
@@ -278,16 +279,19 @@ export async function verificationPurchase(input: VerificationInput): Promise<Ve
       verificationId: input.verificationId,
       entryId: debit.entryId,
     });
-    await steps.notify({
-      idempotencyKey: `${workflowId}:notify-debit`,
-      customerId: input.customerId,
-      kind: 'credits_deducted',
-      title: 'Credits used',
-      body: `${input.price} credits for a ${input.service} verification (${input.country}). Balance: ${debit.balanceAfter}.`,
-      amount: input.price,
-      balanceAfter: debit.balanceAfter,
-      data: { verificationId: input.verificationId },
-    });
+    // Histories recorded before the outbox notify here; new runs queue it with the debit entry.
+    if (!patched('notifications-outbox')) {
+      await steps.notify({
+        idempotencyKey: `${workflowId}:notify-debit`,
+        customerId: input.customerId,
+        kind: 'credits_deducted',
+        title: 'Credits used',
+        body: `${input.price} credits for a ${input.service} verification (${input.country}). Balance: ${debit.balanceAfter}.`,
+        amount: input.price,
+        balanceAfter: debit.balanceAfter,
+        data: { verificationId: input.verificationId },
+      });
+    }
 
     if (decision?.kind === 'cancel') {
       outcome = 'cancelled';

@@ -1,6 +1,6 @@
 // Checkouts end to end: POST → checkout workflow → Stripe (stripe-mock) → signed webhook → credit.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminToken, customerToken } from '../../../test/helpers.js';
+import { adminToken, customerToken, deliveredNotifications } from '../../../test/helpers.js';
 import {
   startCheckoutBench,
   type CheckoutBench,
@@ -57,8 +57,9 @@ describe('POST /v1/checkouts', () => {
         select status, payment_intent_id from payments where id = ${started.id}`;
       expect(payment).toEqual({ status: 'credited', payment_intent_id: session.paymentIntentId });
 
-      const notices = await bench.db.sql<{ kind: string; amount: string; balance_after: string }[]>`
-        select kind, amount, balance_after from notifications where customer_id = ${customer.id}`;
+      const notices = (await deliveredNotifications(bench.db, customer.id)).map(
+        ({ kind, amount, balance_after }) => ({ kind, amount, balance_after }),
+      );
       expect(notices).toEqual([
         { kind: 'credits_added', amount: String(credits), balance_after: String(credits) },
       ]);

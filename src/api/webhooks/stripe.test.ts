@@ -8,7 +8,7 @@ import {
   type CheckoutBench,
   type CheckoutStarted,
 } from '../../../test/checkout-harness.js';
-import { connectTestClient, testApp } from '../../../test/helpers.js';
+import { connectTestClient, deliveredNotifications, testApp } from '../../../test/helpers.js';
 import {
   TEST_WEBHOOK_SECRET,
   type RecordedSession,
@@ -213,9 +213,7 @@ describe('POST /webhooks/stripe records and routes verified events', () => {
     expect(await bench.ledger.walletBalance(customer.id)).toBe(550);
     expect(await topups(started.id)).toHaveLength(1);
     expect(await eventRow(event.id)).toMatchObject({ status: 'completed', payment_id: started.id });
-    const notices = await bench.db
-      .sql`select id from notifications where customer_id = ${customer.id}`;
-    expect(notices).toHaveLength(1);
+    expect(await deliveredNotifications(bench.db, customer.id)).toHaveLength(1);
   });
 
   it('records refunds and disputes as flagged for review, without touching the wallet', async () => {

@@ -1,0 +1,130 @@
+// What the customer is told about each money movement: one builder per event, keyed by its step.
+import type { RefundReason } from '../shared.js';
+import type { Credits, OutboxMessage } from './outbox.js';
+
+const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
+
+const refundReasonText: Record<RefundReason, string> = {
+  timeout: 'timed out before a code arrived',
+  cancelled: 'was cancelled',
+  provider_failed: 'could not get a number from the provider',
+  invalid_code: 'received a code that could not be recorded',
+};
+
+interface VerificationFacts {
+  workflowId: string;
+  verificationId: string;
+  customerId: string;
+  service: string;
+  country: string;
+  price: number;
+  balanceAfter: Credits;
+}
+
+export function verificationDebited(v: VerificationFacts): OutboxMessage {
+  return {
+    idempotencyKey: `${v.workflowId}:notify-debit`,
+    customerId: v.customerId,
+    kind: 'credits_deducted',
+    title: 'Credits used',
+    body: `${v.price} credits for a ${v.service} verification (${v.country}). Balance: ${v.balanceAfter}.`,
+    amount: v.price,
+    balanceAfter: v.balanceAfter,
+    data: { verificationId: v.verificationId },
+  };
+}
+
+export function verificationRefunded(
+  v: VerificationFacts & { reason: RefundReason },
+): OutboxMessage {
+  return {
+    idempotencyKey: `${v.workflowId}:notify-refund`,
+    customerId: v.customerId,
+    kind: 'credits_refunded',
+    title: 'Credits refunded',
+    body: `${v.price} credits are back: your ${v.service} verification (${v.country}) ${refundReasonText[v.reason]}. Balance: ${v.balanceAfter}.`,
+    amount: v.price,
+    balanceAfter: v.balanceAfter,
+    data: { verificationId: v.verificationId, reason: v.reason },
+  };
+}
+
+export function orderDebited(o: {
+  workflowId: string;
+  orderId: string;
+  buyerId: string;
+  total: number;
+  itemCount: number;
+  balanceAfter: Credits;
+}): OutboxMessage {
+  return {
+    idempotencyKey: `${o.workflowId}:notify-debit`,
+    customerId: o.buyerId,
+    kind: 'credits_deducted',
+    title: 'Credits used',
+    body: `${o.total} credits for order ${o.orderId} (${plural(o.itemCount, 'item')}). Balance: ${o.balanceAfter}.`,
+    amount: o.total,
+    balanceAfter: o.balanceAfter,
+    data: { orderId: o.orderId },
+  };
+}
+
+export function itemSold(s: {
+  workflowId: string;
+  orderId: string;
+  itemId: string;
+  sellerId: string;
+  price: number;
+  balanceAfter: Credits;
+}): OutboxMessage {
+  return {
+    idempotencyKey: `${s.workflowId}:notify-sale:${s.itemId}`,
+    customerId: s.sellerId,
+    kind: 'credits_added',
+    title: 'Item sold',
+    body: `Your item ${s.itemId} sold for ${s.price} credits (order ${s.orderId}). Balance: ${s.balanceAfter}.`,
+    amount: s.price,
+    balanceAfter: s.balanceAfter,
+    data: { orderId: s.orderId, itemId: s.itemId },
+  };
+}
+
+export function orderRefunded(o: {
+  workflowId: string;
+  orderId: string;
+  buyerId: string;
+  amount: number;
+  itemIds: string[];
+  balanceAfter: Credits;
+}): OutboxMessage {
+  return {
+    idempotencyKey: `${o.workflowId}:notify-refund`,
+    customerId: o.buyerId,
+    kind: 'credits_refunded',
+    title: 'Credits refunded',
+    body: `${o.amount} credits are back: ${plural(o.itemIds.length, 'item')} of order ${o.orderId} could not be bought. Balance: ${o.balanceAfter}.`,
+    amount: o.amount,
+    balanceAfter: o.balanceAfter,
+    data: { orderId: o.orderId, itemIds: o.itemIds },
+  };
+}
+
+export function topupCredited(t: {
+  workflowId: string;
+  paymentId: string;
+  customerId: string;
+  credits: number;
+  pack: string;
+  balanceAfter: Credits;
+}): OutboxMessage {
+  return {
+    idempotencyKey: `${t.workflowId}:notify-credited`,
+    customerId: t.customerId,
+    kind: 'credits_added',
+    title: 'Credits added',
+    body: `${t.credits} credits from your ${t.pack} pack are in your wallet.`,
+    amount: t.credits,
+    balanceAfter: t.balanceAfter,
+    data: { paymentId: t.paymentId },
+  };
+}
