@@ -2,33 +2,14 @@
 // workflow compensates instead of spinning), long calls heartbeat, and an activity that keeps
 // retrying is counted and alerted on instead of spinning silently.
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
+import { permanentDbErrorReason, sqlState } from '../db/errors.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { StepClosed } from '../ledger/fences.js';
-
-/**
- * SQLSTATEs that no retry can fix: bad text (NUL byte, bad encoding, bad literal), a value too
- * long or out of range, and integrity violations other than uniqueness.
- */
-export const PERMANENT_SQLSTATES: Readonly<Record<string, string>> = {
-  '22021': 'invalid byte sequence',
-  '22P02': 'invalid text representation',
-  '22P05': 'untranslatable character',
-  '22001': 'value too long',
-  '22003': 'numeric value out of range',
-  '23503': 'foreign key violation',
-  '23514': 'check violation',
-  '23502': 'not-null violation',
-};
 
 /** The failure type a workflow sees for a permanent database error. */
 export const PERMANENT_DATA_ERROR = 'permanent_data_error';
 /** The failure type a workflow sees when a compensation closed the step before it posted. */
 export const STEP_CLOSED = 'step_closed';
-
-function sqlState(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code in PERMANENT_SQLSTATES ? code : undefined;
-}
 
 /** Turns failures that a retry cannot fix into non-retryable ApplicationFailures. */
 export function classifyFailure(err: unknown): unknown {
@@ -41,11 +22,12 @@ export function classifyFailure(err: unknown): unknown {
       details: [{ key: err.key, closedBy: err.closedBy }],
     });
   }
-  const state = sqlState(err);
-  if (state) {
+  const reason = permanentDbErrorReason(err);
+  if (reason) {
+    const state = sqlState(err);
     return ApplicationFailure.create({
       type: PERMANENT_DATA_ERROR,
-      message: `the database refused the data (${state}, ${PERMANENT_SQLSTATES[state]}): ${(err as Error).message}`,
+      message: `the database refused the data (${state}, ${reason}): ${(err as Error).message}`,
       nonRetryable: true,
       details: [{ sqlState: state }],
     });

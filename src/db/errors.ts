@@ -32,6 +32,12 @@ export function sqlState(err: unknown): string | undefined {
   return undefined;
 }
 
+/** What a permanent database error means, in words; undefined for any other error. */
+export function permanentDbErrorReason(err: unknown): string | undefined {
+  const code = sqlState(err);
+  return code === undefined ? undefined : PERMANENT_SQLSTATES[code];
+}
+
 /** True for database errors that fail the same way on every retry. */
 export function isPermanentDbError(err: unknown): boolean {
   const code = sqlState(err);

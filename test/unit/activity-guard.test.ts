@@ -4,11 +4,8 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { LogLevel, LogMetadata, Logger } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
-import {
-  PERMANENT_SQLSTATES,
-  classifyFailure,
-  guardActivities,
-} from '../../src/activities/failures.js';
+import { classifyFailure, guardActivities } from '../../src/activities/failures.js';
+import { permanentDbErrorReason } from '../../src/db/errors.js';
 import { StepClosed } from '../../src/ledger/fences.js';
 import { createMetrics } from '../../src/metrics.js';
 
@@ -44,7 +41,7 @@ describe('classifyFailure', () => {
       expect(failure).toBeInstanceOf(ApplicationFailure);
       expect((failure as ApplicationFailure).nonRetryable).toBe(true);
       expect((failure as ApplicationFailure).type).toBe('permanent_data_error');
-      expect(PERMANENT_SQLSTATES[code]).toBeDefined();
+      expect(permanentDbErrorReason(pgError(code))).toBeDefined();
     },
   );
 
