@@ -19,6 +19,7 @@ export default defineConfig({
           include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
           exclude: ['test/unit/**', 'src/**/*.unit.test.ts'],
           globalSetup: ['test/global-setup.ts'],
+          setupFiles: ['test/setup-runtime.ts'],
           pool: 'forks',
           testTimeout: 60_000,
           hookTimeout: 120_000,

@@ -220,9 +220,9 @@ describe('the notification outbox', () => {
       price: 50,
       timeoutSeconds: 60,
     };
-    const debit = () =>
+    const debit = (ids = input) =>
       env.run<[], { entryId: number }, () => Promise<{ entryId: number }>>(() =>
-        real.debitVerification(input),
+        real.debitVerification(ids),
       );
 
     // Refused for want of credits: no entry, so no notice either.
@@ -236,14 +236,20 @@ describe('the notification outbox', () => {
     expect(res.status).toBe(422);
     expect(await outboxOf(customer.id)).toEqual([]);
 
-    // Posted, then the same step again (a retried activity): one entry, one notice.
+    // The refusal closed that purchase's debit for good; a new purchase is posted, then the same
+    // step again (a retried activity): one entry, one notice.
     await fund(h.ledger, customer.id, 20);
-    const first = await debit();
-    const again = await debit();
+    const paid = {
+      ...input,
+      verificationId: crypto.randomUUID(),
+      workflowId: `verification-outbox-${crypto.randomUUID()}`,
+    };
+    const first = await debit(paid);
+    const again = await debit(paid);
     expect(again).toEqual(first);
     const rows = await outboxOf(customer.id);
     expect(rows.map((r) => [r.idempotency_key, r.entry_id])).toEqual([
-      [`${input.workflowId}:notify-debit`, String(first.entryId)],
+      [`${paid.workflowId}:notify-debit`, String(first.entryId)],
     ]);
     expect((await deliveredNotifications(h.db, customer.id)).map((n) => n.body)).toEqual([
       `50 credits for a ${h.service} verification (US). Balance: 0.`,

@@ -38,7 +38,8 @@ describe('permanent database errors', () => {
     const cause = run.ok
       ? undefined
       : ((run.error as Error).cause as { cause?: { type?: string } });
-    expect(cause?.cause?.type).toBe('permanent_data_error');
+    // The ledger refuses the data itself, before the activity wrapper would.
+    expect(cause?.cause?.type).toBe('invalid_data');
     expect(await b.entryTypes(handle.workflowId)).toEqual([]);
     expect(await b.ledger.walletBalance(customer.id)).toBe(100);
   }, 60_000);
