@@ -4,7 +4,7 @@ import { Client, Connection } from '@temporalio/client';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { expect, inject } from 'vitest';
+import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { mintToken, type Principal } from '../src/api/auth.js';
 import { createApp, type AppDeps } from '../src/api/app.js';
 import { createActivities, type ActivityDeps, type Activities } from '../src/activities/index.js';
@@ -198,6 +198,39 @@ export async function deliveredNotifications(db: Database, customerId: string) {
   >`
     select kind, title, body, amount, balance_after, data from notifications
     where customer_id = ${customerId} order by id`;
+}
+
+/** What a route test file works against; filled in before its first test. */
+export interface TestAppBench {
+  db: Database;
+  temporal: Client;
+  app: ReturnType<typeof testApp>;
+  taskQueue: string;
+}
+
+/**
+ * Registers the set-up most route test files share: the file's own database pool, Temporal
+ * client and app on a task queue of its own, closed after the file (with the ledger checked
+ * when `checkLedger` is set).
+ */
+export function useTestApp(
+  name: string,
+  extra: Partial<AppDeps> = {},
+  options: { checkLedger?: boolean } = {},
+): TestAppBench {
+  const bench = {} as TestAppBench;
+  beforeAll(async () => {
+    bench.db = testDatabase();
+    bench.temporal = await connectTestClient();
+    bench.taskQueue = uniqueId(name);
+    bench.app = testApp(bench.db, bench.temporal, bench.taskQueue, extra);
+  });
+  afterAll(async () => {
+    if (options.checkLedger && bench.db) await expectLedgerConsistent(bench.db);
+    await bench.temporal?.connection.close();
+    await bench.db?.close();
+  });
+  return bench;
 }
 
 /** The real app, wired to the run's database and Temporal, on the file's own task queue. */

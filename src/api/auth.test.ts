@@ -1,6 +1,5 @@
 // Authentication and authorisation at the edge: token lifetime, role before validation, a
 // customer token whose `sub` is no customer, and control characters in free text.
-import type { Client } from '@temporalio/client';
 import { sign } from 'hono/jwt';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -8,41 +7,21 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   JWT_SECRET,
   adminToken,
-  connectTestClient,
   createCustomer,
   customerToken,
-  expectLedgerConsistent,
   jsonRequest,
   testApp,
-  testDatabase,
   uniqueId,
+  useTestApp,
 } from '../../test/helpers.js';
 import { processEnv } from '../config.js';
-import type { Database } from '../db/client.js';
-import type { App } from './app.js';
 import { mintToken } from './auth.js';
 
-let db: Database;
-let temporal: Client;
-let app: App;
-let taskQueue: string;
-
-beforeAll(async () => {
-  db = testDatabase();
-  temporal = await connectTestClient();
-  taskQueue = uniqueId('auth');
-  app = testApp(db, temporal, taskQueue);
-});
-
-afterAll(async () => {
-  await expectLedgerConsistent(db);
-  await temporal?.connection.close();
-  await db?.close();
-});
+const t = useTestApp('auth', {}, { checkLedger: true });
 
 const now = () => Math.floor(Date.now() / 1000);
 const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
@@ -58,14 +37,14 @@ async function expectError(res: Response, status: number, code?: string) {
 /** Workflows of this file's task queue: none may have started. */
 async function workflowsStarted(): Promise<number> {
   let n = 0;
-  for await (const _ of temporal.workflow.list({ query: `TaskQueue = '${taskQueue}'` })) n++;
+  for await (const _ of t.temporal.workflow.list({ query: `TaskQueue = '${t.taskQueue}'` })) n++;
   return n;
 }
 
 describe('bearer tokens must expire, and soon', () => {
   it('accepts a token minted with the default lifetime', async () => {
-    const customer = await createCustomer(db);
-    const res = await app.request('/v1/wallet', bearer(await customerToken(customer.id)));
+    const customer = await createCustomer(t.db);
+    const res = await t.app.request('/v1/wallet', bearer(await customerToken(customer.id)));
     expect(res.status).toBe(200);
   });
 
@@ -85,18 +64,18 @@ describe('bearer tokens must expire, and soon', () => {
     ],
     ['with a non-numeric exp', (sub: string) => ({ sub, role: 'customer', exp: 'never' })],
   ])('refuses a token %s with 401', async (_label, claims) => {
-    const customer = await createCustomer(db);
+    const customer = await createCustomer(t.db);
     const token = await sign(
       claims(customer.id) as Parameters<typeof sign>[0],
       JWT_SECRET,
       'HS256',
     );
-    await expectError(await app.request('/v1/wallet', bearer(token)), 401, 'unauthorized');
+    await expectError(await t.app.request('/v1/wallet', bearer(token)), 401, 'unauthorized');
   });
 
   it('caps the lifetime by configuration', async () => {
-    const customer = await createCustomer(db);
-    const strict = testApp(db, temporal, taskQueue, { maxTokenLifetimeSeconds: 600 });
+    const customer = await createCustomer(t.db);
+    const strict = testApp(t.db, t.temporal, t.taskQueue, { maxTokenLifetimeSeconds: 600 });
     const hour = await mintToken(JWT_SECRET, { sub: customer.id, role: 'customer' }, 3600);
     await expectError(await strict.request('/v1/wallet', bearer(hour)), 401, 'unauthorized');
     const minutes = await mintToken(JWT_SECRET, { sub: customer.id, role: 'customer' }, 300);
@@ -111,14 +90,14 @@ describe('bearer tokens must expire, and soon', () => {
   ])('refuses a signed token whose sub is %j (%s) with 401, never 500', async (sub, role) => {
     const token = await sign({ sub, role, iat: now(), exp: now() + 600 }, JWT_SECRET, 'HS256');
     for (const path of ['/v1/wallet', '/v1/notifications', `/v1/customers/${randomUUID()}`]) {
-      await expectError(await app.request(path, bearer(token)), 401, 'unauthorized');
+      await expectError(await t.app.request(path, bearer(token)), 401, 'unauthorized');
     }
   });
 
   it('treats an upper-case customer id in sub as the same customer', async () => {
-    const customer = await createCustomer(db);
+    const customer = await createCustomer(t.db);
     const token = await customerToken(customer.id.toUpperCase());
-    const res = await app.request('/v1/wallet', bearer(token));
+    const res = await t.app.request('/v1/wallet', bearer(token));
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ customerId: customer.id, balance: 0 });
   });
@@ -144,9 +123,9 @@ describe('the role is checked before the body', () => {
   it.each(adminRoutes)(
     'a customer token on %s %s gets 403 whatever it sent',
     async (method, path, body, headers) => {
-      const customer = await createCustomer(db);
+      const customer = await createCustomer(t.db);
       const token = await customerToken(customer.id);
-      const res = await app.request(
+      const res = await t.app.request(
         path,
         body === undefined
           ? { method, ...bearer(token) }
@@ -166,7 +145,7 @@ describe('the role is checked before the body', () => {
     'an admin token on customer-only %s %s gets 403 whatever it sent',
     async (method, path, body) => {
       await expectError(
-        await app.request(path, jsonRequest(method, body, await adminToken())),
+        await t.app.request(path, jsonRequest(method, body, await adminToken())),
         403,
         'forbidden',
       );
@@ -176,13 +155,13 @@ describe('the role is checked before the body', () => {
 
 describe('the caller is resolved before any workflow starts', () => {
   it('a customer token for no customer cannot start a verification (404, nothing started)', async () => {
-    const [price] = await db.sql<{ service: string; country: string }[]>`
+    const [price] = await t.db.sql<{ service: string; country: string }[]>`
       select service, country from prices limit 1`;
     const body = price
       ? { service: price.service, country: price.country }
       : { service: 'whatsapp', country: 'US' };
     const ghost = await customerToken(randomUUID());
-    const res = await app.request(
+    const res = await t.app.request(
       '/v1/verifications',
       jsonRequest('POST', body, ghost, { 'idempotency-key': uniqueId('ghost') }),
     );
@@ -202,8 +181,8 @@ describe('control characters in free text are refused with 400', () => {
     ['an external id', '/v1/customers', { email: 'a@example.test', externalId: 'ext\u0000' }],
     ['an e-mail', '/v1/customers', { email: 'a\u0000@example.test' }],
   ])('%s', async (_label, path, body) => {
-    const customer = await createCustomer(db);
-    const res = await app.request(
+    const customer = await createCustomer(t.db);
+    const res = await t.app.request(
       path,
       jsonRequest(
         'POST',
@@ -217,19 +196,19 @@ describe('control characters in free text are refused with 400', () => {
   });
 
   it('an item title with a NUL', async () => {
-    const seller = await createCustomer(db);
-    const res = await app.request(
+    const seller = await createCustomer(t.db);
+    const res = await t.app.request(
       '/v1/items',
       jsonRequest('POST', { title: 'lamp\u0000', price: 10 }, await customerToken(seller.id)),
     );
     await expectError(res, 400, 'invalid_request');
-    const rows = await db.sql`select 1 from items where seller_id = ${seller.id}`;
+    const rows = await t.db.sql`select 1 from items where seller_id = ${seller.id}`;
     expect(rows).toHaveLength(0);
   });
 
   it('an Idempotency-Key with a control character', async () => {
-    const customer = await createCustomer(db);
-    const res = await app.request(
+    const customer = await createCustomer(t.db);
+    const res = await t.app.request(
       '/v1/admin/adjustments',
       jsonRequest(
         'POST',
@@ -244,7 +223,7 @@ describe('control characters in free text are refused with 400', () => {
   });
 
   it('a transaction type filter, and dates PostgreSQL cannot hold', async () => {
-    const customer = await createCustomer(db);
+    const customer = await createCustomer(t.db);
     const token = await customerToken(customer.id);
     for (const query of [
       'type=top%00up',
@@ -254,12 +233,12 @@ describe('control characters in free text are refused with 400', () => {
       'from=2026-13-45',
     ]) {
       await expectError(
-        await app.request(`/v1/wallet/transactions?${query}`, bearer(token)),
+        await t.app.request(`/v1/wallet/transactions?${query}`, bearer(token)),
         400,
         'invalid_request',
       );
     }
-    const ok = await app.request(
+    const ok = await t.app.request(
       '/v1/wallet/transactions?from=2026-01-01&to=2026-12-31T23:59:59Z',
       bearer(token),
     );
@@ -287,14 +266,14 @@ describe('npm run token', () => {
 
   it('mints tokens the API accepts, and refuses a lifetime above the cap', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'creditflow-token-'));
-    const customer = await createCustomer(db);
+    const customer = await createCustomer(t.db);
     const minted = await run(['--customer', customer.id], dataDir);
     expect(minted.code).toBe(0);
-    expect((await app.request('/v1/wallet', bearer(minted.out))).status).toBe(200);
+    expect((await t.app.request('/v1/wallet', bearer(minted.out))).status).toBe(200);
     const admin = await run(['--admin'], dataDir);
     expect(admin.code).toBe(0);
     expect(
-      (await app.request(`/v1/wallet?customerId=${customer.id}`, bearer(admin.out))).status,
+      (await t.app.request(`/v1/wallet?customerId=${customer.id}`, bearer(admin.out))).status,
     ).toBe(200);
     const tooLong = await run(['--customer', customer.id, '--ttl', String(86400 * 365)], dataDir);
     expect(tooLong.code).toBe(2);

@@ -1,33 +1,16 @@
 // Body caps: an oversized body is refused with 413 before it is read, on the unauthenticated
 // webhooks as on the API, whether it announces its size or streams it.
-import type { Client } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  adminToken,
-  connectTestClient,
-  testApp,
-  testDatabase,
-  uniqueId,
-} from '../../test/helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { adminToken, useTestApp } from '../../test/helpers.js';
 import { TEST_WEBHOOK_SECRET } from '../../test/stripe.js';
-import type { Database } from '../db/client.js';
-import { BODY_LIMITS, type App } from './app.js';
+import { BODY_LIMITS } from './app.js';
 
-let db: Database;
-let temporal: Client;
-let app: App;
+const t = useTestApp('limits', { stripeWebhookSecret: TEST_WEBHOOK_SECRET });
+
 let admin: string;
 
 beforeAll(async () => {
-  db = testDatabase();
-  temporal = await connectTestClient();
-  app = testApp(db, temporal, uniqueId('limits'), { stripeWebhookSecret: TEST_WEBHOOK_SECRET });
   admin = await adminToken();
-});
-
-afterAll(async () => {
-  await temporal?.connection.close();
-  await db?.close();
 });
 
 const FIFTY_MB = 50 * 1024 * 1024;
@@ -68,7 +51,7 @@ describe('bodies above the cap are refused with 413', () => {
     '%s: a streamed 50 MB body is cut off after the cap, not read whole',
     async (path, method, limit, headers) => {
       const { stream, counter } = hugeStream();
-      const res = await app.request(path, {
+      const res = await t.app.request(path, {
         method,
         headers: {
           'content-type': 'application/json',
@@ -88,7 +71,7 @@ describe('bodies above the cap are refused with 413', () => {
     '%s: a body announcing 50 MB in Content-Length is refused unread',
     async (path, method, _limit, headers) => {
       const { stream, counter } = hugeStream();
-      const res = await app.request(
+      const res = await t.app.request(
         new Request(`http://localhost${path}`, {
           method,
           headers: {
@@ -108,7 +91,7 @@ describe('bodies above the cap are refused with 413', () => {
 
   it('a body just under the cap reaches the route (which then judges it)', async () => {
     const body = JSON.stringify({ email: 'x'.repeat(BODY_LIMITS.api - 100) });
-    const res = await app.request('/v1/customers', {
+    const res = await t.app.request('/v1/customers', {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` },
       body,

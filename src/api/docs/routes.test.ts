@@ -1,24 +1,8 @@
 // GET /docs works without internet: the page names no other host and its assets come from the API.
-import type { Client } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectTestClient, testApp, testDatabase, uniqueId } from '../../../test/helpers.js';
-import type { Database } from '../../db/client.js';
-import type { App } from '../app.js';
+import { describe, expect, it } from 'vitest';
+import { useTestApp } from '../../../test/helpers.js';
 
-let db: Database;
-let temporal: Client;
-let app: App;
-
-beforeAll(async () => {
-  db = testDatabase();
-  temporal = await connectTestClient();
-  app = testApp(db, temporal, uniqueId('docs'));
-});
-
-afterAll(async () => {
-  await temporal?.connection.close();
-  await db?.close();
-});
+const t = useTestApp('docs');
 
 /** Every URL the page loads: src and href attributes, and url(...) in inline styles. */
 function referencedUrls(html: string): string[] {
@@ -30,7 +14,7 @@ function referencedUrls(html: string): string[] {
 
 describe('GET /docs', () => {
   it('serves Swagger UI that references no external host', async () => {
-    const res = await app.request('/docs');
+    const res = await t.app.request('/docs');
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/html/);
     const html = await res.text();
@@ -45,9 +29,9 @@ describe('GET /docs', () => {
   });
 
   it('answers 200 for every asset the page references, with its content type', async () => {
-    const html = await (await app.request('/docs')).text();
+    const html = await (await t.app.request('/docs')).text();
     for (const url of referencedUrls(html)) {
-      const res = await app.request(url);
+      const res = await t.app.request(url);
       expect(res.status, url).toBe(200);
       const type = res.headers.get('content-type') ?? '';
       if (url.endsWith('.js')) expect(type).toMatch(/javascript/);
@@ -59,11 +43,11 @@ describe('GET /docs', () => {
     const scripts = await Promise.all(
       referencedUrls(html)
         .filter((u) => u.endsWith('.js'))
-        .map(async (u) => (await app.request(u)).text()),
+        .map(async (u) => (await t.app.request(u)).text()),
     );
     expect(scripts.join('\n')).toContain('SwaggerUIBundle');
     expect(scripts.join('\n')).toContain("url: '/openapi.json'");
-    expect((await app.request('/openapi.json')).status).toBe(200);
+    expect((await t.app.request('/openapi.json')).status).toBe(200);
   });
 
   it('serves only the files it lists', async () => {
@@ -72,7 +56,7 @@ describe('GET /docs', () => {
       '/docs/assets/..%2F..%2Fpackage.json',
       '/docs/assets/index.html',
     ]) {
-      const res = await app.request(path);
+      const res = await t.app.request(path);
       expect(res.status, path).toBe(404);
     }
   });

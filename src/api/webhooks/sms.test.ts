@@ -1,38 +1,16 @@
 // POST /webhooks/sms: the signature covers a timestamp, so a captured request cannot be replayed
 // later, and a code with control characters is refused before it reaches a workflow.
-import type { Client } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  SMS_SECRET,
-  connectTestClient,
-  testApp,
-  testDatabase,
-  uniqueId,
-} from '../../../test/helpers.js';
-import type { Database } from '../../db/client.js';
-import type { App } from '../app.js';
+import { describe, expect, it } from 'vitest';
+import { SMS_SECRET, uniqueId, useTestApp } from '../../../test/helpers.js';
 import { SMS_SIGNATURE_TOLERANCE_SECONDS, signSmsBody } from './sms.js';
 import { createHmac } from 'node:crypto';
 
-let db: Database;
-let temporal: Client;
-let app: App;
-
-beforeAll(async () => {
-  db = testDatabase();
-  temporal = await connectTestClient();
-  app = testApp(db, temporal, uniqueId('sms-webhook'));
-});
-
-afterAll(async () => {
-  await temporal?.connection.close();
-  await db?.close();
-});
+const t = useTestApp('sms-webhook');
 
 const now = () => Math.floor(Date.now() / 1000);
 
 function deliver(body: string, signature: string | undefined) {
-  return app.request('/webhooks/sms', {
+  return t.app.request('/webhooks/sms', {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
