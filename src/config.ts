@@ -114,6 +114,27 @@ const schema = z.object({
   OUTBOX_RETRY_MAX_MS: z.coerce.number().int().min(10).max(86_400_000).default(300_000),
   OUTBOX_ALERT_AFTER_ATTEMPTS: z.coerce.number().int().min(1).max(1000).default(5),
   OUTBOX_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100_000).default(50),
+  // How long after a top-up its customer may still refund its unused credits themselves.
+  REFUND_WINDOW_DAYS: z.coerce.number().int().min(0).max(3650).default(14),
+  // Five-field cron (UTC) of the daily reconciliation, and minutes between sweeps.
+  RECONCILIATION_CRON: z
+    .string()
+    .trim()
+    .regex(/^(\S+\s+){4}\S+$/, 'must be a five-field cron expression, e.g. "0 2 * * *"')
+    .default('0 2 * * *'),
+  RECONCILIATION_SWEEP_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
+  // false: the worker leaves the schedules alone (tests, or a second worker fleet).
+  RECONCILIATION_SCHEDULES: z
+    .enum(['true', 'false'])
+    .default('true')
+    .transform((v) => v === 'true'),
+  // The canary purchase the sweep makes: its price in credits; 0 turns the canary off.
+  CANARY_CREDITS: z.coerce.number().int().min(0).max(1_000_000).default(1),
+  // Credits: a single deduction above this raises an alert.
+  ALERT_LARGE_DEDUCTION: z.coerce.number().int().min(1).max(1_000_000_000_000).default(10_000),
+  // More than this many transactions of one customer within ALERT_VELOCITY_MINUTES alert.
+  ALERT_VELOCITY_COUNT: z.coerce.number().int().min(1).max(100_000).default(10),
+  ALERT_VELOCITY_MINUTES: z.coerce.number().int().min(1).max(1440).default(5),
   CREDITFLOW_DATA_DIR: z.string().min(1).optional(),
   CREDITFLOW_TOOLS_DIR: z.string().min(1).optional(),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
@@ -162,6 +183,23 @@ export interface Config {
     providerUrl: string | undefined;
     providerApiKey: string | undefined;
     simulated: { unavailableServices: string[]; failureRate: number; delayMs: number };
+  };
+  refunds: {
+    /** Days after a top-up during which its customer may refund its unused credits. */
+    windowDays: number;
+  };
+  reconciliation: {
+    cron: string;
+    sweepMinutes: number;
+    /** Whether the worker creates or updates the schedules at start. */
+    manageSchedules: boolean;
+    /** Credits of the sweep's canary purchase; 0 = no canary. */
+    canaryCredits: number;
+  };
+  alerts: {
+    largeDeduction: number;
+    velocityCount: number;
+    velocityMinutes: number;
   };
   /** The notification outbox dispatcher that runs in every worker. */
   outbox: {
@@ -246,6 +284,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       retryMaxMs: Math.max(e.OUTBOX_RETRY_MAX_MS, e.OUTBOX_RETRY_INITIAL_MS),
       alertAfterAttempts: e.OUTBOX_ALERT_AFTER_ATTEMPTS,
       maxAttempts: e.OUTBOX_MAX_ATTEMPTS,
+    },
+    refunds: { windowDays: e.REFUND_WINDOW_DAYS },
+    reconciliation: {
+      cron: e.RECONCILIATION_CRON,
+      sweepMinutes: e.RECONCILIATION_SWEEP_MINUTES,
+      manageSchedules: e.RECONCILIATION_SCHEDULES,
+      canaryCredits: e.CANARY_CREDITS,
+    },
+    alerts: {
+      largeDeduction: e.ALERT_LARGE_DEDUCTION,
+      velocityCount: e.ALERT_VELOCITY_COUNT,
+      velocityMinutes: e.ALERT_VELOCITY_MINUTES,
     },
     paths: {
       dataDir: e.CREDITFLOW_DATA_DIR,

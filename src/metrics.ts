@@ -74,6 +74,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['task_queue'] as const,
       registers: [registry],
     }),
+    alertsRaised: new Counter({
+      name: 'creditflow_alerts_raised_total',
+      help: 'Alerts raised (stored in the alerts table), by kind and severity; repeats count too',
+      labelNames: ['kind', 'severity'] as const,
+      registers: [registry],
+    }),
     outboxDeliveryErrors: new Counter({
       name: 'creditflow_outbox_delivery_errors_total',
       help: 'Failed outbox delivery attempts by kind',
@@ -93,6 +99,7 @@ export type WorkerMetrics = Pick<
   | 'activityRetries'
   | 'activityRetryAlerts'
   | 'releaseFailures'
+  | 'alertsRaised'
 >;
 /** The part of the metrics the outbox dispatcher writes. */
 export type OutboxMetrics = Pick<

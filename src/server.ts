@@ -56,6 +56,7 @@ export async function startApi(
       smsWebhookSecret: config.sms.webhookSecret,
       checkout: { packs: config.checkout.packs, expirySeconds: config.checkout.expirySeconds },
       stripeWebhookSecret: config.stripe.webhookSecret,
+      refundWindowDays: config.refunds.windowDays,
     },
     { defaultMetrics: true },
   );

@@ -11,6 +11,18 @@ export const workflowIds = {
   verification: (verificationId: string) => `verification-${verificationId}`,
   order: (orderId: string) => `order-${orderId}`,
   checkout: (paymentId: string) => `checkout-${paymentId}`,
+  refund: (refundId: string) => `refund-${refundId}`,
+  /** One workflow per payment takes back what Stripe reports refunded (charge.refunded). */
+  stripeRefund: (paymentId: string) => `refund-stripe-${paymentId}`,
+  /** One workflow per Stripe dispute, from opened to closed. */
+  dispute: (disputeId: string) => `refund-dispute-${disputeId}`,
+  reconciliation: (runId: string) => `reconciliation-${runId}`,
+};
+
+/** Temporal Schedules the worker keeps in place at start. */
+export const scheduleIds = {
+  reconciliationDaily: 'reconciliation-daily',
+  reconciliationSweep: 'reconciliation-sweep',
 };
 
 /** Search attributes operators filter on in the Temporal UI. */
@@ -37,6 +49,8 @@ export const BUSINESS_FAILURE_TYPES = [
   'items_unavailable',
   'stripe_request_refused',
   'payment_not_found',
+  'refund_refused',
+  'credits_already_spent',
 ] as const;
 
 export interface AdjustmentInput {
@@ -201,3 +215,91 @@ export const checkoutStateQuery = defineQuery<CheckoutState>('state');
 /** Answers once the Stripe session exists (or the checkout ended), so the API needs no polling. */
 export const checkoutSessionUpdate = defineUpdate<CheckoutState>('checkoutSession');
 export const stripeOutcomeSignal = defineSignal<[StripeOutcome]>('stripeOutcome');
+
+/**
+ * What a refund workflow does: give back a top-up's money (`topup`, from the API), take back what
+ * a refund made at Stripe returned (`stripe`), follow a dispute (`dispute`), or credit back a
+ * purchase as goodwill (`verification`, `order`).
+ */
+export type RefundKind = 'topup' | 'stripe' | 'dispute' | 'verification' | 'order';
+
+export type RefundStatus = 'pending' | 'processing' | 'refunded' | 'rejected' | 'failed';
+
+export interface RefundInput {
+  refundId: string;
+  kind: RefundKind;
+  customerId: string;
+  paymentId?: string | null;
+  verificationId?: string | null;
+  orderId?: string | null;
+  itemId?: string | null;
+  /** Credits asked for; absent means all that can be refunded. */
+  credits?: number | null;
+  reason: string;
+  /** `customer:<id>`, `admin:<sub>`, `stripe` or `reconciliation:<run>`. */
+  requestedBy: string;
+  startedBy: 'api' | 'webhook' | 'reconciliation';
+}
+
+export interface RefundState {
+  id: string;
+  workflowId: string;
+  kind: RefundKind;
+  customerId: string;
+  paymentId: string | null;
+  verificationId: string | null;
+  orderId: string | null;
+  itemId: string | null;
+  status: RefundStatus;
+  credits: number;
+  /** Money back in minor units of `currency` (top-ups); 0 for a purchase refund. */
+  amount: number;
+  currency: string | null;
+  /** Credits the wallet no longer held, recorded as the customer's debt. */
+  debtCredits: number;
+  reason: string;
+  error: { code: string; message: string } | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export const refundStateQuery = defineQuery<RefundState>('state');
+/** Answers once the refund is accepted (or refused), so the API can answer the POST with it. */
+export const refundDecidedUpdate = defineUpdate<RefundState>('refundDecided');
+
+/** Stripe reported a refund on a charge of ours (charge.refunded), or reconciliation found one. */
+export interface StripeRefundReport {
+  /** The Stripe event id, or `reconciliation:<finding key>`: the workflow drops repeats. */
+  eventId: string;
+  paymentId: string;
+  paymentIntentId: string;
+  /** Cumulative money refunded on the charge, as Stripe reported it (minor units). */
+  amountRefunded: number;
+}
+export const stripeRefundSignal = defineSignal<[StripeRefundReport]>('stripeRefund');
+
+/** Stripe reported a dispute opened, updated or closed (charge.dispute.*). */
+export interface DisputeReport {
+  eventId: string;
+  eventType: string;
+  disputeId: string;
+  paymentId: string;
+  paymentIntentId: string;
+  /** Disputed money, minor units. */
+  amount: number;
+  currency: string;
+  /** Stripe's dispute status: needs_response, under_review, won, lost, … */
+  status: string;
+  reason: string | null;
+}
+export const disputeSignal = defineSignal<[DisputeReport]>('dispute');
+
+export interface ReconciliationInput {
+  runId: string;
+  trigger: 'schedule' | 'sweep' | 'manual';
+  /** ISO instants; absent: the schedule's default window ending now. */
+  from?: string | null;
+  to?: string | null;
+  /** Set by continue-as-new: where the previous run of a long window stopped. */
+  resume?: Record<string, unknown> | null;
+}

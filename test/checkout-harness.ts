@@ -7,6 +7,7 @@ import { createActivities, type Activities } from '../src/activities/index.js';
 import type { App } from '../src/api/app.js';
 import type { Database } from '../src/db/client.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
+import { CREDITED_STATUSES } from '../src/payments/state-machine.js';
 import type { CheckoutState } from '../src/shared.js';
 import {
   connectTestClient,
@@ -136,7 +137,7 @@ export async function expectPaidPaymentsCreditedOnce(db: Database, customerIds: 
     where p.customer_id = any(${customerIds}::uuid[])
     group by p.id`;
   const wrong = rows.filter((r) =>
-    ['paid', 'credited', 'refunded', 'chargeback'].includes(r.status)
+    ['paid', ...CREDITED_STATUSES].includes(r.status)
       ? !(r.status !== 'paid' && Number(r.topups) === 1)
       : Number(r.topups) !== 0,
   );

@@ -24,11 +24,36 @@ export interface RecordedSession {
   paymentStatus: 'paid' | 'unpaid';
   paymentIntentId: string;
   request: CheckoutSessionRequest;
+  /** Unix seconds. */
+  created: number;
   /** Expire requests that reached this session (refused ones included). */
   expireCalls: number;
 }
 
 /** One HTTP request as the double received it. */
+/** A refund the double holds: made through the API (ours) or "in the Dashboard" by a test. */
+export interface RecordedRefund {
+  id: string;
+  paymentIntentId: string;
+  chargeId: string;
+  amount: number;
+  currency: string;
+  status: 'pending' | 'succeeded' | 'failed' | 'canceled';
+  metadata: Record<string, string>;
+  created: number;
+}
+
+export interface RecordedDispute {
+  id: string;
+  paymentIntentId: string;
+  chargeId: string;
+  amount: number;
+  currency: string;
+  status: 'needs_response' | 'under_review' | 'won' | 'lost';
+  reason: string;
+  created: number;
+}
+
 export interface StripeRequest {
   method: string;
   path: string;
@@ -67,6 +92,15 @@ export class StripeDouble {
    * outage) unless another status and error type are given (e.g. 400 invalid_request_error).
    */
   failNext: { path: RegExp; times: number; status?: number; type?: string } | undefined;
+  /** Every refund, oldest first. */
+  readonly refunds: RecordedRefund[] = [];
+  /** Every dispute, oldest first. */
+  readonly disputes: RecordedDispute[] = [];
+  /**
+   * Refunds created through the API from now on end in this status (a card that cannot take a
+   * refund fails asynchronously at Stripe); `succeeded` by default.
+   */
+  refundOutcome: RecordedRefund['status'] = 'succeeded';
   private readonly byId = new Map<string, RecordedSession>();
   private readonly answers = new Map<string, StoredAnswer>();
 
@@ -128,6 +162,174 @@ export class StripeDouble {
     session.status = 'complete';
     session.paymentStatus = 'paid';
     return true;
+  }
+
+  /** The session paid with this payment intent, or undefined. */
+  private sessionByIntent(paymentIntentId: string): RecordedSession | undefined {
+    for (const session of this.byId.values()) {
+      if (session.paymentIntentId === paymentIntentId) return session;
+    }
+    return undefined;
+  }
+
+  /** Money refunded so far on a payment intent (refunds that did not fail). */
+  refunded(paymentIntentId: string): number {
+    return this.refunds
+      .filter((r) => r.paymentIntentId === paymentIntentId && r.status !== 'failed')
+      .reduce((sum, r) => sum + r.amount, 0);
+  }
+
+  private addRefund(
+    session: RecordedSession,
+    amount: number,
+    metadata: Record<string, string>,
+    status: RecordedRefund['status'],
+  ): RecordedRefund {
+    const refund: RecordedRefund = {
+      id: `re_test_${randomBytes(12).toString('hex')}`,
+      paymentIntentId: session.paymentIntentId,
+      chargeId: chargeIdOf(session.paymentIntentId),
+      amount,
+      currency: session.request.currency,
+      status,
+      metadata,
+      created: Math.floor(Date.now() / 1000),
+    };
+    this.refunds.push(refund);
+    return refund;
+  }
+
+  /**
+   * Someone refunds at Stripe directly (the Dashboard): no metadata of ours. Returns the refund;
+   * `chargeObject` then shows the charge as the charge.refunded event carries it.
+   */
+  refundAtStripe(paymentId: string, amount?: number): RecordedRefund {
+    const session = this.session(paymentId);
+    if (session.paymentStatus !== 'paid') throw new Error(`${paymentId} was never paid`);
+    const left = session.request.amount - this.refunded(session.paymentIntentId);
+    const value = amount ?? left;
+    if (value <= 0 || value > left) throw new Error(`cannot refund ${value} of ${left} left`);
+    return this.addRefund(session, value, {}, 'succeeded');
+  }
+
+  /** The charge of a paid session as Stripe puts it in charge.* events. */
+  chargeObject(paymentId: string, overrides: Record<string, unknown> = {}) {
+    const session = this.session(paymentId);
+    const refunded = this.refunded(session.paymentIntentId);
+    return {
+      id: chargeIdOf(session.paymentIntentId),
+      object: 'charge',
+      amount: session.request.amount,
+      amount_captured: session.request.amount,
+      amount_refunded: refunded,
+      currency: session.request.currency,
+      paid: true,
+      refunded: refunded >= session.request.amount,
+      status: 'succeeded',
+      payment_intent: session.paymentIntentId,
+      metadata: {},
+      created: session.created,
+      ...overrides,
+    };
+  }
+
+  /** The customer's bank opens a dispute on a paid session (the whole amount by default). */
+  openDispute(paymentId: string, amount?: number, reason = 'fraudulent'): RecordedDispute {
+    const session = this.session(paymentId);
+    if (session.paymentStatus !== 'paid') throw new Error(`${paymentId} was never paid`);
+    const dispute: RecordedDispute = {
+      id: `dp_test_${randomBytes(12).toString('hex')}`,
+      paymentIntentId: session.paymentIntentId,
+      chargeId: chargeIdOf(session.paymentIntentId),
+      amount: amount ?? session.request.amount,
+      currency: session.request.currency,
+      status: 'needs_response',
+      reason,
+      created: Math.floor(Date.now() / 1000),
+    };
+    this.disputes.push(dispute);
+    return dispute;
+  }
+
+  closeDispute(disputeId: string, outcome: 'won' | 'lost'): RecordedDispute {
+    const dispute = this.disputes.find((d) => d.id === disputeId);
+    if (!dispute) throw new Error(`no dispute ${disputeId}`);
+    dispute.status = outcome;
+    return dispute;
+  }
+
+  /** A dispute as Stripe's API and charge.dispute.* events show it. */
+  disputeObject(dispute: RecordedDispute, overrides: Record<string, unknown> = {}) {
+    return {
+      id: dispute.id,
+      object: 'dispute',
+      amount: dispute.amount,
+      currency: dispute.currency,
+      charge: dispute.chargeId,
+      payment_intent: dispute.paymentIntentId,
+      status: dispute.status,
+      reason: dispute.reason,
+      created: dispute.created,
+      metadata: {},
+      livemode: false,
+      ...overrides,
+    };
+  }
+
+  /** A refund as Stripe's API and events show it. */
+  refundObject(refund: RecordedRefund) {
+    return {
+      id: refund.id,
+      object: 'refund',
+      amount: refund.amount,
+      currency: refund.currency,
+      charge: refund.chargeId,
+      payment_intent: refund.paymentIntentId,
+      status: refund.status,
+      metadata: refund.metadata,
+      created: refund.created,
+    };
+  }
+
+  /** The payment intent of a session as Stripe's API shows it. */
+  paymentIntentObject(session: RecordedSession) {
+    const paid = session.paymentStatus === 'paid';
+    return {
+      id: session.paymentIntentId,
+      object: 'payment_intent',
+      amount: session.request.amount,
+      amount_received: paid ? session.request.amount : 0,
+      currency: session.request.currency,
+      status: paid ? 'succeeded' : 'requires_payment_method',
+      metadata: checkoutMetadata(session.request),
+      latest_charge: paid ? chargeIdOf(session.paymentIntentId) : null,
+      created: session.created,
+    };
+  }
+
+  /** GET list endpoints: newest first, created[gte]/created[lt], starting_after, limit. */
+  private list(
+    url: URL,
+    items: Array<{ id: string; created: number; object: Record<string, unknown> }>,
+    path: string,
+  ) {
+    const q = url.searchParams;
+    const gte = q.get('created[gte]');
+    const lt = q.get('created[lt]');
+    const limit = Math.min(Math.max(Number(q.get('limit') ?? 10) || 10, 1), 100);
+    let rows = [...items]
+      .reverse()
+      .filter(
+        (i) =>
+          (gte === null || i.created >= Number(gte)) && (lt === null || i.created < Number(lt)),
+      );
+    const after = q.get('starting_after');
+    if (after) {
+      const at = rows.findIndex((i) => i.id === after);
+      rows = at < 0 ? [] : rows.slice(at + 1);
+    }
+    const data = rows.slice(0, limit).map((i) => i.object);
+    return { object: 'list', url: path, has_more: rows.length > limit, data };
   }
 
   /** The session object as Stripe's API returns it. */
@@ -200,6 +402,63 @@ export class StripeDouble {
       return answer(status, object);
     }
 
+    if (request.method === 'GET') {
+      const url = new URL(req.url ?? '/', 'http://double');
+      const sessions = [...this.byId.values()];
+      if (path === '/v1/checkout/sessions') {
+        return answer(
+          200,
+          this.list(
+            url,
+            sessions.map((s) => ({ id: s.id, created: s.created, object: this.apiObject(s) })),
+            path,
+          ),
+        );
+      }
+      if (path === '/v1/payment_intents') {
+        // Stripe creates the intent when the customer starts paying; here, once paid.
+        const paid = sessions.filter((s) => s.status !== 'open');
+        return answer(
+          200,
+          this.list(
+            url,
+            paid.map((s) => ({
+              id: s.paymentIntentId,
+              created: s.created,
+              object: this.paymentIntentObject(s),
+            })),
+            path,
+          ),
+        );
+      }
+      if (path === '/v1/refunds') {
+        const intent = url.searchParams.get('payment_intent');
+        const rows = this.refunds.filter((r) => !intent || r.paymentIntentId === intent);
+        return answer(
+          200,
+          this.list(
+            url,
+            rows.map((r) => ({ id: r.id, created: r.created, object: this.refundObject(r) })),
+            path,
+          ),
+        );
+      }
+      if (path === '/v1/disputes') {
+        return answer(
+          200,
+          this.list(
+            url,
+            this.disputes.map((d) => ({
+              id: d.id,
+              created: d.created,
+              object: this.disputeObject(d),
+            })),
+            path,
+          ),
+        );
+      }
+    }
+
     const retrieve = /^\/v1\/checkout\/sessions\/([^/]+)$/.exec(path);
     if (request.method === 'GET' && retrieve) {
       const session = this.byId.get(decodeURIComponent(retrieve[1]!));
@@ -253,6 +512,7 @@ export class StripeDouble {
           idempotencyKey,
         },
         expireCalls: 0,
+        created: Math.floor(Date.now() / 1000),
       };
       this.byId.set(id, session);
       this.sessions.set(session.request.paymentId, session);
@@ -278,11 +538,59 @@ export class StripeDouble {
       session.status = 'expired';
       return [200, this.apiObject(session, base)];
     }
+    if (path === '/v1/refunds') {
+      const form = new URLSearchParams(body);
+      const intent = form.get('payment_intent') ?? '';
+      const session = this.sessionByIntent(intent);
+      if (!session || session.paymentStatus !== 'paid') {
+        return [
+          400,
+          {
+            error: {
+              type: 'invalid_request_error',
+              code: 'resource_missing',
+              param: 'payment_intent',
+              message: `No such payment_intent: '${intent}'`,
+            },
+          },
+        ];
+      }
+      const left = session.request.amount - this.refunded(intent);
+      const amount = form.has('amount') ? Number(form.get('amount')) : left;
+      if (!(amount > 0) || amount > left) {
+        return [
+          400,
+          {
+            error: {
+              type: 'invalid_request_error',
+              code: left <= 0 ? 'charge_already_refunded' : 'amount_too_large',
+              param: 'amount',
+              message:
+                left <= 0
+                  ? `Charge ${chargeIdOf(intent)} has already been refunded.`
+                  : `Refund amount (${amount}) is greater than unrefunded amount on charge (${left}).`,
+            },
+          },
+        ];
+      }
+      const metadata: Record<string, string> = {};
+      for (const [k, v] of form) {
+        const m = /^metadata\[(.+)\]$/.exec(k);
+        if (m) metadata[m[1]!] = v;
+      }
+      const refund = this.addRefund(session, amount, metadata, this.refundOutcome);
+      return [200, { ...base, ...this.refundObject(refund) }];
+    }
     return [
       404,
       { error: { type: 'invalid_request_error', message: `Unrecognized request URL (${path}).` } },
     ];
   }
+}
+
+/** The charge id the double gives a payment intent's one charge. */
+export function chargeIdOf(paymentIntentId: string): string {
+  return paymentIntentId.replace(/^pi_/, 'ch_');
 }
 
 function missing(id: string) {

@@ -1,4 +1,5 @@
 // The activity factory: dependencies go in, so tests and the worker build the same activities.
+import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client.js';
 import { createLedger, type Ledger } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
@@ -9,6 +10,11 @@ import { guardActivities } from './failures.js';
 import { createLedgerActivities } from './ledger.js';
 import { createMarketplaceActivities, type MarketplaceHooks } from './marketplace.js';
 import { createNotificationActivities } from './notifications.js';
+import {
+  RECONCILIATION_MUST_FINISH,
+  createReconciliationActivities,
+} from './reconciliation/index.js';
+import { REFUND_MUST_FINISH, createRefundActivities } from './refunds/index.js';
 import { createVerificationActivities } from './verification.js';
 
 export interface ActivityDeps {
@@ -23,6 +29,9 @@ export interface ActivityDeps {
   stripe?: StripeGateway | undefined;
   /** Failed attempts from which an activity that keeps retrying is alerted on (default 5). */
   alertAfterAttempts?: number;
+  /** For activities that start or signal workflows (reconciliation repairs). */
+  temporal?: Client | undefined;
+  taskQueue?: string | undefined;
 }
 
 /**
@@ -37,6 +46,8 @@ const MUST_FINISH = new Set([
   'markPaymentPaid',
   'creditTopup',
   'notify',
+  ...REFUND_MUST_FINISH,
+  ...RECONCILIATION_MUST_FINISH,
 ]);
 
 export function createActivities(deps: ActivityDeps) {
@@ -52,6 +63,20 @@ export function createActivities(deps: ActivityDeps) {
     }),
     ...createMarketplaceActivities({ db: deps.db, ledger, hooks: deps.marketplaceHooks }),
     ...createCheckoutActivities({ db: deps.db, ledger, stripe: deps.stripe }),
+    ...createRefundActivities({
+      db: deps.db,
+      ledger,
+      stripe: deps.stripe,
+      metrics: deps.metrics,
+    }),
+    ...createReconciliationActivities({
+      db: deps.db,
+      ledger,
+      stripe: deps.stripe,
+      metrics: deps.metrics,
+      temporal: deps.temporal,
+      taskQueue: deps.taskQueue,
+    }),
   };
   return guardActivities(activities, {
     metrics: deps.metrics,

@@ -29,6 +29,8 @@ export interface AppDeps {
   checkout?: { packs?: CreditPacks; expirySeconds?: number };
   /** Verifies Stripe-Signature on POST /webhooks/stripe; that route answers 503 without it. */
   stripeWebhookSecret?: string | undefined;
+  /** Days a customer may refund a top-up's unused credits themselves (14 when absent). */
+  refundWindowDays?: number | undefined;
 }
 
 export const ErrorSchema = z

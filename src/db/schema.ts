@@ -291,10 +291,16 @@ export const verifications = pgTable(
     /** Set when releasing the rented number kept failing: an operator releases it by hand. */
     releaseFailedAt: timestamp('release_failed_at', { withTimezone: true }),
     releaseError: text('release_error'),
+    /** Credits given back by an operator's goodwill refund; never more than the price. */
+    goodwillRefunded: bigint('goodwill_refunded', { mode: 'number' }).notNull().default(0),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
+    check(
+      'verifications_goodwill_refunded_check',
+      sql`${t.goodwillRefunded} between 0 and ${t.price}`,
+    ),
     uniqueIndex('verifications_workflow_id_key').on(t.workflowId),
     uniqueIndex('verifications_provider_ref_key').on(t.providerRef),
     index('verifications_customer_idx').on(t.customerId, t.createdAt),
@@ -320,10 +326,18 @@ export const payments = pgTable(
     paymentIntentId: text('payment_intent_id'),
     topupEntryId: bigint('topup_entry_id', { mode: 'number' }).references(() => entries.id),
     expiresAt: timestamp('expires_at', { withTimezone: true }),
+    /** Credits taken back by refunds so far (claw-backs net of re-credits). */
+    refundedCredits: bigint('refunded_credits', { mode: 'number' }).notNull().default(0),
+    /** Money (minor units) refunded so far; the database refuses more than was paid. */
+    refundedAmount: bigint('refunded_amount', { mode: 'number' }).notNull().default(0),
+    /** The status before a dispute opened, restored when the dispute is won. */
+    statusBeforeDispute: text('status_before_dispute'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
+    check('payments_refunded_credits_check', sql`${t.refundedCredits} between 0 and ${t.credits}`),
+    check('payments_refunded_amount_check', sql`${t.refundedAmount} between 0 and ${t.amount}`),
     uniqueIndex('payments_workflow_id_key').on(t.workflowId),
     uniqueIndex('payments_stripe_session_key').on(t.stripeSessionId),
     uniqueIndex('payments_payment_intent_key').on(t.paymentIntentId),
@@ -390,12 +404,18 @@ export const orders = pgTable(
       .default([]),
     charged: bigint('charged', { mode: 'number' }).notNull().default(0),
     refunded: bigint('refunded', { mode: 'number' }).notNull().default(0),
+    /** Credits given back by operators' goodwill refunds; never more than the order kept. */
+    goodwillRefunded: bigint('goodwill_refunded', { mode: 'number' }).notNull().default(0),
     errorCode: text('error_code'),
     errorMessage: text('error_message'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
+    check(
+      'orders_goodwill_refunded_check',
+      sql`${t.goodwillRefunded} between 0 and ${t.charged} - ${t.refunded}`,
+    ),
     uniqueIndex('orders_workflow_id_key').on(t.workflowId),
     index('orders_buyer_idx').on(t.buyerId, t.createdAt),
   ],
@@ -410,5 +430,212 @@ export const stepFences = pgTable('step_fences', {
   key: text('key').primaryKey(),
   closedAt: timestamp('closed_at', { withTimezone: true }),
   closedBy: text('closed_by'),
+  createdAt: createdAt(),
+});
+
+/**
+ * Read model of refund workflows: one row per refund, whatever its kind (a top-up refunded through
+ * the API, a refund made at Stripe, a goodwill credit for a purchase).
+ */
+export const refunds = pgTable(
+  'refunds',
+  {
+    id: text('id').primaryKey(),
+    workflowId: text('workflow_id').notNull(),
+    kind: text('kind').notNull(),
+    customerId: uuid('customer_id')
+      .notNull()
+      .references(() => customers.id),
+    paymentId: text('payment_id').references(() => payments.id),
+    verificationId: text('verification_id').references(() => verifications.id),
+    orderId: text('order_id').references(() => orders.id),
+    itemId: uuid('item_id'),
+    /** The refund at Stripe: ours once created, or the one Stripe reported. */
+    stripeRefundId: text('stripe_refund_id'),
+    /** Credits taken back from (top-up) or given back to (purchase) the wallet. */
+    credits: bigint('credits', { mode: 'number' }).notNull().default(0),
+    /** Money back, minor units of `currency` (top-ups only). */
+    amount: bigint('amount', { mode: 'number' }).notNull().default(0),
+    currency: text('currency'),
+    /** Credits the wallet no longer held, recorded as the customer's debt. */
+    debtCredits: bigint('debt_credits', { mode: 'number' }).notNull().default(0),
+    reason: text('reason').notNull(),
+    requestedBy: text('requested_by').notNull(),
+    status: text('status').notNull(),
+    entryId: bigint('entry_id', { mode: 'number' }).references(() => entries.id),
+    errorCode: text('error_code'),
+    errorMessage: text('error_message'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    index('refunds_workflow_idx').on(t.workflowId),
+    index('refunds_payment_idx').on(t.paymentId, t.createdAt),
+    index('refunds_customer_idx').on(t.customerId, t.createdAt),
+    uniqueIndex('refunds_stripe_refund_key').on(t.stripeRefundId),
+    check('refunds_kind_check', sql`${t.kind} in ('topup', 'stripe', 'verification', 'order')`),
+    check(
+      'refunds_status_check',
+      sql`${t.status} in ('pending', 'processing', 'refunded', 'rejected', 'failed')`,
+    ),
+    check(
+      'refunds_amounts_check',
+      sql`${t.credits} >= 0 and ${t.amount} >= 0 and ${t.debtCredits} between 0 and ${t.credits}`,
+    ),
+  ],
+);
+
+/** A Stripe dispute (chargeback) on one of our payments, and the credits it holds. */
+export const disputes = pgTable(
+  'disputes',
+  {
+    /** Stripe's dispute id (dp_…). */
+    id: text('id').primaryKey(),
+    workflowId: text('workflow_id').notNull(),
+    paymentId: text('payment_id')
+      .notNull()
+      .references(() => payments.id),
+    customerId: uuid('customer_id')
+      .notNull()
+      .references(() => customers.id),
+    amount: bigint('amount', { mode: 'number' }).notNull(),
+    currency: text('currency').notNull(),
+    /** The payment's credits the disputed amount stands for. */
+    credits: bigint('credits', { mode: 'number' }).notNull(),
+    /** Credits moved out of the spendable balance while the dispute is open. */
+    heldCredits: bigint('held_credits', { mode: 'number' }).notNull().default(0),
+    status: text('status').notNull(),
+    reason: text('reason'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    closedAt: timestamp('closed_at', { withTimezone: true }),
+  },
+  (t) => [
+    index('disputes_payment_idx').on(t.paymentId),
+    index('disputes_customer_idx').on(t.customerId, t.createdAt),
+    check('disputes_status_check', sql`${t.status} in ('open', 'won', 'lost')`),
+    check('disputes_held_check', sql`${t.heldCredits} between 0 and ${t.credits}`),
+  ],
+);
+
+/**
+ * What a customer owes after a refund at Stripe took back more credits than the wallet held;
+ * the next top-up settles it first. The ledger side is the `receivables` account.
+ */
+export const customerDebts = pgTable(
+  'customer_debts',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    customerId: uuid('customer_id')
+      .notNull()
+      .references(() => customers.id),
+    /** The refund or dispute that created it. */
+    source: text('source').notNull(),
+    credits: bigint('credits', { mode: 'number' }).notNull(),
+    settledCredits: bigint('settled_credits', { mode: 'number' }).notNull().default(0),
+    entryId: bigint('entry_id', { mode: 'number' }).references(() => entries.id),
+    createdAt: createdAt(),
+    settledAt: timestamp('settled_at', { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex('customer_debts_source_key').on(t.source),
+    index('customer_debts_open_idx')
+      .on(t.customerId, t.id)
+      .where(sql`${t.settledCredits} < ${t.credits}`),
+    check(
+      'customer_debts_amounts_check',
+      sql`${t.credits} > 0 and ${t.settledCredits} between 0 and ${t.credits}`,
+    ),
+  ],
+);
+
+/** Something a person should look at, raised once per key and counted while it repeats. */
+export const alerts = pgTable(
+  'alerts',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    /** What makes two raises the same alert (e.g. `large_deduction:<entry id>`). */
+    key: text('key').notNull(),
+    kind: text('kind').notNull(),
+    severity: text('severity').notNull(),
+    status: text('status').notNull().default('open'),
+    message: text('message').notNull(),
+    details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
+    customerId: uuid('customer_id'),
+    occurrences: integer('occurrences').notNull().default(1),
+    createdAt: createdAt(),
+    lastSeenAt: timestamp('last_seen_at', { withTimezone: true }).notNull().defaultNow(),
+    ackedAt: timestamp('acked_at', { withTimezone: true }),
+    ackedBy: text('acked_by'),
+  },
+  (t) => [
+    uniqueIndex('alerts_key_key').on(t.key),
+    index('alerts_status_idx').on(t.status, t.id),
+    check('alerts_status_check', sql`${t.status} in ('open', 'acked')`),
+    check('alerts_severity_check', sql`${t.severity} in ('warning', 'critical')`),
+  ],
+);
+
+/** One reconciliation run and its report. */
+export const reconciliationRuns = pgTable(
+  'reconciliation_runs',
+  {
+    id: text('id').primaryKey(),
+    workflowId: text('workflow_id').notNull(),
+    /** schedule | sweep | manual */
+    trigger: text('trigger').notNull(),
+    windowFrom: timestamp('window_from', { withTimezone: true }).notNull(),
+    windowTo: timestamp('window_to', { withTimezone: true }).notNull(),
+    status: text('status').notNull(),
+    /** Counts and sums per category, matched count, cut-offs: the report's summary. */
+    summary: jsonb('summary').$type<Record<string, unknown>>().notNull().default({}),
+    matched: integer('matched').notNull().default(0),
+    findingsCount: integer('findings_count').notNull().default(0),
+    error: text('error'),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex('reconciliation_runs_workflow_id_key').on(t.workflowId),
+    index('reconciliation_runs_started_idx').on(t.startedAt),
+    check(
+      'reconciliation_runs_status_check',
+      sql`${t.status} in ('running', 'completed', 'failed')`,
+    ),
+  ],
+);
+
+/** One thing a reconciliation run found, and what was done about it. */
+export const reconciliationFindings = pgTable(
+  'reconciliation_findings',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    runId: text('run_id')
+      .notNull()
+      .references(() => reconciliationRuns.id),
+    /** Names the finding across runs (e.g. `paid_not_credited:pay_…`): repairs are keyed by it. */
+    key: text('key').notNull(),
+    kind: text('kind').notNull(),
+    refs: jsonb('refs').$type<Record<string, unknown>>().notNull().default({}),
+    amount: bigint('amount', { mode: 'number' }),
+    currency: text('currency'),
+    /** repaired | flagged | none */
+    action: text('action').notNull(),
+    outcome: text('outcome').notNull(),
+    details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('reconciliation_findings_run_key').on(t.runId, t.key),
+    index('reconciliation_findings_key_idx').on(t.key),
+  ],
+);
+
+/** A repair a reconciliation made, once per finding key whatever the number of runs. */
+export const reconciliationRepairs = pgTable('reconciliation_repairs', {
+  key: text('key').primaryKey(),
+  runId: text('run_id').notNull(),
+  action: text('action').notNull(),
+  details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
   createdAt: createdAt(),
 });

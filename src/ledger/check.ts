@@ -1,6 +1,7 @@
 // The ledger invariant checker: proves double entry held, from one consistent snapshot.
 import type postgres from 'postgres';
 import type { Sql } from '../db/client.js';
+import { CREDITED_STATUSES } from '../payments/state-machine.js';
 
 export interface Violation {
   invariant:
@@ -169,9 +170,9 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
       from payments p
       left join entries e on e.type = 'topup' and e.metadata->>'paymentId' = p.id
       group by p.id
-      having (p.status in ('credited', 'refunded', 'chargeback')
+      having (p.status = any(${CREDITED_STATUSES}::text[])
               and (count(e.id) <> 1 or p.topup_entry_id is distinct from min(e.id)))
-          or (p.status not in ('credited', 'refunded', 'chargeback') and count(e.id) > 0)
+          or (p.status <> all(${CREDITED_STATUSES}::text[]) and count(e.id) > 0)
       limit 100`;
     for (const r of payments) {
       violations.push({

@@ -14,6 +14,9 @@ export const SYSTEM_ACCOUNTS = [
   'refunds',
   'seller_payouts',
   'order_escrow',
+  'receivables',
+  'disputes_held',
+  'chargebacks',
 ] as const;
 export type SystemAccount = (typeof SYSTEM_ACCOUNTS)[number];
 

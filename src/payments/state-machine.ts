@@ -6,7 +6,9 @@ export const PAYMENT_STATUSES = [
   'init',
   'paid',
   'credited',
+  'partially_refunded',
   'refunded',
+  'disputed',
   'chargeback',
   'expired',
   'failed',
@@ -20,15 +22,25 @@ export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
 export const PAYMENT_TRANSITIONS: Readonly<Record<PaymentStatus, readonly PaymentStatus[]>> = {
   init: ['paid', 'expired', 'failed'],
   paid: ['credited'],
-  credited: ['refunded', 'chargeback'],
-  refunded: ['chargeback'],
+  // Refunds move between these three by what payments.refunded_credits says (refundStatus below).
+  credited: ['partially_refunded', 'refunded', 'disputed', 'chargeback'],
+  partially_refunded: ['refunded', 'disputed', 'chargeback'],
+  refunded: ['disputed', 'chargeback'],
+  // A dispute closes won (back to what the refunds say, refundStatus below) or lost.
+  disputed: ['chargeback'],
   chargeback: [],
   expired: ['paid'],
   failed: ['paid'],
 };
 
 /** States from which the payment has had its credits posted (exactly one topup entry). */
-export const CREDITED_STATUSES: readonly PaymentStatus[] = ['credited', 'refunded', 'chargeback'];
+export const CREDITED_STATUSES: readonly PaymentStatus[] = [
+  'credited',
+  'partially_refunded',
+  'refunded',
+  'disputed',
+  'chargeback',
+];
 
 export function canTransition(from: PaymentStatus, to: PaymentStatus): boolean {
   return PAYMENT_TRANSITIONS[from].includes(to);
@@ -95,4 +107,37 @@ export async function transitionPayment(
     cause: request.cause,
   });
   return { outcome: 'refused', from: current.status, to };
+}
+
+/** The statuses a credited payment takes from its refunds alone (no dispute open). */
+export const REFUND_STATUSES: readonly PaymentStatus[] = [
+  'credited',
+  'partially_refunded',
+  'refunded',
+];
+
+/**
+ * Sets a credited payment's status from what its refunds add up to: `credited` when nothing is
+ * refunded (a refused refund was re-credited), `partially_refunded`, or `refunded` when every
+ * credit was taken back. With `closeDispute`, a `disputed` payment (a dispute won) moves too;
+ * otherwise a disputed or charged-back payment keeps its status. Returns the status it has after.
+ * Call it in the transaction that changed `refunded_credits`.
+ */
+export async function settleRefundStatus(
+  sql: Sql,
+  paymentId: string,
+  options: { closeDispute?: boolean } = {},
+): Promise<PaymentStatus | null> {
+  const from = options.closeDispute ? [...REFUND_STATUSES, 'disputed'] : [...REFUND_STATUSES];
+  await sql`
+    update payments set
+      status = case when refunded_credits = 0 then 'credited'
+                    when refunded_credits < credits then 'partially_refunded'
+                    else 'refunded' end,
+      status_before_dispute = case when status = 'disputed' then null else status_before_dispute end,
+      updated_at = now()
+    where id = ${paymentId} and status = any(${from}::text[])`;
+  const [row] = await sql<{ status: PaymentStatus }[]>`
+    select status from payments where id = ${paymentId}`;
+  return row?.status ?? null;
 }

@@ -174,3 +174,73 @@ describe('Stripe gateway against the stateful double', () => {
     expect(err.code).toBe('resource_missing');
   });
 });
+
+describe('Stripe gateway: refunds, disputes and lists', () => {
+  it('sends a refund request stripe-mock accepts, with the key and our ids in metadata', async () => {
+    const gateway = createStripeGateway({
+      secretKey: TEST_STRIPE_KEY,
+      apiBase: inject('stripeApiBase'),
+      successUrl: 'https://example.test/success',
+      cancelUrl: 'https://example.test/cancel',
+    });
+    const refund = await gateway.createRefund({
+      paymentIntentId: 'pi_123',
+      amount: 250,
+      refundId: 'rfd_1',
+      workflowId: 'refund-rfd_1',
+      idempotencyKey: `refund-rfd_1:stripe-refund:${randomUUID()}`,
+    });
+    expect(refund.id).toMatch(/^re_/);
+    const page = await gateway.listDisputes({ limit: 3 });
+    expect(Array.isArray(page.data)).toBe(true);
+  });
+
+  it('refunds once per key, never beyond what was paid, and lists newest first in pages', async () => {
+    const request = sessionRequest({ amount: 1000 });
+    await stripe.gateway.createCheckoutSession(request);
+    expect(stripe.pay(request.paymentId)).toBe(true);
+    const intent = stripe.session(request.paymentId).paymentIntentId;
+    const ask = (amount: number, key: string) =>
+      stripe.gateway.createRefund({
+        paymentIntentId: intent,
+        amount,
+        refundId: 'rfd_x',
+        workflowId: 'refund-rfd_x',
+        idempotencyKey: key,
+      });
+    const first = await ask(600, `${intent}:a`);
+    const again = await ask(600, `${intent}:a`);
+    expect(again.id).toBe(first.id);
+    expect(first).toMatchObject({ amount: 600, status: 'succeeded', paymentIntentId: intent });
+    expect(first.metadata).toEqual({ refundId: 'rfd_x', workflowId: 'refund-rfd_x' });
+    const tooMuch = await refusal(ask(500, `${intent}:b`));
+    expect(tooMuch.code).toBe('amount_too_large');
+    const dashboard = stripe.refundAtStripe(request.paymentId, 400);
+
+    const firstPage = await stripe.gateway.listRefunds({ paymentIntentId: intent, limit: 1 });
+    expect(firstPage.data.map((r) => r.id)).toEqual([dashboard.id]);
+    expect(firstPage.hasMore).toBe(true);
+    const second = await stripe.gateway.listRefunds({
+      paymentIntentId: intent,
+      limit: 1,
+      startingAfter: firstPage.nextCursor,
+    });
+    expect(second.data.map((r) => r.id)).toEqual([first.id]);
+    expect(second.hasMore).toBe(false);
+
+    const dispute = stripe.openDispute(request.paymentId, 1000);
+    const disputes = await stripe.gateway.listDisputes({ createdFrom: dispute.created });
+    expect(disputes.data.map((d) => d.id)).toContain(dispute.id);
+    const intents = await stripe.gateway.listPaymentIntents({ createdFrom: dispute.created - 60 });
+    expect(intents.data.find((i) => i.id === intent)).toMatchObject({
+      status: 'succeeded',
+      amountReceived: 1000,
+    });
+    const sessions = await stripe.gateway.listCheckoutSessions({ limit: 100 });
+    expect(sessions.data.find((s) => s.clientReferenceId === request.paymentId)).toMatchObject({
+      paymentStatus: 'paid',
+      amountTotal: 1000,
+      metadata: expect.objectContaining({ paymentId: request.paymentId }),
+    });
+  });
+});

@@ -28,10 +28,93 @@ export interface CheckoutSessionInfo {
   paymentIntentId: string | null;
 }
 
+/** A refund of (part of) a payment intent, made by the refund workflow. */
+export interface RefundRequest {
+  paymentIntentId: string;
+  /** Minor units. */
+  amount: number;
+  /** Our refund id and workflow: a refund Stripe reports back is recognised as ours by them. */
+  refundId: string;
+  workflowId: string;
+  /** Derived from the workflow id and step, so a retried call refunds nothing twice. */
+  idempotencyKey: string;
+}
+
+/** What the service keeps of a Stripe refund. */
+export interface RefundInfo {
+  id: string;
+  paymentIntentId: string | null;
+  chargeId: string | null;
+  amount: number;
+  currency: string;
+  /** pending | requires_action | succeeded | failed | canceled */
+  status: string | null;
+  metadata: Record<string, string>;
+  /** Unix seconds. */
+  created: number;
+}
+
+/** A Checkout Session as a reconciliation lists it. */
+export interface CheckoutSessionSummary extends CheckoutSessionInfo {
+  amountTotal: number | null;
+  currency: string | null;
+  clientReferenceId: string | null;
+  metadata: Record<string, string>;
+  created: number;
+}
+
+export interface PaymentIntentInfo {
+  id: string;
+  /** succeeded | processing | requires_payment_method | canceled | … */
+  status: string;
+  amount: number;
+  amountReceived: number;
+  currency: string;
+  metadata: Record<string, string>;
+  created: number;
+}
+
+export interface DisputeInfo {
+  id: string;
+  paymentIntentId: string | null;
+  chargeId: string | null;
+  amount: number;
+  currency: string;
+  /** warning_needs_response | needs_response | under_review | won | lost | … */
+  status: string;
+  reason: string | null;
+  created: number;
+}
+
+/** One page of a Stripe list; `nextCursor` is the `starting_after` of the next page. */
+export interface Page<T> {
+  data: T[];
+  hasMore: boolean;
+  nextCursor: string | null;
+}
+
+/** Which objects a list asks for: created in [createdFrom, createdTo), after a cursor. */
+export interface ListParams {
+  /** Unix seconds, inclusive. */
+  createdFrom?: number;
+  /** Unix seconds, exclusive. */
+  createdTo?: number;
+  startingAfter?: string | null;
+  /** 1..100, default 100. */
+  limit?: number;
+}
+
 export interface StripeGateway {
   createCheckoutSession(request: CheckoutSessionRequest): Promise<CheckoutSessionInfo>;
   /** Expires an open session; a session that is already expired or complete is reported as it is. */
   expireCheckoutSession(sessionId: string, idempotencyKey: string): Promise<CheckoutSessionInfo>;
+  /** Refunds part or all of a payment intent; the same key answers the same refund. */
+  createRefund(request: RefundRequest): Promise<RefundInfo>;
+  /** Refunds, newest first; of one payment intent when it is given. */
+  listRefunds(params: ListParams & { paymentIntentId?: string }): Promise<Page<RefundInfo>>;
+  listCheckoutSessions(params: ListParams): Promise<Page<CheckoutSessionSummary>>;
+  listPaymentIntents(params: ListParams): Promise<Page<PaymentIntentInfo>>;
+  listDisputes(params: ListParams): Promise<Page<DisputeInfo>>;
 }
 
 /** Stripe refused the request itself (bad parameters, key reused): retrying cannot help. */
@@ -105,6 +188,87 @@ function info(session: Stripe.Checkout.Session): CheckoutSessionInfo {
   };
 }
 
+const idOrNull = (value: unknown): string | null =>
+  typeof value === 'string' ? value : ((value as { id?: string } | null)?.id ?? null);
+
+const metadataOf = (value: unknown): Record<string, string> => {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries((value as Record<string, unknown> | null) ?? {})) {
+    if (typeof v === 'string') out[k] = v;
+  }
+  return out;
+};
+
+function refundInfo(refund: Stripe.Refund): RefundInfo {
+  return {
+    id: refund.id,
+    paymentIntentId: idOrNull(refund.payment_intent),
+    chargeId: idOrNull(refund.charge),
+    amount: refund.amount,
+    currency: refund.currency,
+    status: refund.status ?? null,
+    metadata: metadataOf(refund.metadata),
+    created: refund.created,
+  };
+}
+
+function sessionSummary(session: Stripe.Checkout.Session): CheckoutSessionSummary {
+  return {
+    ...info(session),
+    amountTotal: session.amount_total ?? null,
+    currency: session.currency ?? null,
+    clientReferenceId: session.client_reference_id ?? null,
+    metadata: metadataOf(session.metadata),
+    created: session.created,
+  };
+}
+
+function paymentIntentInfo(intent: Stripe.PaymentIntent): PaymentIntentInfo {
+  return {
+    id: intent.id,
+    status: intent.status,
+    amount: intent.amount,
+    amountReceived: intent.amount_received,
+    currency: intent.currency,
+    metadata: metadataOf(intent.metadata),
+    created: intent.created,
+  };
+}
+
+function disputeInfo(dispute: Stripe.Dispute): DisputeInfo {
+  return {
+    id: dispute.id,
+    paymentIntentId: idOrNull(dispute.payment_intent),
+    chargeId: idOrNull(dispute.charge),
+    amount: dispute.amount,
+    currency: dispute.currency,
+    status: dispute.status,
+    reason: dispute.reason ?? null,
+    created: dispute.created,
+  };
+}
+
+/** Stripe's list parameters for a window and a cursor. */
+function listQuery(params: ListParams) {
+  const created: { gte?: number; lt?: number } = {};
+  if (params.createdFrom !== undefined) created.gte = params.createdFrom;
+  if (params.createdTo !== undefined) created.lt = params.createdTo;
+  return {
+    limit: Math.min(Math.max(params.limit ?? 100, 1), 100),
+    ...(Object.keys(created).length > 0 ? { created } : {}),
+    ...(params.startingAfter ? { starting_after: params.startingAfter } : {}),
+  };
+}
+
+function page<S extends { id: string }, T>(list: Stripe.ApiList<S>, map: (item: S) => T): Page<T> {
+  const last = list.data.at(-1);
+  return {
+    data: list.data.map(map),
+    hasMore: list.has_more,
+    nextCursor: list.has_more && last ? last.id : null,
+  };
+}
+
 /** Refusals Stripe will repeat on every retry become StripeRequestRefused; the rest retries. */
 function classify(err: unknown): never {
   if (err instanceof Stripe.errors.StripeInvalidRequestError) {
@@ -167,6 +331,59 @@ export function createStripeGateway(options: StripeGatewayOptions): StripeGatewa
             return classify(retrieveErr);
           }
         }
+        return classify(err);
+      }
+    },
+
+    async createRefund(request) {
+      try {
+        const refund = await stripe.refunds.create(
+          {
+            payment_intent: request.paymentIntentId,
+            amount: request.amount,
+            reason: 'requested_by_customer',
+            metadata: { refundId: request.refundId, workflowId: request.workflowId },
+          },
+          { idempotencyKey: request.idempotencyKey },
+        );
+        return refundInfo(refund);
+      } catch (err) {
+        return classify(err);
+      }
+    },
+
+    async listRefunds(params) {
+      try {
+        const list = await stripe.refunds.list({
+          ...listQuery(params),
+          ...(params.paymentIntentId ? { payment_intent: params.paymentIntentId } : {}),
+        });
+        return page(list, refundInfo);
+      } catch (err) {
+        return classify(err);
+      }
+    },
+
+    async listCheckoutSessions(params) {
+      try {
+        return page(await stripe.checkout.sessions.list(listQuery(params)), sessionSummary);
+      } catch (err) {
+        return classify(err);
+      }
+    },
+
+    async listPaymentIntents(params) {
+      try {
+        return page(await stripe.paymentIntents.list(listQuery(params)), paymentIntentInfo);
+      } catch (err) {
+        return classify(err);
+      }
+    },
+
+    async listDisputes(params) {
+      try {
+        return page(await stripe.disputes.list(listQuery(params)), disputeInfo);
+      } catch (err) {
         return classify(err);
       }
     },

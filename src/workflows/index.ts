@@ -3,3 +3,5 @@ export { adjustment } from './adjustment.js';
 export { verificationPurchase } from './verification.js';
 export { order } from './order.js';
 export { checkout } from './checkout.js';
+export { refund } from './refund/index.js';
+export { reconciliation } from './reconciliation.js';

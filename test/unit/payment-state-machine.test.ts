@@ -13,6 +13,10 @@ describe('payment state machine', () => {
     ['paid', 'credited'],
     ['credited', 'refunded'],
     ['credited', 'chargeback'],
+    ['credited', 'partially_refunded'],
+    ['partially_refunded', 'refunded'],
+    ['credited', 'disputed'],
+    ['disputed', 'chargeback'],
     ['init', 'expired'],
     ['init', 'failed'],
     ['expired', 'paid'],
@@ -29,6 +33,8 @@ describe('payment state machine', () => {
     ['paid', 'failed'],
     ['expired', 'credited'],
     ['refunded', 'credited'],
+    ['disputed', 'credited'],
+    ['partially_refunded', 'credited'],
     ['chargeback', 'paid'],
   ])('refuses %s → %s', (from, to) => {
     expect(canTransition(from, to)).toBe(false);

@@ -10,6 +10,7 @@ import {
 import { readPayment, type PaymentRecord } from '../../activities/checkout.js';
 import type { Database } from '../../db/client.js';
 import { DEFAULT_CREDIT_PACKS } from '../../payments/packs.js';
+import { PAYMENT_STATUSES } from '../../payments/state-machine.js';
 import {
   checkoutSessionUpdate,
   checkoutStateQuery,
@@ -62,7 +63,7 @@ const CheckoutSchema = z
     credits: z.number().int(),
     amount: z.number().int().openapi({ description: 'Price in minor units of the currency' }),
     currency: z.string(),
-    status: z.enum(['init', 'paid', 'credited', 'refunded', 'chargeback', 'expired', 'failed']),
+    status: z.enum(PAYMENT_STATUSES),
     checkoutUrl: z.string().optional(),
     createdAt: z.string(),
     updatedAt: z.string(),
