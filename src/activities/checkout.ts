@@ -383,7 +383,9 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
         return {
           credited: true,
           entryId: posted.entryId,
-          balanceAfter: wallet ? wallet.balanceAfter : await ledger.walletBalance(payment.customerId),
+          balanceAfter: wallet
+            ? wallet.balanceAfter
+            : await ledger.walletBalance(payment.customerId),
           replayed: posted.replayed,
           status: 'credited',
         };

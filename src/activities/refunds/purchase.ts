@@ -124,7 +124,10 @@ export async function purchaseTarget(
   }
   const price = await itemSalePrice(sql, input.orderId!, itemId);
   if (price === undefined) {
-    throw refusal('nothing_to_refund', `No sale of item ${input.itemId} in order ${input.orderId}.`);
+    throw refusal(
+      'nothing_to_refund',
+      `No sale of item ${input.itemId} in order ${input.orderId}.`,
+    );
   }
   return {
     customerId: o.buyer_id,
@@ -260,7 +263,11 @@ export function createPurchaseRefundActivities({ db, ledger }: RefundActivityDep
         credits: input.credits,
         replayed: posted.replayed,
       });
-      return { entryId: posted.entryId, balanceAfter: wallet.balanceAfter, replayed: posted.replayed };
+      return {
+        entryId: posted.entryId,
+        balanceAfter: wallet.balanceAfter,
+        replayed: posted.replayed,
+      };
     },
   };
 }

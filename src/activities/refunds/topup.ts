@@ -196,54 +196,54 @@ export function createTopupRefundActivities({ db, ledger, stripe }: RefundActivi
       let fixed: { amount: number; currency: string } | undefined;
       const posted = await refusingWith(
         { insufficient_credits: 'credits_already_spent', invalid_data: 'refund_exceeds_payment' },
-         () =>
-        ledger.postEntry(
-          {
-            idempotencyKey: key,
-            fence: key,
-            type: REFUND_ENTRY_TYPES.clawback,
-            description: `Top-up refund ${input.refundId}: ${input.credits} credits taken back`,
-            workflowId: input.workflowId,
-            metadata: { paymentId: input.paymentId, refundId: input.refundId },
-            lines: [
-              { account: { wallet: input.customerId }, amount: -input.credits },
-              { account: { system: 'refunds' }, amount: input.credits },
-            ],
-          },
-          async (tx, entry) => {
-            const payment = await readRefundablePayment(tx, input.paymentId, true);
-            const refused = topupRefundRefusal(payment, input.customerId, input.credits);
-            if (refused || !payment) throw refusal(refused!.code, refused!.message);
-            const amount = refundAmount(payment, input.credits);
-            // The CHECKs on payments refuse anything beyond what was paid, whatever this code says.
-            await tx`
+        () =>
+          ledger.postEntry(
+            {
+              idempotencyKey: key,
+              fence: key,
+              type: REFUND_ENTRY_TYPES.clawback,
+              description: `Top-up refund ${input.refundId}: ${input.credits} credits taken back`,
+              workflowId: input.workflowId,
+              metadata: { paymentId: input.paymentId, refundId: input.refundId },
+              lines: [
+                { account: { wallet: input.customerId }, amount: -input.credits },
+                { account: { system: 'refunds' }, amount: input.credits },
+              ],
+            },
+            async (tx, entry) => {
+              const payment = await readRefundablePayment(tx, input.paymentId, true);
+              const refused = topupRefundRefusal(payment, input.customerId, input.credits);
+              if (refused || !payment) throw refusal(refused!.code, refused!.message);
+              const amount = refundAmount(payment, input.credits);
+              // The CHECKs on payments refuse anything beyond what was paid, whatever this code says.
+              await tx`
               update payments set refunded_credits = refunded_credits + ${input.credits},
                                   refunded_amount = refunded_amount + ${amount}, updated_at = now()
               where id = ${input.paymentId}`;
-            await settleRefundStatus(tx, input.paymentId);
-            await tx`
+              await settleRefundStatus(tx, input.paymentId);
+              await tx`
               update refunds set status = 'processing', credits = ${input.credits},
                                  amount = ${amount}, currency = ${payment.currency},
                                  entry_id = ${entry.entryId}, updated_at = now()
               where id = ${input.refundId}`;
-            const wallet = entry.lines.find((l) => 'wallet' in l.account)!;
-            await enqueueNotifications(
-              tx,
-              entry,
-              topupRefundClawedBack({
-                workflowId: input.workflowId,
-                refundId: input.refundId,
-                paymentId: input.paymentId,
-                customerId: input.customerId,
-                credits: input.credits,
-                amount,
-                currency: payment.currency,
-                balanceAfter: wallet.balanceAfter,
-              }),
-            );
-            fixed = { amount, currency: payment.currency };
-          },
-        ),
+              const wallet = entry.lines.find((l) => 'wallet' in l.account)!;
+              await enqueueNotifications(
+                tx,
+                entry,
+                topupRefundClawedBack({
+                  workflowId: input.workflowId,
+                  refundId: input.refundId,
+                  paymentId: input.paymentId,
+                  customerId: input.customerId,
+                  credits: input.credits,
+                  amount,
+                  currency: payment.currency,
+                  balanceAfter: wallet.balanceAfter,
+                }),
+              );
+              fixed = { amount, currency: payment.currency };
+            },
+          ),
       );
       if (!fixed) {
         // Posted by an earlier attempt: the money it fixed is on the refund's row.
@@ -300,7 +300,10 @@ export function createTopupRefundActivities({ db, ledger, stripe }: RefundActivi
         });
       } catch (err) {
         if (err instanceof StripeRequestRefused) {
-          throw refusal('refund_refused', `Stripe refused the refund (${err.code}): ${err.message}`);
+          throw refusal(
+            'refund_refused',
+            `Stripe refused the refund (${err.code}): ${err.message}`,
+          );
         }
         throw err;
       }
