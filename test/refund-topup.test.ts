@@ -445,7 +445,7 @@ describe('a worker crash mid-refund', () => {
       crashBench.taskQueue,
       { stripe: crashBench.stripe.gateway },
       {
-        refundTopupAtStripe: (async (input: Parameters<Activities['refundTopupAtStripe']>[0]) => {
+        refundTopupAtStripe: async (input: Parameters<Activities['refundTopupAtStripe']>[0]) => {
           await crashBench.stripe.gateway.createRefund({
             paymentIntentId: input.paymentIntentId,
             amount: input.amount,
@@ -455,13 +455,15 @@ describe('a worker crash mid-refund', () => {
           });
           reachedStripe = true;
           throw new Error('worker lost before reporting');
-        }) as Activities['refundTopupAtStripe'],
+        },
       },
     );
     const res = await requestRefund(crashBench, customer.token, { paymentId });
     expect(res.status).toBe(202);
     const id = ((await res.json()) as { id: string }).id;
-    await eventually(async () => (reachedStripe ? true : undefined), { timeoutMs: 20_000 });
+    await eventually(() => Promise.resolve(reachedStripe ? true : undefined), {
+      timeoutMs: 20_000,
+    });
     await first.stop();
     expect(stripeRefundsOf(crashBench, intent)).toHaveLength(1);
     const [mid] = await crashBench.db.sql`select status from refunds where id = ${id}`;

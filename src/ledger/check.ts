@@ -265,7 +265,7 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
         from entries e
         join postings p on p.entry_id = e.id
         join accounts a on a.id = p.account_id and a.kind = 'system' and a.code = 'refunds'
-        where e.type = any(${PAYMENT_REFUND_ENTRY_TYPES as unknown as string[]}::text[])
+        where e.type = any(${PAYMENT_REFUND_ENTRY_TYPES}::text[])
         group by 1
       )
       select coalesce(pay.id, posted.payment_id) as id,
