@@ -271,7 +271,7 @@ describe('a customer refunds their own top-up', () => {
         },
       ],
     });
-    await expect(handle.result()).rejects.toThrow();
+    expect(await handle.result()).toMatchObject({ status: 'rejected' });
     const state = await readRefund(bench, customer.token, refundId);
     expect(state).toMatchObject({ status: 'rejected', error: { code: 'credits_already_spent' } });
     expect(await entries(bench, paymentId)).toEqual([]);
@@ -486,5 +486,122 @@ describe('a worker crash mid-refund', () => {
       refundedCredits: 100,
       refundedAmount: 500,
     });
+  });
+});
+
+/**
+ * A debt as the refund-at-Stripe flow records it: one entry taking what the wallet held and
+ * booking the rest as receivable, and the customer_debts row under the entry's key.
+ */
+async function recordDebt(
+  on: CheckoutBench,
+  customerId: string,
+  lines: { held: number; debt: number; paymentId?: string },
+) {
+  const key = uniqueId('stripe-refund-debt');
+  const posted = await on.ledger.postEntry(
+    {
+      idempotencyKey: key,
+      type: lines.paymentId ? 'stripe_refund_clawback' : 'test_debt',
+      description: 'refunded at Stripe beyond what the wallet held',
+      metadata: lines.paymentId ? { paymentId: lines.paymentId } : {},
+      lines: [
+        ...(lines.held > 0 ? [{ account: { wallet: customerId }, amount: -lines.held }] : []),
+        { account: { system: 'receivables' }, amount: -lines.debt },
+        {
+          account: { system: lines.paymentId ? 'refunds' : 'adjustments' },
+          amount: lines.held + lines.debt,
+        },
+      ],
+    },
+    async (tx, entry) => {
+      if (lines.paymentId) {
+        await tx`
+          update payments set refunded_credits = refunded_credits + ${lines.held + lines.debt},
+                              refunded_amount = amount, status = 'refunded'
+          where id = ${lines.paymentId}`;
+      }
+      await tx`
+        insert into customer_debts (customer_id, source, credits, entry_id)
+        values (${customerId}, ${key}, ${lines.debt}, ${entry.entryId})`;
+    },
+  );
+  return posted;
+}
+
+async function debts(on: CheckoutBench, customerId: string) {
+  return on.db.sql<{ credits: string; settled_credits: string; settled: boolean }[]>`
+    select credits, settled_credits, settled_at is not null as settled
+    from customer_debts where customer_id = ${customerId} order by id`;
+}
+
+describe('the next top-up settles what the customer owes first', () => {
+  it('a refund at Stripe the wallet could not cover: the next pack pays the debt, the rest is credited', async () => {
+    const { customer, paymentId } = await creditedTopup(bench);
+    await bench.ledger.postEntry({
+      idempotencyKey: uniqueId('spend'),
+      type: 'test_debit',
+      description: 'spent',
+      lines: [
+        { account: { wallet: customer.id }, amount: -70 },
+        { account: { system: 'revenue' }, amount: 70 },
+      ],
+    });
+    // Refunded in full at Stripe: the 30 left are taken, 70 are owed.
+    await recordDebt(bench, customer.id, { held: 30, debt: 70, paymentId });
+    expect(await bench.ledger.walletBalance(customer.id)).toBe(0);
+
+    const res = await bench.buy(customer.token, 'small');
+    const started = (await res.json()) as CheckoutStarted;
+    bench.stripe.pay(started.id);
+    await bench.deliver(
+      stripeEvent(
+        'checkout.session.completed',
+        sessionObject(bench.stripe.session(started.id), { payment_status: 'paid' }),
+      ),
+    );
+    await bench.waitFor(customer.token, started.id, 'credited');
+    expect(await bench.ledger.walletBalance(customer.id)).toBe(30);
+    expect(await debts(bench, customer.id)).toEqual([
+      { credits: '70', settled_credits: '70', settled: true },
+    ]);
+    const [topup] = await bench.db.sql<{ metadata: { settledDebt?: number } }[]>`
+      select metadata from entries where type = 'topup' and metadata->>'paymentId' = ${started.id}`;
+    expect(topup!.metadata.settledDebt).toBe(70);
+    const told = await deliveredNotifications(bench.db, customer.id);
+    expect(told.at(-1)!.body).toContain('70 settled what you owed');
+  });
+
+  it('oldest debt first; a pack smaller than the debts goes to them entirely', async () => {
+    const customer = await bench.customer();
+    await recordDebt(bench, customer.id, { held: 0, debt: 70 });
+    await recordDebt(bench, customer.id, { held: 0, debt: 50 });
+
+    const topUp = async () => {
+      const res = await bench.buy(customer.token, 'small');
+      const started = (await res.json()) as CheckoutStarted;
+      bench.stripe.pay(started.id);
+      await bench.deliver(
+        stripeEvent(
+          'checkout.session.completed',
+          sessionObject(bench.stripe.session(started.id), { payment_status: 'paid' }),
+        ),
+      );
+      return bench.waitFor(customer.token, started.id, 'credited');
+    };
+    // 100 credits: 70 settle the first debt, 30 go to the second, none to the wallet.
+    await topUp();
+    expect(await bench.ledger.walletBalance(customer.id)).toBe(0);
+    expect(await debts(bench, customer.id)).toEqual([
+      { credits: '70', settled_credits: '70', settled: true },
+      { credits: '50', settled_credits: '30', settled: false },
+    ]);
+    // The next 100: 20 settle the rest, 80 are spendable.
+    await topUp();
+    expect(await bench.ledger.walletBalance(customer.id)).toBe(80);
+    expect(await debts(bench, customer.id)).toEqual([
+      { credits: '70', settled_credits: '70', settled: true },
+      { credits: '50', settled_credits: '50', settled: true },
+    ]);
   });
 });

@@ -42,7 +42,7 @@ export interface RefundLifecycle {
     patch?: Partial<RefundState>,
     extra?: { stripeRefundId?: string | null },
   ): Promise<void>;
-  /** Records the outcome; `rejected` and `failed` also fail the workflow with the error's code. */
+  /** Records the outcome; `failed` also fails the workflow with the error's code. */
   finish(
     status: 'refunded' | 'rejected' | 'failed',
     error?: RefundError | null,
@@ -69,7 +69,9 @@ export function refundLifecycle(input: RefundInput): RefundLifecycle {
 
   const finish: RefundLifecycle['finish'] = async (status, error = null, extra = {}) => {
     await enter(status, { error }, extra);
-    if (error) {
+    // A refused request (rejected) is an answer, not a broken run; a refund that failed after
+    // money moved is, so operators find it among the failed workflows.
+    if (status === 'failed' && error) {
       throw ApplicationFailure.create({
         message: error.message,
         type: error.code,

@@ -32,8 +32,8 @@ export async function purchaseRefund(input: RefundInput): Promise<RefundState> {
   }
   state.credits = plan.credits;
 
+  // One posting: it either credits the wallet or refuses, so there is nothing to compensate.
   return CancellationScope.nonCancellable(async () => {
-    await flow.enter('processing');
     try {
       await creditPurchaseRefund({
         refundId: input.refundId,

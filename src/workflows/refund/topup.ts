@@ -69,7 +69,7 @@ export async function topupRefund(input: RefundInput): Promise<RefundState> {
 /**
  * Takes the credits back. Refused (spent meanwhile, or another refund took what was left): the
  * claw-back's fence is closed, so a slow earlier attempt cannot post it later, and the refund ends
- * rejected; answers undefined then (after `finish` threw).
+ * rejected; answers undefined then.
  */
 async function clawBack(flow: RefundLifecycle, input: RefundInput) {
   const { state } = flow;
