@@ -1,6 +1,7 @@
 // Goodwill purchase refunds (admins): a completed verification or a bought order item credited
 // back, up to what was paid and never twice. Real Temporal and PostgreSQL, real purchase flows.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { refundIdFor } from '../src/api/refunds/routes.js';
 import type { RefundState } from '../src/shared.js';
 import {
   adminToken,
@@ -13,6 +14,7 @@ import {
   jsonRequest,
   uniqueId,
 } from './helpers.js';
+import { keepHistory } from './history-recorder.js';
 import { verificationHarness, type VerificationHarness } from './verification-harness.js';
 
 let h: VerificationHarness;
@@ -106,6 +108,8 @@ describe('goodwill refunds of purchases', () => {
       verificationId,
     });
     expect(await h.ledger.walletBalance(customer.id)).toBe(100);
+    await h.temporal.workflow.getHandle(state.workflowId).result();
+    await keepHistory(h.temporal, 'refund-purchase-refunded', state.workflowId);
     const [v] = await h.db
       .sql`select goodwill_refunded from verifications where id = ${verificationId}`;
     expect(v).toEqual({ goodwill_refunded: '30' });
@@ -133,9 +137,13 @@ describe('goodwill refunds of purchases', () => {
     const { id } = (await res.json()) as { id: string };
     await h.waitFor(customer.id, id, ['active']);
     expect((await h.cancel(customer.id, id)).status).toBe(200);
-    const refused = await requestRefund({ verificationId: id });
+    const key = uniqueId('refund');
+    const refused = await requestRefund({ verificationId: id }, admin, key);
     expect(refused.status).toBe(422);
     expect(await errorCode(refused)).toBe('already_refunded');
+    const workflowId = `refund-${refundIdFor('admin-tests', key)}`;
+    await h.temporal.workflow.getHandle(workflowId).result();
+    await keepHistory(h.temporal, 'refund-purchase-rejected', workflowId);
     expect(await h.ledger.walletBalance(customer.id)).toBe(100);
   });
 

@@ -17,6 +17,7 @@ import {
   startTestWorker,
   uniqueId,
 } from './helpers.js';
+import { keepHistory } from './history-recorder.js';
 import { sessionObject, stripeEvent } from './stripe.js';
 
 let bench: CheckoutBench;
@@ -99,6 +100,15 @@ async function entries(on: CheckoutBench, paymentId: string) {
     where metadata->>'paymentId' = ${paymentId} and type like 'refund%' order by id`;
 }
 
+/** Keeps the run's history when histories are being recorded, once it has closed. */
+async function keep(on: CheckoutBench, name: string, workflowId: string) {
+  await on.temporal.workflow
+    .getHandle(workflowId)
+    .result()
+    .catch(() => undefined);
+  await keepHistory(on.temporal, name, workflowId);
+}
+
 const stripeRefundsOf = (on: CheckoutBench, intent: string) =>
   on.stripe.refunds.filter((r) => r.paymentIntentId === intent);
 
@@ -140,6 +150,7 @@ describe('a customer refunds their own top-up', () => {
       .sql`select stripe_refund_id, status from refunds where id = ${started.id}`;
     expect(row).toEqual({ stripe_refund_id: atStripe[0]!.id, status: 'refunded' });
     expect((await entries(bench, paymentId)).map((e) => e.type)).toEqual(['refund_clawback']);
+    await keep(bench, 'refund-topup-refunded', started.workflowId);
 
     // The list shows it; the customer was told.
     const list = await bench.app.request(`/v1/refunds?paymentId=${paymentId}`, {
@@ -272,6 +283,7 @@ describe('a customer refunds their own top-up', () => {
       ],
     });
     expect(await handle.result()).toMatchObject({ status: 'rejected' });
+    await keep(bench, 'refund-topup-rejected', handle.workflowId);
     const state = await readRefund(bench, customer.token, refundId);
     expect(state).toMatchObject({ status: 'rejected', error: { code: 'credits_already_spent' } });
     expect(await entries(bench, paymentId)).toEqual([]);
@@ -365,6 +377,7 @@ describe('Stripe refuses or is down', () => {
       expect(res.status).toBe(202);
       const state = await settled(bench, customer.token, ((await res.json()) as { id: string }).id);
       expect(state).toMatchObject({ status: 'failed', error: { code: 'refund_refused' } });
+      await keep(bench, 'refund-topup-failed', state.workflowId);
     } finally {
       bench.stripe.refundOutcome = 'succeeded';
     }
