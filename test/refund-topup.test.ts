@@ -218,6 +218,37 @@ describe('a customer refunds their own top-up', () => {
     ).rejects.toThrow(/payments_refunded_amount_check/);
   });
 
+  it('two partial refunds racing for more than is left: one refunds, the other is rejected', async () => {
+    const { customer, paymentId, intent } = await creditedTopup(bench, 'medium');
+    // Each fits on its own (300 of 550); together they do not.
+    const answers = await Promise.all([
+      requestRefund(bench, customer.token, { paymentId, credits: 300 }),
+      requestRefund(bench, customer.token, { paymentId, credits: 300 }),
+    ]);
+    const outcomes: string[] = [];
+    for (const res of answers) {
+      if (res.status === 202) {
+        const state = await settled(
+          bench,
+          customer.token,
+          ((await res.json()) as { id: string }).id,
+        );
+        outcomes.push(state.status === 'rejected' ? state.error!.code : state.status);
+      } else {
+        expect(res.status).toBe(422);
+        outcomes.push(((await res.json()) as { error: { code: string } }).error.code);
+      }
+    }
+    expect(outcomes.sort()).toEqual(['credits_already_spent', 'refunded']);
+    expect(await payment(bench, paymentId)).toEqual({
+      status: 'partially_refunded',
+      refundedCredits: 300,
+      refundedAmount: 1363,
+    });
+    expect(stripeRefundsOf(bench, intent).map((r) => r.amount)).toEqual([1363]);
+    expect(await bench.ledger.walletBalance(customer.id)).toBe(250);
+  });
+
   it('credits already spent: 422 and nothing written, unless a partial refund of what is left is asked', async () => {
     const { customer, paymentId, intent } = await creditedTopup(bench);
     // 70 of the 100 credits are spent.

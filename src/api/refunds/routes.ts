@@ -290,12 +290,13 @@ export async function readRefund(
   });
 }
 
-const sameRequest = (input: RefundInput, body: CreateRefund) =>
+/** The same refund asked again. Credits are compared only when the first request is known whole. */
+const sameRequest = (input: RefundInput & { creditsUnknown?: boolean }, body: CreateRefund) =>
   (input.paymentId ?? undefined) === body.paymentId &&
   (input.verificationId ?? undefined) === body.verificationId &&
   (input.orderId ?? undefined) === body.orderId &&
   (input.itemId ?? undefined) === body.itemId &&
-  (input.credits ?? undefined) === body.credits &&
+  (input.creditsUnknown === true || (input.credits ?? undefined) === body.credits) &&
   input.reason === body.reason;
 
 /** The refund workflow's input the first request with this key started, if any. */
@@ -314,9 +315,10 @@ async function existingInput(temporal: Client, db: Database, id: string) {
     verificationId: state.verificationId,
     orderId: state.orderId,
     itemId: state.itemId,
-    credits: undefined,
+    // The row keeps the credits refunded, not the credits asked (absent meant "all").
+    creditsUnknown: true,
     reason: state.reason,
-  } as RefundInput;
+  } as RefundInput & { creditsUnknown: boolean };
 }
 
 function updateRefusal(err: unknown): ApplicationFailure | undefined {
