@@ -137,13 +137,34 @@ describe('goodwill refunds of purchases', () => {
     const { id } = (await res.json()) as { id: string };
     await h.waitFor(customer.id, id, ['active']);
     expect((await h.cancel(customer.id, id)).status).toBe(200);
-    const key = uniqueId('refund');
-    const refused = await requestRefund({ verificationId: id }, admin, key);
+    const refused = await requestRefund({ verificationId: id });
     expect(refused.status).toBe(422);
     expect(await errorCode(refused)).toBe('already_refunded');
-    const workflowId = `refund-${refundIdFor('admin-tests', key)}`;
-    await h.temporal.workflow.getHandle(workflowId).result();
-    await keepHistory(h.temporal, 'refund-purchase-rejected', workflowId);
+    // Refused before anything started: no refund recorded.
+    expect(await h.db.sql`select id from refunds where verification_id = ${id}`).toEqual([]);
+
+    // The workflow checks again on its own (a request that passed the API a moment earlier).
+    const refundId = refundIdFor('admin-tests', uniqueId('direct'));
+    const handle = await h.temporal.workflow.start('refund', {
+      taskQueue: h.taskQueue,
+      workflowId: `refund-${refundId}`,
+      args: [
+        {
+          refundId,
+          kind: 'verification',
+          customerId: customer.id,
+          verificationId: id,
+          reason: 'goodwill',
+          requestedBy: 'admin:admin-tests',
+          startedBy: 'api',
+        },
+      ],
+    });
+    expect(await handle.result()).toMatchObject({
+      status: 'rejected',
+      error: { code: 'already_refunded' },
+    });
+    await keepHistory(h.temporal, 'refund-purchase-rejected', handle.workflowId);
     expect(await h.ledger.walletBalance(customer.id)).toBe(100);
   });
 

@@ -3,6 +3,7 @@
 // the goodwill_refunded CHECKs cap the credits in the database.
 import { log } from '@temporalio/activity';
 import type postgres from 'postgres';
+import type { Database } from '../../db/client.js';
 import type { RefundInput } from '../../shared.js';
 import { enqueueNotifications } from '../notifications.js';
 import {
@@ -152,6 +153,25 @@ function creditsFor(target: PurchaseTarget, asked: number | null | undefined): n
   return credits;
 }
 
+/**
+ * Whose wallet gets how many credits for a purchase refund, or the refusal (an ApplicationFailure
+ * with the code). Writes nothing: the API asks it before starting, the workflow again after.
+ */
+export async function checkPurchaseRefund(
+  db: Database,
+  input: Pick<RefundInput, 'refundId' | 'verificationId' | 'orderId' | 'itemId' | 'credits'>,
+): Promise<{ customerId: string; credits: number }> {
+  const target = await purchaseTarget(db.sql, input);
+  const earlier = await entryUnderKey(db, target.key);
+  if (earlier && earlier.refundId !== input.refundId) {
+    throw refusal(
+      'already_refunded',
+      `${target.what} already had a goodwill refund (${earlier.refundId ?? 'unknown'}); it is given once.`,
+    );
+  }
+  return { customerId: target.customerId, credits: creditsFor(target, input.credits) };
+}
+
 export function createPurchaseRefundActivities({ db, ledger }: RefundActivityDeps) {
   return {
     /** Decides whose wallet gets how many credits for the target; writes nothing. */
@@ -159,18 +179,11 @@ export function createPurchaseRefundActivities({ db, ledger }: RefundActivityDep
       customerId: string;
       credits: number;
     }> {
-      const target = await purchaseTarget(db.sql, input);
-      const earlier = await entryUnderKey(db, target.key);
-      if (earlier && earlier.refundId !== input.refundId) {
-        throw refusal(
-          'already_refunded',
-          `${target.what} already had a goodwill refund (${earlier.refundId ?? 'unknown'}); it is given once.`,
-        );
+      const checked = await checkPurchaseRefund(db, input);
+      if (checked.customerId !== input.customerId) {
+        throw refusal('refund_not_allowed', 'The purchase belongs to another customer.');
       }
-      if (target.customerId !== input.customerId) {
-        throw refusal('refund_not_allowed', `${target.what} belongs to another customer.`);
-      }
-      return { customerId: target.customerId, credits: creditsFor(target, input.credits) };
+      return checked;
     },
 
     /**

@@ -7,6 +7,7 @@ import {
   type Client,
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
+import { checkPurchaseRefund } from '../../activities/refunds/purchase.js';
 import { readRefundablePayment, topupRefundRefusal } from '../../activities/refunds/topup.js';
 import { toDate, type Database } from '../../db/client.js';
 import {
@@ -397,32 +398,26 @@ export function refundRoutes({ db, temporal, taskQueue, logger, refundWindowDays
     id: string,
     body: CreateRefund,
   ): Promise<RefundInput> {
-    let customerId: string;
-    if (body.verificationId) {
-      const [v] = await db.sql<{ customer_id: string }[]>`
-        select customer_id from verifications where id = ${body.verificationId}`;
-      if (!v) {
-        throw new ApiError(
-          404,
-          'verification_not_found',
-          `No verification with id ${body.verificationId}.`,
-        );
-      }
-      customerId = v.customer_id;
-    } else {
-      const [o] = await db.sql<{ buyer_id: string }[]>`
-        select buyer_id from orders where id = ${body.orderId!}`;
-      if (!o) throw new ApiError(404, 'order_not_found', `No order with id ${body.orderId}.`);
-      customerId = o.buyer_id;
-    }
-    return {
+    const target = {
       refundId: id,
-      kind: body.verificationId ? 'verification' : 'order',
-      customerId,
       verificationId: body.verificationId ?? null,
       orderId: body.orderId ?? null,
       itemId: body.itemId ?? null,
-      ...(body.credits !== undefined ? { credits: body.credits } : {}),
+      credits: body.credits ?? null,
+    };
+    let checked;
+    try {
+      checked = await checkPurchaseRefund(db, target);
+    } catch (err) {
+      if (err instanceof ApplicationFailure && err.type) {
+        throw new ApiError(err.type.endsWith('_not_found') ? 404 : 422, err.type, err.message);
+      }
+      throw err;
+    }
+    return {
+      ...target,
+      kind: body.verificationId ? 'verification' : 'order',
+      customerId: checked.customerId,
       reason: body.reason,
       requestedBy: `admin:${principal.sub}`,
       startedBy: 'api',
