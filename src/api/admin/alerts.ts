@@ -152,7 +152,7 @@ export function alertRoutes({ db, logger }: AppDeps) {
         await tx`
           insert into audit_log (idempotency_key, actor, action, target_type, target_id, details)
           values (${`alert-ack:${id}`}, ${actor}, 'alert_ack', 'alert', ${id},
-                  ${tx.json({ kind: acked.kind, key: acked.key })})
+                  ${JSON.stringify({ kind: acked.kind, key: acked.key })}::jsonb)
           on conflict (idempotency_key) do nothing`;
         return acked;
       }

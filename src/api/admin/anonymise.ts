@@ -142,7 +142,7 @@ async function scrubCustomer(
     (row) => ({ ...row, title: redact(row.title), body: redact(row.body), data: redact(row.data) }),
     (row) => tx`
       update notifications set title = ${row.title}, body = ${row.body},
-             data = ${tx.json(row.data as postgres.JSONValue)}
+             data = ${JSON.stringify(row.data)}::jsonb
       where id = ${row.id}`,
   );
   const outboxMessages = await scrubRows(
@@ -150,7 +150,7 @@ async function scrubCustomer(
       select id, payload from notification_outbox where customer_id = ${customer.id}`,
     (row) => ({ ...row, payload: redact(row.payload) }),
     (row) => tx`
-      update notification_outbox set payload = ${tx.json(row.payload as postgres.JSONValue)}
+      update notification_outbox set payload = ${JSON.stringify(row.payload)}::jsonb
       where id = ${row.id}`,
   );
   const stripeEvents = await scrubRows(
@@ -159,7 +159,7 @@ async function scrubCustomer(
       where payment_id in (select id from payments where customer_id = ${customer.id})`,
     (row) => ({ ...row, payload: redact(row.payload) }),
     (row) => tx`
-      update stripe_events set payload = ${tx.json(row.payload as postgres.JSONValue)}
+      update stripe_events set payload = ${JSON.stringify(row.payload)}::jsonb
       where id = ${row.id}`,
   );
   const verifications = await tx`
@@ -201,7 +201,7 @@ export function adminAnonymiseRoutes({ db, logger }: AppDeps) {
       await tx`
         insert into audit_log (idempotency_key, actor, action, target_type, target_id, reason, details)
         values (${`anonymise:${id}`}, ${actor}, 'customer_anonymise', 'customer', ${id}, ${reason},
-                ${tx.json({ scrubbed, ...(key ? { idempotencyKey: key } : {}) })})
+                ${JSON.stringify({ scrubbed, ...(key ? { idempotencyKey: key } : {}) })}::jsonb)
         on conflict (idempotency_key) do nothing`;
       return {
         status: 'anonymised' as const,

@@ -32,13 +32,9 @@ const WindowStatsSchema = z
     started: z.number().int().openapi({ description: 'Flows started in the window' }),
     completed: z.number().int().openapi({ description: 'Of those, ended in success' }),
     failed: z.number().int().openapi({ description: 'Of those, ended without success' }),
-    refunded: z
-      .number()
-      .int()
-      .nullable()
-      .openapi({
-        description: 'Of those, with credits or money given back (null: not applicable)',
-      }),
+    refunded: z.number().int().nullable().openapi({
+      description: 'Of those, with credits or money given back (null: not applicable)',
+    }),
     running: z.number().int().openapi({ description: 'Of those, not ended yet' }),
     avgDurationSeconds: z.number().nullable(),
     p95DurationSeconds: z.number().nullable(),
