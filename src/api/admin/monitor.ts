@@ -85,9 +85,11 @@ export function adminMonitorRoutes({ db }: AppDeps) {
   app.openapi(getMonitor, async (c) => {
     const { minutes } = c.req.valid('query');
     const result = await db.sql.begin('isolation level repeatable read read only', async (tx) => {
-      const [bounds] = await tx<{ from: Date | string; to: Date | string }[]>`
-        select now() - make_interval(mins => ${minutes}) as from, now() as to`;
-      const from = toDate(bounds!.from);
+      // The cut-off stays text end to end: the app's pools bind timestamps as text only.
+      const [bounds] = await tx<{ from: string; to: string }[]>`
+        select to_json(now() - make_interval(mins => ${minutes})) #>> '{}' as from,
+               to_json(now()) #>> '{}' as to`;
+      const from = bounds!.from;
       const [sums] = await tx<
         {
           added: string;
@@ -108,10 +110,10 @@ export function adminMonitorRoutes({ db }: AppDeps) {
         from postings p
         join accounts a on a.id = p.account_id and a.kind = 'wallet'
         join entries e on e.id = p.entry_id
-        where p.created_at > ${from}`;
+        where p.created_at > ${from}::timestamptz`;
       const byType = await tx<{ type: string; count: number }[]>`
         select type, count(*)::int as count from entries
-        where created_at > ${from} group by type order by count desc, type`;
+        where created_at > ${from}::timestamptz group by type order by count desc, type`;
       const recent = await tx<
         {
           id: string;
@@ -129,10 +131,10 @@ export function adminMonitorRoutes({ db }: AppDeps) {
                 where p.entry_id = e.id and a.kind = 'wallet' order by p.id limit 1)::text as wallet_amount,
                (select sum(p.amount) from postings p where p.entry_id = e.id and p.amount > 0)::text as moved
         from entries e
-        where e.created_at > ${from}
+        where e.created_at > ${from}::timestamptz
         order by e.id desc
         limit ${RECENT}`;
-      return { from, to: toDate(bounds!.to), sums: sums!, byType, recent };
+      return { from: toDate(from), to: toDate(bounds!.to), sums: sums!, byType, recent };
     });
     const transactions = result.byType.reduce((n, t) => n + t.count, 0);
     return c.json(
