@@ -19,8 +19,12 @@ export const REDACTED = '[redacted]';
 const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g;
 /** International phone numbers (+ and digits, with the usual separators). */
 const PHONE = /\+\d[\d ().-]{5,}\d/g;
-/** Keys whose value is personal whatever it looks like. */
-const PERSONAL_KEYS = /^(e-?mail|email_?address|phone|phone_?number|msisdn|customer_?email)$/i;
+/**
+ * Keys whose value is personal whatever it looks like: ours, and Stripe's objects that carry a
+ * name, address, e-mail or phone (customer_details, billing_details, shipping…).
+ */
+const PERSONAL_KEYS =
+  /^(e-?mail|email_?address|phone|phone_?number|msisdn|customer_?email|customer_details|billing_details|shipping(_details)?|address)$/i;
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
