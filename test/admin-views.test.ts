@@ -371,7 +371,10 @@ describe('GET /v1/admin/monitor', () => {
 });
 
 describe('GET /v1/admin/customers/:ref/consistency', () => {
-  async function customerWithTopup(db: Database, ledger: Ledger): Promise<TestCustomer> {
+  async function customerWithTopup(
+    db: Database,
+    ledger: Ledger,
+  ): Promise<TestCustomer & { paymentId: string }> {
     const c = await createCustomer(db, { externalId: uniqueId('ext') });
     const paymentId = `pay_${hex()}`;
     await db.sql`
@@ -398,11 +401,29 @@ describe('GET /v1/admin/customers/:ref/consistency', () => {
         { account: { system: 'revenue' }, amount: 30 },
       ],
     });
-    return c;
+    return { ...c, paymentId };
   }
+
+  const refundRow = (
+    db: Database,
+    c: { id: string; paymentId: string },
+    status: string,
+    credits: number,
+  ) =>
+    db.sql`
+      insert into refunds (id, workflow_id, kind, customer_id, payment_id, credits, reason,
+                           requested_by, status)
+      values (${`ref_${hex()}`}, ${uniqueId('refund')}, 'topup', ${c.id}, ${c.paymentId},
+              ${credits}, 'test', 'admin', ${status})`;
 
   it('a clean customer is consistent, found by id, e-mail or external id', async () => {
     const c = await customerWithTopup(shared, sharedLedger);
+    // A settled refund that took 10 credits, and one that failed (re-credited: nothing taken).
+    await shared.sql`
+      update payments set status = 'partially_refunded', refunded_credits = 10, refunded_amount = 50
+      where id = ${c.paymentId}`;
+    await refundRow(shared, c, 'refunded', 10);
+    await refundRow(shared, c, 'failed', 5);
     for (const ref of [c.id, c.email.toUpperCase(), c.externalId!]) {
       const { status, body } = await get(
         sharedApp,
@@ -414,7 +435,8 @@ describe('GET /v1/admin/customers/:ref/consistency', () => {
         consistent: true,
         problems: [],
         wallet: { cachedBalance: 70, postingsSum: 70, lastBalanceAfter: 70, postings: 2 },
-        payments: { count: 1, creditedCredits: 100, refundedCredits: 0 },
+        payments: { count: 1, creditedCredits: 100, refundedCredits: 10 },
+        refunds: { byStatus: { refunded: 1, failed: 1 }, refundedCreditsByKind: { topup: 10 } },
         debts: { open: 0, openCredits: 0 },
         disputes: { open: 0, heldCredits: 0 },
       });
@@ -435,6 +457,8 @@ describe('GET /v1/admin/customers/:ref/consistency', () => {
       await tx`
         insert into payments (id, workflow_id, customer_id, pack, credits, amount, currency, status)
         values (${orphan}, ${workflowIds.checkout(orphan)}, ${c.id}, 'small', 100, 500, 'eur', 'credited')`;
+      // A refund that says it took 20 credits the payment does not record.
+      await refundRow(own, c, 'refunded', 20);
       await tx`
         insert into customer_debts (customer_id, source, credits, settled_credits)
         values (${c.id}, ${uniqueId('debt')}, 12, 2)`;
@@ -446,6 +470,7 @@ describe('GET /v1/admin/customers/:ref/consistency', () => {
       'balance_after_mismatch',
       'cached_balance_mismatch',
       'payment_not_credited',
+      'refunds_mismatch',
     ]);
     expect(body.wallet).toMatchObject({ cachedBalance: 75, postingsSum: 70, lastBalanceAfter: 70 });
     expect(body.debts).toEqual({ open: 1, openCredits: 10 });

@@ -33,7 +33,10 @@ export interface ActivityDeps {
   /** For activities that start or signal workflows (reconciliation repairs). */
   temporal?: Client | undefined;
   taskQueue?: string | undefined;
-  /** Posting alert rules (large deduction, velocity) run after each posting commits; none when absent. */
+  /**
+   * Posting alert rules (large deduction, velocity), run after each posting commits; none when
+   * absent. They hang on the ledger this factory builds, so a `ledger` passed in runs none.
+   */
   alertRules?: PostingAlertRules | undefined;
 }
 

@@ -47,8 +47,11 @@ const ConsistencySchema = z
       ),
     }),
     refunds: z.object({
-      byStatus: z.record(z.string(), z.number().int()),
-      refundedCredits: balanceSchema,
+      byStatus: z.record(z.string(), balanceSchema),
+      refundedCreditsByKind: z.record(z.string(), balanceSchema).openapi({
+        description:
+          'Credits of refunds that ended `refunded`, per kind (topup, stripe: taken back; verification, order: given back)',
+      }),
     }),
     debts: z.object({ open: z.number().int(), openCredits: balanceSchema }),
     disputes: z.object({ open: z.number().int(), heldCredits: balanceSchema }),
@@ -81,6 +84,13 @@ const getConsistency = createRoute({
 });
 
 type Sql = postgres.Sql | postgres.TransactionSql;
+
+/** Totals of `value` per `key`, as API numbers. */
+function sumBy<T>(rows: readonly T[], key: (r: T) => string, value: (r: T) => bigint) {
+  const totals = new Map<string, bigint>();
+  for (const r of rows) totals.set(key(r), (totals.get(key(r)) ?? 0n) + value(r));
+  return Object.fromEntries([...totals].map(([k, v]) => [k, jsonBalance(v)]));
+}
 
 /** Runs every check for one customer on the connection or transaction given (one snapshot). */
 export async function checkCustomerConsistency(
@@ -205,9 +215,25 @@ export async function checkCustomerConsistency(
     );
   }
 
-  const refunds = await tx<{ status: string; count: number; credits: string }[]>`
-    select status, count(*)::int as count, coalesce(sum(credits), 0)::text as credits
-    from refunds where customer_id = ${customerId} group by status`;
+  const refunds = await tx<{ kind: string; status: string; count: number; credits: string }[]>`
+    select kind, status, count(*)::int as count, coalesce(sum(credits), 0)::text as credits
+    from refunds where customer_id = ${customerId} group by kind, status`;
+  // A payment whose refunds have all settled has taken back exactly what its refunded ones say.
+  const refundGaps = await tx<{ id: string; refunded_credits: string; by_refunds: string }[]>`
+    select p.id, p.refunded_credits::text,
+           coalesce(sum(r.credits) filter (where r.status = 'refunded'), 0)::text as by_refunds
+    from payments p join refunds r on r.payment_id = p.id and r.kind in ('topup', 'stripe')
+    where p.customer_id = ${customerId}
+    group by p.id
+    having bool_and(r.status in ('refunded', 'rejected', 'failed'))
+       and coalesce(sum(r.credits) filter (where r.status = 'refunded'), 0) <> p.refunded_credits`;
+  for (const gap of refundGaps) {
+    problem(
+      'refunds_mismatch',
+      `Payment ${gap.id} records ${gap.refunded_credits} refunded credits; its settled refunds took ${gap.by_refunds}.`,
+      { paymentId: gap.id, refundedCredits: gap.refunded_credits, byRefunds: gap.by_refunds },
+    );
+  }
   const [debts] = await tx<{ open: number; credits: string }[]>`
     select count(*)::int as open, coalesce(sum(credits - settled_credits), 0)::text as credits
     from customer_debts where customer_id = ${customerId} and settled_credits < credits`;
@@ -244,9 +270,15 @@ export async function checkCustomerConsistency(
       })),
     },
     refunds: {
-      byStatus: Object.fromEntries(refunds.map((r) => [r.status, r.count])),
-      refundedCredits: jsonBalance(
-        refunds.filter((r) => r.status === 'refunded').reduce((n, r) => n + BigInt(r.credits), 0n),
+      byStatus: sumBy(
+        refunds,
+        (r) => r.status,
+        (r) => BigInt(r.count),
+      ),
+      refundedCreditsByKind: sumBy(
+        refunds.filter((r) => r.status === 'refunded'),
+        (r) => r.kind,
+        (r) => BigInt(r.credits),
       ),
     },
     debts: { open: debts!.open, openCredits: jsonBalance(debts!.credits) },
