@@ -64,6 +64,7 @@ export async function startWorker(
       db,
       metrics,
       alertAfterAttempts: config.activityRetryAlertAfter,
+      alertRules: { ...config.alerts, logger },
       sms: smsProviderFromConfig(config),
       // Without a key the worker still runs everything else; checkouts retry until it is set.
       stripe: config.stripe.secretKey

@@ -119,6 +119,19 @@ const ROUTES: Record<string, RouteCase> = {
   },
   'GET /v1/refunds/{id}': { kind: 'owned', params: (f) => [{ id: `stripe-${f.paymentId}` }] },
   'GET /v1/refunds': { kind: 'shared', query: (f) => `paymentId=${f.paymentId}` },
+  'GET /v1/admin/health': { kind: 'admin' },
+  'GET /v1/admin/monitor': { kind: 'admin' },
+  'GET /v1/admin/customers/{ref}/consistency': {
+    kind: 'admin',
+    params: (f) => [{ ref: f.a.id }, { ref: f.a.email }],
+  },
+  'GET /v1/admin/alerts': { kind: 'admin' },
+  'POST /v1/admin/alerts/{id}/ack': { kind: 'admin', params: () => [{ id: '1' }] },
+  'POST /v1/admin/customers/{id}/anonymise': {
+    kind: 'admin',
+    params: (f) => [{ id: f.a.id }],
+    body: { reason: 'erasure request' },
+  },
 };
 
 interface Operation {

@@ -4,6 +4,7 @@ import type { Context, MiddlewareHandler, Next } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { routePath } from 'hono/route';
 import { adjustmentRoutes } from './adjustments/routes.js';
+import { adminRoutes } from './admin/routes.js';
 import { adminOnly, authenticate, type AuthEnv } from './auth.js';
 import { checkoutRoutes } from './checkouts/routes.js';
 import type { AppDeps } from './common.js';
@@ -116,6 +117,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.route('/', orderRoutes(deps));
   app.route('/', checkoutRoutes(deps));
   app.route('/', refundRoutes(deps));
+  app.route('/', adminRoutes(deps));
 
   app.notFound((c) =>
     c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404),
