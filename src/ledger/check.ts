@@ -16,7 +16,8 @@ export interface Violation {
     | 'payment_not_credited_once'
     | 'payment_paid_not_credited'
     | 'verification_unsettled'
-    | 'order_escrow_left';
+    | 'order_escrow_left'
+    | 'disputes_held_mismatch';
   detail: string;
 }
 
@@ -221,6 +222,19 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
       violations.push({
         invariant: 'order_escrow_left',
         detail: `order workflow ${r.workflow_id} left ${r.held} credits in escrow`,
+      });
+    }
+
+    // Credits held for disputes are exactly what the open disputes say they hold: a hold and its
+    // dispute row commit together, and so do a release or write-off and the dispute's close.
+    const [held] = await tx<{ balance: string; open_held: string }[]>`
+      select (select coalesce(sum(balance), 0) from accounts
+              where kind = 'system' and code = 'disputes_held') as balance,
+             (select coalesce(sum(held_credits), 0) from disputes where status = 'open') as open_held`;
+    if (held && BigInt(held.balance) !== BigInt(held.open_held)) {
+      violations.push({
+        invariant: 'disputes_held_mismatch',
+        detail: `disputes_held holds ${held.balance} credits; open disputes hold ${held.open_held}`,
       });
     }
 
