@@ -26,6 +26,8 @@ interface Fixtures {
   verificationId: string;
   orderId: string;
   paymentId: string;
+  /** A dispute on A's payment. */
+  disputeId: string;
   /** A's item, still for sale. */
   itemForSale: string;
   /** An item A bought from another seller. */
@@ -102,6 +104,8 @@ const ROUTES: Record<string, RouteCase> = {
   'GET /v1/orders/{id}': { kind: 'owned', params: (f) => [{ id: f.orderId }] },
   'POST /v1/checkouts': { kind: 'own', body: { pack: 'small' } },
   'GET /v1/checkouts/{id}': { kind: 'owned', params: (f) => [{ id: f.paymentId }] },
+  'GET /v1/disputes': { kind: 'own' },
+  'GET /v1/disputes/{id}': { kind: 'owned', params: (f) => [{ id: f.disputeId }] },
 };
 
 interface Operation {
@@ -160,6 +164,10 @@ beforeAll(async () => {
   await db.sql`
     insert into payments (id, workflow_id, customer_id, pack, credits, amount, currency, status)
     values (${paymentId}, ${workflowIds.checkout(paymentId)}, ${a.id}, 'small', 100, 500, 'eur', 'expired')`;
+  const disputeId = `dp_test_${hex()}`;
+  await db.sql`
+    insert into disputes (id, workflow_id, payment_id, customer_id, amount, currency, credits, status)
+    values (${disputeId}, ${workflowIds.dispute(disputeId)}, ${paymentId}, ${a.id}, 500, 'eur', 100, 'open')`;
   const [forSale] = await db.sql<{ id: string }[]>`
     insert into items (seller_id, owner_id, title, price, status)
     values (${a.id}, ${a.id}, 'A sells this', 10, 'available') returning id`;
@@ -176,6 +184,7 @@ beforeAll(async () => {
     verificationId,
     orderId,
     paymentId,
+    disputeId,
     itemForSale: forSale!.id,
     itemBought: bought!.id,
   };
@@ -288,6 +297,7 @@ describe('every route of the OpenAPI document, walked with another customer’s 
     expect((await get(`/v1/verifications/${f.verificationId}`)).status).toBe(200);
     expect((await get(`/v1/orders/${f.orderId}`)).status).toBe(200);
     expect((await get(`/v1/checkouts/${f.paymentId}`)).status).toBe(200);
+    expect((await get(`/v1/disputes/${f.disputeId}`)).status).toBe(200);
     expect((await get(`/v1/customers/${f.a.id}`)).status).toBe(200);
     const own = await customerToken(f.a.id);
     const mine = await app.request(`/v1/customers/${encodeURIComponent(f.a.email)}`, {
