@@ -17,6 +17,7 @@ import {
   startTestWorker,
   uniqueId,
 } from './helpers.js';
+import { keepHistory } from './history-recorder.js';
 import { sessionObject, stripeEvent, type RecordedDispute } from './stripe.js';
 
 let bench: CheckoutBench;
@@ -173,6 +174,7 @@ describe('a dispute opened by the customer’s bank', () => {
       .getHandle(workflowIds.dispute(dispute.id))
       .result();
     expect(result).toMatchObject({ kind: 'dispute', status: 'rejected', credits: 100 });
+    await keepHistory(bench.temporal, 'dispute-won', workflowIds.dispute(dispute.id));
     const told = await deliveredNotifications(bench.db, customer.id);
     expect(told.map((n) => n.title)).toEqual(
       expect.arrayContaining(['Credits held for a dispute', 'Dispute closed: credits released']),
@@ -200,6 +202,11 @@ describe('a dispute opened by the customer’s bank', () => {
       { code: 'chargebacks', amount: '100' },
       { code: 'disputes_held', amount: '-100' },
     ]);
+    const result = await bench.temporal.workflow
+      .getHandle(workflowIds.dispute(dispute.id))
+      .result();
+    expect(result).toMatchObject({ status: 'refunded', credits: 100 });
+    await keepHistory(bench.temporal, 'dispute-lost', workflowIds.dispute(dispute.id));
   });
 
   it('holds only what the wallet still has, and releases exactly that', async () => {
@@ -233,6 +240,10 @@ describe('a dispute opened by the customer’s bank', () => {
     bench.stripe.closeDispute(dispute.id, 'lost');
     await accepted(bench, disputeEvent(bench, 'closed', dispute));
     await disputeIs(bench, dispute.id, 'lost');
+    const handle = bench.temporal.workflow.getHandle(workflowIds.dispute(dispute.id));
+    const { runId } = await handle.describe();
+    await handle.result();
+    await keepHistory(bench.temporal, 'dispute-closed-first', handle.workflowId, runId);
     await accepted(bench, created);
     // The late opening runs a new workflow run, which finds the dispute closed and ends.
     await eventually(async () => {
@@ -247,6 +258,7 @@ describe('a dispute opened by the customer’s bank', () => {
         : undefined;
     });
     await bench.temporal.workflow.getHandle(workflowIds.dispute(dispute.id)).result();
+    await keepHistory(bench.temporal, 'dispute-already-closed', handle.workflowId);
     expect(await entries(bench, dispute.id)).toEqual([
       `dispute_hold dispute:${dispute.id}:hold`,
       `dispute_chargeback dispute:${dispute.id}:close`,

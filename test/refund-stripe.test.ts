@@ -18,6 +18,7 @@ import {
   testApp,
   uniqueId,
 } from './helpers.js';
+import { keepHistory, recordingHistories } from './history-recorder.js';
 import { TEST_WEBHOOK_SECRET, sessionObject, stripeEvent, webhookRequest } from './stripe.js';
 
 let bench: CheckoutBench;
@@ -147,7 +148,13 @@ describe('a refund made in the Stripe Dashboard', () => {
 
     const told = await deliveredNotifications(bench.db, customer.id);
     expect(told.map((n) => n.title)).toContain('Credits taken back after a refund');
-  });
+    if (recordingHistories()) {
+      // The run ends once no report came for a minute; only worth the wait when recording.
+      const handle = bench.temporal.workflow.getHandle(workflowIds.stripeRefund(paymentId));
+      await handle.result();
+      await keepHistory(bench.temporal, 'refund-stripe-taken-back', handle.workflowId);
+    }
+  }, 120_000);
 
   it('takes back the pro-rata share of a partial refund and keeps the rest spendable', async () => {
     const { customer, paymentId } = await creditedTopup(bench, 'medium'); // 550 credits, 2500
