@@ -261,6 +261,25 @@ describe('a refund made in the Stripe Dashboard', () => {
     expect((await payment(bench, paymentId)).refundedAmount).toBe(300);
   });
 
+  it('reads Stripe’s list again when it lags behind the event, then trusts the list', async () => {
+    const { customer, paymentId } = await creditedTopup(bench);
+    // The event already says 500 refunded; Stripe's list shows the refund a moment later.
+    const event = stripeEvent(
+      'charge.refunded',
+      bench.stripe.chargeObject(paymentId, { amount_refunded: 500, refunded: true }),
+    );
+    await accepted(bench, event);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await clawbacks(bench, paymentId)).toEqual([]);
+    const refund = bench.stripe.refundAtStripe(paymentId);
+    await eventually(
+      async () => ((await payment(bench, paymentId)).refundedCredits === 100 ? true : undefined),
+      { timeoutMs: 30_000 },
+    );
+    expect((await clawbacks(bench, paymentId)).map((c) => c.refundId)).toEqual([refund.id]);
+    expect(await bench.ledger.walletBalance(customer.id)).toBe(0);
+  }, 40_000);
+
   it('flags a refund of a payment intent we never recorded, with an alert', async () => {
     const event = stripeEvent('charge.refunded', {
       id: 'ch_unknown',

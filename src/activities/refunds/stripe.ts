@@ -38,6 +38,12 @@ export interface StripeRefundToTakeBack {
   currency: string;
 }
 
+export interface StripeRefundsListed {
+  toTakeBack: StripeRefundToTakeBack[];
+  /** Money of every succeeded refund listed, ours included: compared with the event's hint. */
+  succeededAmount: number;
+}
+
 export interface StripeRefundTakenBack {
   stripeRefundId: string;
   refundId: string;
@@ -118,7 +124,7 @@ export function createStripeRefundActivities({ db, ledger, stripe, metrics }: Re
     async listStripeRefundsToTakeBack(input: {
       paymentId: string;
       paymentIntentId: string;
-    }): Promise<StripeRefundToTakeBack[]> {
+    }): Promise<StripeRefundsListed> {
       const ctx = Context.current();
       const resumed = ctx.info.heartbeatDetails as
         { cursor: string | null; found: RefundInfo[] } | undefined;
@@ -157,7 +163,10 @@ export function createStripeRefundActivities({ db, ledger, stripe, metrics }: Re
         listed: found.length,
         toTakeBack: foreign.length,
       });
-      return foreign.map((r) => ({ id: r.id, amount: r.amount, currency: r.currency }));
+      return {
+        toTakeBack: foreign.map((r) => ({ id: r.id, amount: r.amount, currency: r.currency })),
+        succeededAmount: succeeded.reduce((sum, r) => sum + r.amount, 0),
+      };
     },
 
     /**

@@ -5,6 +5,7 @@ import {
   log,
   proxyActivities,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -74,18 +75,13 @@ export async function stripeRefund(input: RefundInput): Promise<RefundState> {
     }
     const batch = reports.splice(0);
     const report = batch[batch.length - 1]!;
-    const refunds = await listRefunds(input, report);
+    const hinted = Math.max(...batch.map((r) => r.amountRefunded));
+    const refunds = await listRefunds(input, report, hinted);
     for (const refund of refunds) {
       const result = await takeBack(input, workflowId, refund);
       takenBack.set(refund.id, result);
     }
     summarise(state, takenBack, refunds);
-    const hinted = Math.max(...batch.map((r) => r.amountRefunded));
-    const listed = refunds.reduce((sum, r) => sum + r.amount, 0);
-    if (listed < hinted) {
-      // Our own API refunds are not listed here; the rest can lag behind the event at Stripe.
-      log.info('stripe lists less refunded than the event said', { hinted, listed });
-    }
   }
   await condition(allHandlersFinished);
   state.status = 'refunded';
@@ -94,12 +90,32 @@ export async function stripeRefund(input: RefundInput): Promise<RefundState> {
   return state;
 }
 
-/** Lists the refunds at Stripe that this payment's credits answer for. */
-function listRefunds(input: RefundInput, report: StripeRefundReport) {
-  return listStripeRefundsToTakeBack({
-    paymentId: input.paymentId ?? report.paymentId,
-    paymentIntentId: report.paymentIntentId,
-  });
+/** How often, and how far apart, a list that shows less than the event said is read again. */
+const LAGGING_LIST_RETRIES = 3;
+const LAGGING_LIST_PAUSE = '10 seconds';
+
+/**
+ * Lists the refunds at Stripe that this payment's credits answer for. The event's cumulative
+ * amount is only a hint: a list that shows less is read again a few times (Stripe's lists can
+ * lag behind its events), and then trusted whatever it says.
+ */
+async function listRefunds(input: RefundInput, report: StripeRefundReport, hinted: number) {
+  for (let attempt = 0; ; attempt++) {
+    const listed = await listStripeRefundsToTakeBack({
+      paymentId: input.paymentId ?? report.paymentId,
+      paymentIntentId: report.paymentIntentId,
+    });
+    if (listed.succeededAmount >= hinted || attempt >= LAGGING_LIST_RETRIES) {
+      if (listed.succeededAmount !== hinted) {
+        log.info('stripe lists another refunded amount than the event said; the list wins', {
+          hinted,
+          listed: listed.succeededAmount,
+        });
+      }
+      return listed.toTakeBack;
+    }
+    await sleep(LAGGING_LIST_PAUSE);
+  }
 }
 
 /** Takes back one Stripe refund's share of the credits (once, by its Stripe id). */
