@@ -26,6 +26,8 @@ interface Fixtures {
   verificationId: string;
   orderId: string;
   paymentId: string;
+  /** A dispute on A's payment. */
+  disputeId: string;
   /** A's item, still for sale. */
   itemForSale: string;
   /** An item A bought from another seller. */
@@ -132,6 +134,8 @@ const ROUTES: Record<string, RouteCase> = {
     params: (f) => [{ id: f.a.id }],
     body: { reason: 'erasure request' },
   },
+  'GET /v1/disputes': { kind: 'own' },
+  'GET /v1/disputes/{id}': { kind: 'owned', params: (f) => [{ id: f.disputeId }] },
 };
 
 interface Operation {
@@ -194,6 +198,10 @@ beforeAll(async () => {
     insert into refunds (id, workflow_id, kind, customer_id, payment_id, reason, requested_by, status)
     values (${`stripe-${paymentId}`}, ${workflowIds.stripeRefund(paymentId)}, 'stripe', ${a.id},
             ${paymentId}, 'refunded at Stripe', 'stripe', 'refunded')`;
+  const disputeId = `dp_test_${hex()}`;
+  await db.sql`
+    insert into disputes (id, workflow_id, payment_id, customer_id, amount, currency, credits, status)
+    values (${disputeId}, ${workflowIds.dispute(disputeId)}, ${paymentId}, ${a.id}, 500, 'eur', 100, 'open')`;
   const [forSale] = await db.sql<{ id: string }[]>`
     insert into items (seller_id, owner_id, title, price, status)
     values (${a.id}, ${a.id}, 'A sells this', 10, 'available') returning id`;
@@ -210,6 +218,7 @@ beforeAll(async () => {
     verificationId,
     orderId,
     paymentId,
+    disputeId,
     itemForSale: forSale!.id,
     itemBought: bought!.id,
   };
@@ -323,6 +332,7 @@ describe('every route of the OpenAPI document, walked with another customer’s 
     expect((await get(`/v1/orders/${f.orderId}`)).status).toBe(200);
     expect((await get(`/v1/checkouts/${f.paymentId}`)).status).toBe(200);
     expect((await get(`/v1/refunds/stripe-${f.paymentId}`)).status).toBe(200);
+    expect((await get(`/v1/disputes/${f.disputeId}`)).status).toBe(200);
     expect((await get(`/v1/customers/${f.a.id}`)).status).toBe(200);
     const own = await customerToken(f.a.id);
     const mine = await app.request(`/v1/customers/${encodeURIComponent(f.a.email)}`, {

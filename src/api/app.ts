@@ -9,6 +9,7 @@ import { adminOnly, authenticate, type AuthEnv } from './auth.js';
 import { checkoutRoutes } from './checkouts/routes.js';
 import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
+import { disputeRoutes } from './disputes/routes.js';
 import { docsRoutes } from './docs/routes.js';
 import { ApiError, errorBody, handleError, validationHook } from './errors.js';
 import { healthRoutes } from './health/routes.js';
@@ -118,6 +119,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.route('/', checkoutRoutes(deps));
   app.route('/', refundRoutes(deps));
   app.route('/', adminRoutes(deps));
+  app.route('/', disputeRoutes(deps));
 
   app.notFound((c) =>
     c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404),

@@ -19,7 +19,8 @@ export interface Violation {
     | 'order_escrow_left'
     | 'payment_over_refunded'
     | 'refunded_credits_mismatch'
-    | 'receivables_mismatch';
+    | 'receivables_mismatch'
+    | 'disputes_held_mismatch';
   detail: string;
 }
 
@@ -291,6 +292,19 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
       violations.push({
         invariant: 'receivables_mismatch',
         detail: `receivables hold ${receivables.balance}; customers owe ${receivables.owed} (expected -${receivables.owed})`,
+      });
+    }
+
+    // Credits held for disputes are exactly what the open disputes say they hold: a hold and its
+    // dispute row commit together, and so do a release or write-off and the dispute's close.
+    const [held] = await tx<{ balance: string; open_held: string }[]>`
+      select (select coalesce(sum(balance), 0) from accounts
+              where kind = 'system' and code = 'disputes_held') as balance,
+             (select coalesce(sum(held_credits), 0) from disputes where status = 'open') as open_held`;
+    if (held && BigInt(held.balance) !== BigInt(held.open_held)) {
+      violations.push({
+        invariant: 'disputes_held_mismatch',
+        detail: `disputes_held holds ${held.balance} credits; open disputes hold ${held.open_held}`,
       });
     }
 

@@ -216,27 +216,18 @@ describe('POST /webhooks/stripe records and routes verified events', () => {
     expect(await deliveredNotifications(bench.db, customer.id)).toHaveLength(1);
   });
 
-  it('records refunds and disputes as flagged for review, without touching the wallet', async () => {
+  it('flags refunds and disputes of a payment intent we never recorded, without touching a wallet', async () => {
     const { customer, started, session } = await openCheckout();
     await settle(started.id, session);
+    const unknownIntent = `${session.paymentIntentId}_not_ours`;
     for (const [type, object] of [
       [
         'charge.refunded',
-        {
-          id: 'ch_test_1',
-          object: 'charge',
-          payment_intent: session.paymentIntentId,
-          amount_refunded: 500,
-        },
+        { id: 'ch_test_1', object: 'charge', payment_intent: unknownIntent, amount_refunded: 500 },
       ],
       [
         'charge.dispute.created',
-        {
-          id: 'dp_test_1',
-          object: 'dispute',
-          payment_intent: session.paymentIntentId,
-          amount: 500,
-        },
+        { id: 'dp_test_1', object: 'dispute', payment_intent: unknownIntent, amount: 500 },
       ],
     ] as const) {
       const event = stripeEvent(type, object);
@@ -245,7 +236,7 @@ describe('POST /webhooks/stripe records and routes verified events', () => {
       expect(await res.json()).toMatchObject({ status: 'flagged' });
       expect(await eventRow(event.id)).toMatchObject({
         status: 'flagged',
-        payment_id: started.id,
+        payment_id: null,
         error: expect.stringContaining('flagged for review') as string,
       });
     }

@@ -3,6 +3,8 @@ import { Hono } from 'hono';
 import Stripe from 'stripe';
 import { z } from 'zod';
 import { readPayment, type PaymentRecord } from '../../activities/checkout.js';
+import { raiseAlert } from '../../alerts/alerts.js';
+import { reportDispute, reportStripeRefund } from '../../refunds/start.js';
 import { CREDITED_STATUSES } from '../../payments/state-machine.js';
 import {
   searchAttributes,
@@ -42,6 +44,10 @@ type Routing =
       problem: string | null;
     }
   | { action: 'flag'; note: string; paymentIntentId: string | null }
+  /** A refund made at Stripe (charge.refunded): found by its payment intent. */
+  | { action: 'stripeRefund'; paymentIntentId: string | null; amountRefunded: number }
+  /** charge.dispute.created / updated / closed: found by the disputed payment intent. */
+  | { action: 'dispute'; paymentIntentId: string | null }
   | { action: 'ignore'; note: string | null };
 
 const idOf = (value: unknown): string | null =>
@@ -94,12 +100,15 @@ function routingFor(event: z.infer<typeof EventSchema>): Routing {
     case 'payment_intent.succeeded':
       return about('paid', false);
     case 'charge.refunded':
-    case 'charge.dispute.created':
       return {
-        action: 'flag',
-        note: `flagged for review: ${event.type} is recorded but not acted on until the refund workflow exists`,
+        action: 'stripeRefund',
         paymentIntentId: idOf(object.payment_intent),
+        amountRefunded: typeof object.amount_refunded === 'number' ? object.amount_refunded : 0,
       };
+    case 'charge.dispute.created':
+    case 'charge.dispute.updated':
+    case 'charge.dispute.closed':
+      return { action: 'dispute', paymentIntentId: idOf(object.payment_intent) };
     default:
       return { action: 'ignore', note: null };
   }
@@ -203,6 +212,106 @@ export function stripeWebhookRoutes({
       where id = ${eventId}`;
   };
 
+  const paymentByIntent = async (paymentIntentId: string | null) => {
+    if (!paymentIntentId) return undefined;
+    const [row] = await db.sql<{ id: string }[]>`
+      select id from payments where payment_intent_id = ${paymentIntentId}`;
+    return row ? readPayment(db, row.id) : undefined;
+  };
+
+  /** Keeps an event about money we cannot place for a person, with an alert. */
+  const flagForReview = async (
+    event: z.infer<typeof EventSchema>,
+    paymentId: string | null,
+    note: string,
+  ) => {
+    await finish(event.id, 'flagged', note);
+    metrics?.stripeEventsFlagged.inc({ type: event.type });
+    await raiseAlert(
+      db.sql,
+      {
+        key: `stripe_event_flagged:${event.id}`,
+        kind: 'stripe_event_flagged',
+        severity: 'critical',
+        message: `Stripe event ${event.id} (${event.type}) was flagged for review: ${note}`,
+        details: { eventId: event.id, type: event.type, paymentId },
+      },
+      { log: logger, counter: metrics?.alertsRaised },
+    );
+  };
+
+  /**
+   * charge.refunded and charge.dispute.*: hands the report to the refund workflow of the
+   * payment (or the dispute) by signal-with-start, which drops an event id it has seen.
+   */
+  const handOverRefundOrDispute = async (
+    event: z.infer<typeof EventSchema>,
+    routing: Extract<Routing, { action: 'stripeRefund' | 'dispute' }>,
+    payment: PaymentRecord | undefined,
+  ): Promise<[Record<string, unknown>, 200 | 503]> => {
+    const object = event.data.object;
+    const disputeId = routing.action === 'dispute' ? idOf(object.id) : null;
+    const problem = !routing.paymentIntentId
+      ? 'it names no payment intent'
+      : !payment
+        ? `no payment of ours has payment intent ${routing.paymentIntentId}`
+        : routing.action === 'dispute' && !disputeId
+          ? 'the dispute has no id'
+          : null;
+    if (problem || !payment || !routing.paymentIntentId) {
+      await flagForReview(event, payment?.id ?? null, `flagged for review: ${problem}`);
+      return [{ received: true, status: 'flagged' }, 200];
+    }
+    const target = { temporal, taskQueue };
+    const about = { paymentId: payment.id, customerId: payment.customerId };
+    try {
+      if (routing.action === 'stripeRefund') {
+        await reportStripeRefund(
+          target,
+          about,
+          {
+            eventId: event.id,
+            paymentId: payment.id,
+            paymentIntentId: routing.paymentIntentId,
+            amountRefunded: routing.amountRefunded,
+          },
+          'webhook',
+        );
+      } else {
+        await reportDispute(
+          target,
+          about,
+          {
+            eventId: event.id,
+            eventType: event.type,
+            disputeId: disputeId!,
+            paymentId: payment.id,
+            paymentIntentId: routing.paymentIntentId,
+            amount: typeof object.amount === 'number' ? object.amount : payment.amount,
+            currency: stringField(object, 'currency') ?? payment.currency,
+            status: stringField(object, 'status') ?? 'needs_response',
+            reason: stringField(object, 'reason'),
+          },
+          'webhook',
+        );
+      }
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      await finish(event.id, 'failed', message.slice(0, 1000)).catch(() => undefined);
+      logger.error({ err, eventId: event.id, type: event.type }, 'stripe event not delivered');
+      return [
+        errorBody('delivery_failed', 'The event could not be handed over; Stripe will retry.'),
+        503,
+      ];
+    }
+    await finish(event.id, 'completed', null);
+    logger.info(
+      { eventId: event.id, type: event.type, paymentId: payment.id, disputeId },
+      'stripe event routed to the refund workflow',
+    );
+    return [{ received: true, status: 'completed' }, 200];
+  };
+
   /** Receives Stripe's events: verify, record once, route to the checkout workflow. */
   app.post('/webhooks/stripe', async (c) => {
     if (!stripeWebhookSecret) {
@@ -277,6 +386,10 @@ export function stripeWebhookRoutes({
       if (problems.length > 0) {
         flagNote = `flagged for review: ${problems.join('; ')}; not credited`;
       }
+    } else if (routing.action === 'stripeRefund' || routing.action === 'dispute') {
+      // The charge and the dispute carry no metadata of ours: the payment intent recorded when
+      // the payment was credited names the payment.
+      payment = await paymentByIntent(routing.paymentIntentId);
     } else if (routing.action === 'flag') {
       flagNote = routing.note;
       if (routing.paymentIntentId) {
@@ -306,6 +419,9 @@ export function stripeWebhookRoutes({
     if (routing.action === 'ignore') {
       await finish(event.id, 'ignored', routing.note);
       return c.json({ received: true, status: 'ignored' }, 200);
+    }
+    if (routing.action === 'stripeRefund' || routing.action === 'dispute') {
+      return c.json(...(await handOverRefundOrDispute(event, routing, payment)));
     }
     if (flagNote !== null || routing.action !== 'check' || !payment) {
       const note = flagNote ?? 'flagged for review';
