@@ -419,6 +419,16 @@ describe('GET /v1/admin/customers/:ref/consistency', () => {
   it('a clean customer is consistent, found by id, e-mail or external id', async () => {
     const c = await customerWithTopup(shared, sharedLedger);
     // A settled refund that took 10 credits, and one that failed (re-credited: nothing taken).
+    await sharedLedger.postEntry({
+      idempotencyKey: uniqueId('clawback'),
+      type: 'refund_clawback',
+      description: 'refund',
+      metadata: { paymentId: c.paymentId },
+      lines: [
+        { account: { wallet: c.id }, amount: -10 },
+        { account: { system: 'refunds' }, amount: 10 },
+      ],
+    });
     await shared.sql`
       update payments set status = 'partially_refunded', refunded_credits = 10, refunded_amount = 50
       where id = ${c.paymentId}`;
@@ -434,16 +444,20 @@ describe('GET /v1/admin/customers/:ref/consistency', () => {
         customerId: c.id,
         consistent: true,
         problems: [],
-        wallet: { cachedBalance: 70, postingsSum: 70, lastBalanceAfter: 70, postings: 2 },
+        wallet: { cachedBalance: 60, postingsSum: 60, lastBalanceAfter: 60, postings: 3 },
         payments: { count: 1, creditedCredits: 100, refundedCredits: 10 },
         refunds: { byStatus: { refunded: 1, failed: 1 }, refundedCreditsByKind: { topup: 10 } },
         debts: { open: 0, openCredits: 0 },
         disputes: { open: 0, heldCredits: 0 },
       });
-      expect(body.wallet.byType).toEqual([
-        { type: 'topup', entries: 1, net: 100 },
-        { type: 'verification_purchase', entries: 1, net: -30 },
-      ]);
+      expect(body.wallet.byType).toEqual(
+        expect.arrayContaining([
+          { type: 'topup', entries: 1, net: 100 },
+          { type: 'verification_purchase', entries: 1, net: -30 },
+          { type: 'refund_clawback', entries: 1, net: -10 },
+        ]),
+      );
+      expect(body.wallet.byType).toHaveLength(3);
     }
   });
 
