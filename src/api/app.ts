@@ -18,6 +18,7 @@ import { createMetrics } from '../metrics.js';
 import { createWalletEventHub } from './wallet/events.js';
 import { walletRoutes } from './wallet/routes.js';
 import { priceRoutes } from './prices/routes.js';
+import { reconciliationRoutes } from './reconciliations/routes.js';
 import { verificationRoutes } from './verifications/routes.js';
 import { smsWebhookRoutes } from './webhooks/sms.js';
 import { stripeWebhookRoutes } from './webhooks/stripe.js';
@@ -114,6 +115,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.route('/', itemRoutes(deps));
   app.route('/', orderRoutes(deps));
   app.route('/', checkoutRoutes(deps));
+  app.route('/', reconciliationRoutes(deps));
 
   app.notFound((c) =>
     c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404),
