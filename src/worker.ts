@@ -25,6 +25,8 @@ export interface WorkerOptions {
   metrics?: Metrics;
   /** Replaces the outbox delivery channel (tests make it fail). */
   deliver?: DeliverMessage;
+  /** A prebuilt workflow bundle (tests), instead of bundling at start. */
+  workflowBundle?: { codePath: string };
 }
 
 /**
@@ -80,6 +82,7 @@ export async function startWorker(
   const { worker, connection } = await createWorker({
     target,
     taskQueue: config.temporal.taskQueue,
+    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}),
     activities: createActivities({
       db,
       metrics,

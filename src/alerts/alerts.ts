@@ -58,7 +58,7 @@ export async function raiseAlert(
   const [row] = await sql<{ id: string; occurrences: number; created: boolean }[]>`
     insert into alerts (key, kind, severity, message, details, customer_id)
     values (${alert.key}, ${alert.kind}, ${alert.severity}, ${alert.message},
-            ${sql.json((alert.details ?? {}) as postgres.JSONValue)}, ${alert.customerId ?? null})
+            ${JSON.stringify(alert.details ?? {})}::jsonb, ${alert.customerId ?? null})
     on conflict (key) do update set
       occurrences = alerts.occurrences + 1,
       last_seen_at = now(),

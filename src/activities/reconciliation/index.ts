@@ -7,7 +7,6 @@ import {
   type Client,
 } from '@temporalio/client';
 import { createHash } from 'node:crypto';
-import type postgres from 'postgres';
 import { raiseAlert } from '../../alerts/alerts.js';
 import type { Database } from '../../db/client.js';
 import { checkLedger, type LedgerReport } from '../../ledger/check.js';
@@ -166,14 +165,14 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
       await sql`
         insert into reconciliation_repairs (key, run_id, action, details)
         values (${finding.key}, ${runId}, ${action},
-                ${sql.json({ kind: finding.kind, outcome, refs: finding.refs })})
+                ${JSON.stringify({ kind: finding.kind, outcome, refs: finding.refs })}::jsonb)
         on conflict (key) do nothing`;
     }
     await sql`
       insert into reconciliation_findings (run_id, key, kind, refs, amount, currency, action, outcome, details)
-      values (${runId}, ${finding.key}, ${finding.kind}, ${sql.json(finding.refs)},
+      values (${runId}, ${finding.key}, ${finding.kind}, ${JSON.stringify(finding.refs)}::jsonb,
               ${finding.amount}, ${finding.currency}, ${action}, ${outcome},
-              ${sql.json({ message: finding.message, ...(finding.details ?? {}) })})
+              ${JSON.stringify({ message: finding.message, ...(finding.details ?? {}) })}::jsonb)
       on conflict (run_id, key) do nothing`;
     return action;
   }
@@ -216,7 +215,7 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
       (paid.currency ?? '').toLowerCase() !== payment.currency.toLowerCase()
     ) {
       await act(ref.runId, {
-        key: `amount_mismatch:${payment.id}:${paid.objectId}`,
+        key: `amount_mismatch:${payment.id}:${paid.paymentIntentId ?? paid.objectId}`,
         kind: 'amount_mismatch',
         refs,
         amount: paid.amount,
@@ -756,7 +755,7 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
       const summary: ReconciliationSummary = { ...input.summary, categories };
       await sql`
         update reconciliation_runs set status = ${input.status}, error = ${input.error ?? null},
-          summary = ${sql.json(summary as unknown as postgres.JSONValue)},
+          summary = ${JSON.stringify(summary)}::jsonb,
           matched = ${input.summary.matched}, findings_count = ${findings}, finished_at = now()
         where id = ${input.runId}`;
       return { findings };
