@@ -84,6 +84,7 @@ export async function startReconciliationBench(
     temporal,
     taskQueue,
     settleGraceMs: 0,
+    alertLog: { error: () => undefined },
     pageSize: options.pageSize ?? 100,
     checkLedger: async (sql) => {
       const report = await checkLedger(sql);

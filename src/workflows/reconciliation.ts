@@ -2,7 +2,6 @@
 import {
   ParentClosePolicy,
   continueAsNew,
-  log,
   proxyActivities,
   sleep,
   startChild,
@@ -210,7 +209,6 @@ async function runCanary(
       ? { ok: false, detail: `canary ${workflowId} failed: ${outcome.message}` }
       : await db.checkCanary({ verificationId, workflowId, customerId });
   if (!checked.ok) {
-    log.error('canary failed', { runId, detail: checked.detail });
     await db.raiseCanaryAlert({ runId, kind: 'canary_failed', message: checked.detail });
     return { status: 'failed', detail: checked.detail };
   }

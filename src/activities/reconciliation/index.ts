@@ -46,6 +46,8 @@ export interface ReconciliationActivityDeps {
   pageSize?: number;
   /** The expiry a checkout run started by a repair gets. */
   checkoutExpirySeconds?: number;
+  /** Where alerts are logged besides the table (the activity's logger when absent). */
+  alertLog?: { error(fields: Record<string, unknown>, message: string): void };
   /** The ledger checker (tests replace it to inject a violation without corrupting the ledger). */
   checkLedger?: (sql: Database['sql']) => Promise<LedgerReport>;
 }
@@ -103,7 +105,7 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
 
   /** Alerts go to the activity's log (error level) and the alerts counter. */
   const alertSinks = () => ({
-    log: {
+    log: deps.alertLog ?? {
       error: (fields: Record<string, unknown>, message: string) => {
         Context.current().log.error(message, fields);
       },
