@@ -5,10 +5,16 @@ import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client } from '@temp
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createMetrics } from '../src/metrics.js';
-import { ensureReconciliationSchedules } from '../src/reconciliation/schedules.js';
-import { scheduleIds } from '../src/shared.js';
+import { toDate } from '../src/db/client.js';
+import { SWEEP_MARGIN_MS } from '../src/reconciliation/plan.js';
+import {
+  ensureReconciliationSchedules,
+  reconciliationSchedules,
+} from '../src/reconciliation/schedules.js';
+import { scheduleIds, type ReconciliationInput } from '../src/shared.js';
 import { startWorker } from '../src/worker.js';
-import { connectTestClient, uniqueId } from './helpers.js';
+import { connectTestClient, eventually, uniqueId } from './helpers.js';
+import { startReconciliationBench } from './reconciliation-harness.js';
 
 let temporal: Client;
 
@@ -106,6 +112,48 @@ describe('reconciliation schedules', () => {
       await worker.stop();
       await remove(scheduleIds.reconciliationDaily);
       await remove(scheduleIds.reconciliationSweep);
+    }
+  });
+
+  it('a triggered sweep runs with a run id and a window from its action time', async () => {
+    const bench = await startReconciliationBench('reconciliation-scheduled');
+    const ids = {
+      daily: uniqueId('reconciliation-daily'),
+      sweep: uniqueId('reconciliation-sweep'),
+    };
+    try {
+      const scope = (await bench.customer()).id;
+      const { sweep } = reconciliationSchedules({
+        taskQueue: bench.taskQueue,
+        cron: '0 3 29 2 *',
+        sweepMinutes: 20,
+        ids,
+        paused: true,
+      });
+      // Scoped to this test's customer: the sweep must not act on other files' data.
+      const action = sweep.action as typeof sweep.action & { args: [ReconciliationInput] };
+      await temporal.schedule.create({
+        ...sweep,
+        action: { ...action, args: [{ ...action.args[0], customerIds: [scope] }] },
+      });
+      await temporal.schedule.getHandle(ids.sweep).trigger();
+      const name = ids.sweep.replace(/^reconciliation-/, '');
+      const run = await eventually(async () => {
+        const [row] = await bench.db.sql<
+          { id: string; trigger: string; window_from: Date | string; window_to: Date | string }[]
+        >`
+          select id, trigger, window_from, window_to from reconciliation_runs
+          where id like ${`${name}-%`} and status = 'completed'`;
+        return row;
+      });
+      expect(run.id).toMatch(new RegExp(`^${name}-\\d{4}-\\d{2}-\\d{2}T`));
+      expect(run.trigger).toBe('sweep');
+      expect(toDate(run.window_to).getTime() - toDate(run.window_from).getTime()).toBe(
+        20 * 60_000 + SWEEP_MARGIN_MS,
+      );
+    } finally {
+      await remove(ids.sweep);
+      await bench.close();
     }
   });
 });
