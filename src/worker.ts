@@ -64,20 +64,28 @@ export async function startWorker(
   // Reconciliation repairs start and signal workflows through a client of the worker's own.
   const temporal = await connectClient(target);
   if (config.reconciliation.manageSchedules) {
-    const ids = await ensureReconciliationSchedules(temporal, {
-      taskQueue: config.temporal.taskQueue,
-      cron: config.reconciliation.cron,
-      sweepMinutes: config.reconciliation.sweepMinutes,
-      canaryCredits: config.reconciliation.canaryCredits,
-    });
-    logger.info(
-      {
-        ...ids,
+    try {
+      const ids = await ensureReconciliationSchedules(temporal, {
+        taskQueue: config.temporal.taskQueue,
         cron: config.reconciliation.cron,
         sweepMinutes: config.reconciliation.sweepMinutes,
-      },
-      'reconciliation schedules in place',
-    );
+        canaryCredits: config.reconciliation.canaryCredits,
+      });
+      logger.info(
+        {
+          ...ids,
+          cron: config.reconciliation.cron,
+          sweepMinutes: config.reconciliation.sweepMinutes,
+        },
+        'reconciliation schedules in place',
+      );
+    } catch (err) {
+      // The money path does not wait on the schedules: run the flows, and say loudly what is off.
+      logger.error(
+        { err, alert: 'reconciliation_schedules' },
+        'reconciliation schedules could not be created or updated; reconciliation will not run on schedule',
+      );
+    }
   }
   const { worker, connection } = await createWorker({
     target,

@@ -245,6 +245,34 @@ describe('reconciliation findings', () => {
   });
 });
 
+describe('a payment left init past its expiry', () => {
+  it('is expired at Stripe first, and credited when Stripe shows it was paid after all', async () => {
+    const customer = await bench.customer();
+    const paymentId = await bench.buy(customer.token);
+    const workflowId = workflowIds.checkout(paymentId);
+    // Its workflow is gone (terminated by hand), and the payment, paid at Stripe, never reported.
+    await bench.temporal.workflow.getHandle(workflowId).terminate('test: workflow lost');
+    bench.stripe.pay(paymentId);
+    await bench.db.sql`
+      update payments set expires_at = now() - interval '1 minute' where id = ${paymentId}`;
+    // A window after the session was created: only the check for flows in limbo finds it.
+    await new Promise((r) => setTimeout(r, 1100));
+    const from = new Date().toISOString();
+    const to = new Date(Date.now() + 60_000).toISOString();
+    const run = await bench.run({ trigger: 'manual', from, to, customerIds: [customer.id] });
+    const findings = await bench.findings(run.runId);
+    expect(findings.map((f) => [f.kind, f.action])).toEqual([['payment_init_expired', 'repaired']]);
+    expect(findings[0]!.outcome).toMatch(/paid after all/);
+    await eventually(async () => {
+      const [p] = await bench.db.sql<{ status: string }[]>`
+        select status from payments where id = ${paymentId}`;
+      return p?.status === 'credited' ? true : undefined;
+    });
+    expect(await bench.ledger.walletBalance(customer.id)).toBe(100);
+    expect(bench.stripe.session(paymentId).expireCalls).toBe(1);
+  });
+});
+
 describe('reconciliation over many pages and a long window', () => {
   it('lists page by page and a retried page resumes from its heartbeat cursor', async () => {
     const paged = await startReconciliationBench('reconciliation-pages', { pageSize: 2 });

@@ -690,21 +690,30 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
             message: `payment ${id} is still init long after it expired`,
           },
           async () => {
-            // Stripe shows it unpaid (else the listing reported it paid): tell its workflow it
-            // expired, as Stripe's checkout.session.expired would. A payment that still arrives
-            // later is credited by the late-payment path.
+            // Expire the session at Stripe first, as the workflow's own timeout would: nobody can
+            // pay it afterwards, and if it was paid after all its workflow credits it instead.
+            const session =
+              payment.sessionId && deps.stripe
+                ? await deps.stripe.expireCheckoutSession(
+                    payment.sessionId,
+                    `reconciliation:${key}`,
+                  )
+                : null;
+            const paid = session?.status === 'complete' && session.paymentStatus === 'paid';
             await reportCheckoutOutcome(
               { ...target(), expiresInSeconds: deps.checkoutExpirySeconds ?? 30 * 60 },
               payment,
               {
                 eventId: `reconciliation:${key}`,
-                eventType: 'reconciliation.expired',
-                kind: 'expired',
+                eventType: paid ? 'reconciliation.paid' : 'reconciliation.expired',
+                kind: paid ? 'paid' : 'expired',
                 sessionId: payment.sessionId,
-                paymentIntentId: payment.paymentIntentId,
+                paymentIntentId: session?.paymentIntentId ?? payment.paymentIntentId,
               },
             );
-            return `reported expired to ${payment.workflowId}`;
+            return paid
+              ? `the session was paid after all: reported paid to ${payment.workflowId}`
+              : `expired the session and reported it to ${payment.workflowId}`;
           },
         );
       }
