@@ -67,6 +67,8 @@ export async function startReconciliationBench(
   name: string,
   options: {
     pageSize?: number;
+    /** How long a repair may take before a run that still finds it flags it (1 hour). */
+    repairGraceMs?: number;
     /** Wraps the real activities (e.g. to make one fail). */
     wrap?: (real: Activities) => Partial<Activities>;
   } = {},
@@ -84,6 +86,7 @@ export async function startReconciliationBench(
     temporal,
     taskQueue,
     settleGraceMs: 0,
+    ...(options.repairGraceMs !== undefined ? { repairGraceMs: options.repairGraceMs } : {}),
     alertLog: { error: () => undefined },
     pageSize: options.pageSize ?? 100,
     checkLedger: async (sql) => {

@@ -273,6 +273,49 @@ describe('a payment left init past its expiry', () => {
   });
 });
 
+describe('a repair that did not take', () => {
+  it('is flagged for a person by a later run that still finds it', async () => {
+    const impatient = await startReconciliationBench('reconciliation-unresolved', {
+      repairGraceMs: 0,
+    });
+    try {
+      const customer = await impatient.customer();
+      const paymentId = `pay_${randomBytes(16).toString('hex')}`;
+      // A payment init past its expiry, its workflow gone.
+      await impatient.db.sql`
+        insert into payments (id, workflow_id, customer_id, pack, credits, amount, currency, status,
+                              expires_at, created_at)
+        values (${paymentId}, ${workflowIds.checkout(paymentId)}, ${customer.id}, 'small', 100,
+                500, 'eur', 'init', now() - interval '1 minute', now() - interval '2 minutes')`;
+      const window = {
+        trigger: 'manual' as const,
+        from: since(),
+        to: new Date(Date.now() + 60_000).toISOString(),
+        customerIds: [customer.id],
+      };
+      const first = await impatient.run(window);
+      await eventually(async () => {
+        const [p] = await impatient.db.sql<{ status: string }[]>`
+          select status from payments where id = ${paymentId}`;
+        return p?.status === 'expired' ? true : undefined;
+      });
+      // The first run repaired it; put it back, as if the repair had not taken.
+      await impatient.db.sql`update payments set status = 'init' where id = ${paymentId}`;
+      const second = await impatient.run(window);
+      const key = `payment_init_expired:${paymentId}`;
+      expect((await impatient.findings(first.runId)).map((f) => f.action)).toEqual(['repaired']);
+      const again = await impatient.findings(second.runId);
+      expect(again.map((f) => [f.key, f.action])).toEqual([[key, 'flagged']]);
+      expect(await alertsFor(`reconciliation:${key}:unresolved`)).toEqual([
+        { kind: 'reconciliation_finding', occurrences: 1 },
+      ]);
+      await impatient.db.sql`update payments set status = 'expired' where id = ${paymentId}`;
+    } finally {
+      await impatient.close();
+    }
+  });
+});
+
 describe('reconciliation over many pages and a long window', () => {
   it('lists page by page and a retried page resumes from its heartbeat cursor', async () => {
     const paged = await startReconciliationBench('reconciliation-pages', { pageSize: 2 });

@@ -42,6 +42,8 @@ export interface ReconciliationActivityDeps {
   taskQueue?: string | undefined;
   /** How long past its deadline a flow may take to settle before it is a finding (15 minutes). */
   settleGraceMs?: number;
+  /** How long a repair may take to resolve its finding before a run flags it (1 hour). */
+  repairGraceMs?: number;
   /** Stripe list page size (100; tests make it small to cross pages). */
   pageSize?: number;
   /** The expiry a checkout run started by a repair gets. */
@@ -56,6 +58,8 @@ export interface ReconciliationActivityDeps {
 export const RECONCILIATION_MUST_FINISH: readonly string[] = [];
 
 const DEFAULT_SETTLE_GRACE_MS = 15 * 60_000;
+/** A repaired finding still found this long after its repair is flagged for a person. */
+const DEFAULT_REPAIR_GRACE_MS = 60 * 60_000;
 /** Flows in limbo are looked for this far before the window, since they outlive it. */
 const LIMBO_LOOKBACK = '2 days';
 /** A session's payment intent and refunds may be created this long after the payment row. */
@@ -100,6 +104,7 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
   const { db } = deps;
   const sql = db.sql;
   const grace = deps.settleGraceMs ?? DEFAULT_SETTLE_GRACE_MS;
+  const repairGrace = deps.repairGraceMs ?? DEFAULT_REPAIR_GRACE_MS;
   const pageSize = deps.pageSize ?? 100;
   const check = deps.checkLedger ?? checkLedger;
 
@@ -133,12 +138,35 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
     repair?: () => Promise<string>,
   ): Promise<FindingAction> {
     const [done] = await sql<
-      { run_id: string; action: FindingAction; details: { outcome?: string } }[]
+      {
+        run_id: string;
+        action: FindingAction;
+        details: { outcome?: string };
+        stale: boolean;
+      }[]
     >`
-      select run_id, action, details from reconciliation_repairs where key = ${finding.key}`;
+      select run_id, action, details,
+             created_at < now() - make_interval(secs => ${repairGrace / 1000}) as stale
+      from reconciliation_repairs where key = ${finding.key}`;
     let action: FindingAction;
     let outcome: string;
-    if (done && done.run_id !== runId) {
+    if (done && done.run_id !== runId && done.action === 'repaired' && done.stale) {
+      // Repaired long ago and still here: the repair did not take; a person looks at it now.
+      action = 'flagged';
+      outcome = `repaired by run ${done.run_id} but still found: alert raised`;
+      await raiseAlert(
+        sql,
+        {
+          key: `reconciliation:${finding.key}:unresolved`,
+          kind: 'reconciliation_finding',
+          severity: 'critical',
+          message: `Reconciliation ${runId}: ${finding.message} (repaired by run ${done.run_id}, still not resolved)`,
+          details: { runId, kind: finding.kind, refs: finding.refs, repairedBy: done.run_id },
+          customerId: finding.customerId ?? null,
+        },
+        alertSinks(),
+      );
+    } else if (done && done.run_id !== runId) {
       action = 'none';
       outcome = `already ${done.action} by run ${done.run_id}`;
     } else if (done) {
