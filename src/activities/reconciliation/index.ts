@@ -816,9 +816,8 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
         const [row] = await tx<{ id: string }[]>`
           select id from customers where external_id = ${CANARY_EXTERNAL_ID}`;
         await tx`
-          insert into accounts (kind, customer_id, code)
-          select 'wallet', ${row!.id}, 'wallet'
-          where not exists (select 1 from accounts where customer_id = ${row!.id} and kind = 'wallet')`;
+          insert into accounts (kind, customer_id, code) values ('wallet', ${row!.id}, 'wallet')
+          on conflict do nothing`;
         return row!.id;
       });
       const balance = await deps.ledger.walletBalance(customerId);
