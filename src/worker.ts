@@ -95,6 +95,7 @@ export async function startWorker(
       db,
       metrics,
       alertAfterAttempts: config.activityRetryAlertAfter,
+      alertRules: { ...config.alerts, logger },
       sms: smsProviderFromConfig(config),
       temporal,
       taskQueue: config.temporal.taskQueue,

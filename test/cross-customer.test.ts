@@ -108,6 +108,36 @@ const ROUTES: Record<string, RouteCase> = {
   'GET /v1/orders/{id}': { kind: 'owned', params: (f) => [{ id: f.orderId }] },
   'POST /v1/checkouts': { kind: 'own', body: { pack: 'small' } },
   'GET /v1/checkouts/{id}': { kind: 'owned', params: (f) => [{ id: f.paymentId }] },
+  'POST /v1/refunds': {
+    kind: 'owned',
+    params: () => [{}],
+    // A getter: the payment exists only once the fixtures are made.
+    body: {
+      get paymentId() {
+        return f.paymentId;
+      },
+      reason: 'B wants A’s money',
+    },
+    unchanged: async (f) => {
+      const rows = await db.sql`select id from refunds where payment_id = ${f.paymentId}`;
+      expect(rows).toEqual([{ id: `stripe-${f.paymentId}` }]);
+    },
+  },
+  'GET /v1/refunds/{id}': { kind: 'owned', params: (f) => [{ id: `stripe-${f.paymentId}` }] },
+  'GET /v1/refunds': { kind: 'shared', query: (f) => `paymentId=${f.paymentId}` },
+  'GET /v1/admin/health': { kind: 'admin' },
+  'GET /v1/admin/monitor': { kind: 'admin' },
+  'GET /v1/admin/customers/{ref}/consistency': {
+    kind: 'admin',
+    params: (f) => [{ ref: f.a.id }, { ref: f.a.email }],
+  },
+  'GET /v1/admin/alerts': { kind: 'admin' },
+  'POST /v1/admin/alerts/{id}/ack': { kind: 'admin', params: () => [{ id: '1' }] },
+  'POST /v1/admin/customers/{id}/anonymise': {
+    kind: 'admin',
+    params: (f) => [{ id: f.a.id }],
+    body: { reason: 'erasure request' },
+  },
 };
 
 interface Operation {
@@ -166,6 +196,10 @@ beforeAll(async () => {
   await db.sql`
     insert into payments (id, workflow_id, customer_id, pack, credits, amount, currency, status)
     values (${paymentId}, ${workflowIds.checkout(paymentId)}, ${a.id}, 'small', 100, 500, 'eur', 'expired')`;
+  await db.sql`
+    insert into refunds (id, workflow_id, kind, customer_id, payment_id, reason, requested_by, status)
+    values (${`stripe-${paymentId}`}, ${workflowIds.stripeRefund(paymentId)}, 'stripe', ${a.id},
+            ${paymentId}, 'refunded at Stripe', 'stripe', 'refunded')`;
   const [forSale] = await db.sql<{ id: string }[]>`
     insert into items (seller_id, owner_id, title, price, status)
     values (${a.id}, ${a.id}, 'A sells this', 10, 'available') returning id`;
@@ -294,6 +328,7 @@ describe('every route of the OpenAPI document, walked with another customer’s 
     expect((await get(`/v1/verifications/${f.verificationId}`)).status).toBe(200);
     expect((await get(`/v1/orders/${f.orderId}`)).status).toBe(200);
     expect((await get(`/v1/checkouts/${f.paymentId}`)).status).toBe(200);
+    expect((await get(`/v1/refunds/stripe-${f.paymentId}`)).status).toBe(200);
     expect((await get(`/v1/customers/${f.a.id}`)).status).toBe(200);
     const own = await customerToken(f.a.id);
     const mine = await app.request(`/v1/customers/${encodeURIComponent(f.a.email)}`, {

@@ -40,6 +40,11 @@ const branches = [
   'verification-timeout',
   'verification-operator-cancel',
   'verification-rent-answer-lost',
+  'refund-topup-refunded',
+  'refund-topup-rejected',
+  'refund-topup-failed',
+  'refund-purchase-refunded',
+  'refund-purchase-rejected',
 ];
 
 describe('replay of recorded histories', () => {

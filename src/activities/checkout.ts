@@ -3,7 +3,7 @@
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { toDate, type Database } from '../db/client.js';
 import { BusinessError } from '../errors.js';
-import type { Ledger } from '../ledger/ledger.js';
+import type { Ledger, PostedEntry, Tx } from '../ledger/ledger.js';
 import {
   CREDITED_STATUSES,
   transitionPayment,
@@ -114,6 +114,46 @@ function stripeRefusalsAreFinal(err: unknown): never {
     });
   }
   throw err;
+}
+
+/** Credits the customer still owes (customer_debts not yet settled). */
+async function openDebt(db: Database, customerId: string): Promise<number> {
+  const [row] = await db.sql<{ open: string | null }[]>`
+    select sum(credits - settled_credits) as open from customer_debts
+    where customer_id = ${customerId} and settled_credits < credits`;
+  return Number(row?.open ?? 0);
+}
+
+/**
+ * Inside the top-up's posting: settles `credits` of the customer's debts, oldest first. The debts
+ * are locked; if they no longer add up to what the posting took (another top-up settled them
+ * meanwhile), the transaction rolls back and the activity retries with what is owed now.
+ */
+async function settleDebts(tx: Tx, customerId: string, credits: number): Promise<void> {
+  const debts = await tx<{ id: string; open: string }[]>`
+    select id, credits - settled_credits as open from customer_debts
+    where customer_id = ${customerId} and settled_credits < credits
+    order by id for update`;
+  let left = credits;
+  for (const debt of debts) {
+    if (left === 0) break;
+    const take = Math.min(left, Number(debt.open));
+    await tx`
+      update customer_debts set settled_credits = settled_credits + ${take},
+        settled_at = case when settled_credits + ${take} = credits then now() else settled_at end
+      where id = ${debt.id}`;
+    left -= take;
+  }
+  if (left > 0) throw new Error(`the debts of ${customerId} changed while settling; retrying`);
+}
+
+/** The wallet's balance after an entry (read when the entry has no wallet line). */
+async function walletAfter(tx: Tx, entry: PostedEntry, customerId: string): Promise<number> {
+  const line = entry.lines.find((l) => 'wallet' in l.account);
+  if (line) return line.balanceAfter;
+  const [row] = await tx<{ balance: string }[]>`
+    select balance from accounts where kind = 'wallet' and customer_id = ${customerId}`;
+  return Number(row?.balance ?? 0);
 }
 
 export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivityDeps) {
@@ -268,6 +308,16 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
         const idempotencyKey = payment.paymentIntentId
           ? `topup:${payment.paymentIntentId}`
           : `topup:payment:${payment.id}`;
+        // What the customer owes (a refund at Stripe the wallet could not cover) is settled
+        // first; the posting re-checks it under the debts' lock and retries if it moved.
+        const settled = Math.min(payment.credits, await openDebt(db, payment.customerId));
+        const lines = [
+          { account: { system: 'stripe_clearing' }, amount: -payment.credits },
+          ...(settled < payment.credits
+            ? [{ account: { wallet: payment.customerId }, amount: payment.credits - settled }]
+            : []),
+          ...(settled > 0 ? [{ account: { system: 'receivables' }, amount: settled }] : []),
+        ];
         const posted = await ledger.postEntry(
           {
             idempotencyKey,
@@ -281,13 +331,12 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
               currency: payment.currency,
               paymentIntentId: payment.paymentIntentId,
               sessionId: payment.sessionId,
+              ...(settled > 0 ? { settledDebt: settled } : {}),
             },
-            lines: [
-              { account: { system: 'stripe_clearing' }, amount: -payment.credits },
-              { account: { wallet: payment.customerId }, amount: payment.credits },
-            ],
+            lines,
           },
           async (tx, entry) => {
+            if (settled > 0) await settleDebts(tx, payment.customerId, settled);
             const moved = await transitionPayment(
               tx,
               {
@@ -302,31 +351,41 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
             if (moved.outcome !== 'applied') {
               throw new Error(`payment ${payment.id} is ${moved.from ?? 'gone'}; retrying`);
             }
+            const message = topupCredited({
+              workflowId: input.workflowId,
+              paymentId: payment.id,
+              customerId: payment.customerId,
+              credits: payment.credits,
+              pack: payment.pack,
+              balanceAfter: await walletAfter(tx, entry, payment.customerId),
+            });
             await enqueueNotifications(
               tx,
               entry,
-              topupCredited({
-                workflowId: input.workflowId,
-                paymentId: payment.id,
-                customerId: payment.customerId,
-                credits: payment.credits,
-                pack: payment.pack,
-                balanceAfter: entry.lines[1]!.balanceAfter,
-              }),
+              settled > 0
+                ? {
+                    ...message,
+                    body: `${payment.credits} credits from your ${payment.pack} pack: ${settled} settled what you owed after a refund, ${payment.credits - settled} are in your wallet.`,
+                    data: { ...message.data, settledDebt: settled },
+                  }
+                : message,
             );
           },
         );
-        const wallet = posted.lines.find((l) => 'wallet' in l.account)!;
+        const wallet = posted.lines.find((l) => 'wallet' in l.account);
         log.info('top-up credited', {
           paymentId: payment.id,
           entryId: posted.entryId,
           credits: payment.credits,
+          settledDebt: settled,
           replayed: posted.replayed,
         });
         return {
           credited: true,
           entryId: posted.entryId,
-          balanceAfter: wallet.balanceAfter,
+          balanceAfter: wallet
+            ? wallet.balanceAfter
+            : await ledger.walletBalance(payment.customerId),
           replayed: posted.replayed,
           status: 'credited',
         };

@@ -2,6 +2,8 @@
 // workflow compensates instead of spinning), long calls heartbeat, and an activity that keeps
 // retrying is counted and alerted on instead of spinning silently.
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
+import type postgres from 'postgres';
+import { raiseAlert } from '../alerts/alerts.js';
 import { permanentDbErrorReason, sqlState } from '../db/errors.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { StepClosed } from '../ledger/fences.js';
@@ -36,7 +38,15 @@ export function classifyFailure(err: unknown): unknown {
 }
 
 export interface GuardOptions {
-  metrics?: Pick<WorkerMetrics, 'activityRetries' | 'activityRetryAlerts'> | undefined;
+  metrics?:
+    | (Pick<WorkerMetrics, 'activityRetries' | 'activityRetryAlerts'> &
+        Partial<Pick<WorkerMetrics, 'alertsRaised'>>)
+    | undefined;
+  /**
+   * Where a compensation (a `keepRetrying` activity) that keeps failing is stored as a
+   * `compensation_retrying` alert; without it the failure is only logged and counted.
+   */
+  alertSql?: postgres.Sql | undefined;
   /** From this attempt on, every failed attempt is logged at error level (an alert). */
   alertAfterAttempts?: number;
   /** How often a running activity heartbeats. */
@@ -55,6 +65,55 @@ function currentContext(): Context | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Stores the `compensation_retrying` alert (one per workflow and activity, its occurrences
+ * counting the attempts), without waiting: the retry is not held up by the alert, and a failure
+ * to store it is only logged.
+ */
+function alertCompensationRetrying(
+  options: GuardOptions,
+  activity: string,
+  attempt: number,
+  ctx: Context | undefined,
+  err: unknown,
+): void {
+  const sql = options.alertSql;
+  if (!sql) return;
+  const workflowId = ctx?.info.workflowExecution?.workflowId ?? 'unknown';
+  const error = err instanceof Error ? err.message : String(err);
+  raiseAlert(
+    sql,
+    {
+      key: `compensation_retrying:${workflowId}:${activity}`,
+      kind: 'compensation_retrying',
+      severity: 'critical',
+      message:
+        `Compensation ${activity} of ${workflowId} has failed ${attempt} times and keeps ` +
+        `retrying: ${error.slice(0, 300)}. Fix the cause (data, a provider, the database); ` +
+        'the next retry then goes through on its own.',
+      details: { workflowId, activity, attempt, error: error.slice(0, 1000) },
+    },
+    {
+      counter: options.metrics?.alertsRaised,
+      log: {
+        error: (fields, message) => {
+          log.error(message, fields);
+        },
+      },
+    },
+  ).catch((alertErr: unknown) => {
+    try {
+      log.warn('could not store the compensation_retrying alert', {
+        activity,
+        workflowId,
+        error: alertErr instanceof Error ? alertErr.message : String(alertErr),
+      });
+    } catch {
+      // Outside an activity context there is no logger; the retry goes on regardless.
+    }
+  });
 }
 
 /** Wraps each activity with failure classification, heartbeats and retry visibility. */
@@ -86,6 +145,9 @@ export function guardActivities<T extends Record<string, (...args: never[]) => P
               workflowId: ctx?.info.workflowExecution?.workflowId,
               error: err instanceof Error ? err.message : String(err),
             });
+            if (options.keepRetrying?.has(name)) {
+              alertCompensationRetrying(options, name, attempt, ctx, err);
+            }
           }
         }
         throw classified;

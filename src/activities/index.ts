@@ -1,5 +1,6 @@
 // The activity factory: dependencies go in, so tests and the worker build the same activities.
 import type { Client } from '@temporalio/client';
+import { postingAlertHook, type PostingAlertRules } from '../alerts/rules.js';
 import type { Database } from '../db/client.js';
 import { createLedger, type Ledger } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
@@ -32,6 +33,11 @@ export interface ActivityDeps {
   /** For activities that start or signal workflows (reconciliation repairs). */
   temporal?: Client | undefined;
   taskQueue?: string | undefined;
+  /**
+   * Posting alert rules (large deduction, velocity), run after each posting commits; none when
+   * absent. They hang on the ledger this factory builds, so a `ledger` passed in runs none.
+   */
+  alertRules?: PostingAlertRules | undefined;
 }
 
 /**
@@ -51,7 +57,17 @@ const MUST_FINISH = new Set([
 ]);
 
 export function createActivities(deps: ActivityDeps) {
-  const ledger = deps.ledger ?? createLedger(deps.db.sql, deps.metrics?.transactions);
+  const ledger =
+    deps.ledger ??
+    createLedger(
+      deps.db.sql,
+      deps.metrics?.transactions,
+      deps.alertRules
+        ? {
+            afterCommit: postingAlertHook(deps.db.sql, deps.alertRules, deps.metrics?.alertsRaised),
+          }
+        : {},
+    );
   const activities = {
     ...createLedgerActivities({ db: deps.db, ledger }),
     ...createNotificationActivities({ db: deps.db, metrics: deps.metrics }),
@@ -80,6 +96,7 @@ export function createActivities(deps: ActivityDeps) {
   };
   return guardActivities(activities, {
     metrics: deps.metrics,
+    alertSql: deps.db.sql,
     alertAfterAttempts: deps.alertAfterAttempts,
     keepRetrying: MUST_FINISH,
   });

@@ -50,6 +50,8 @@ type Sql = postgres.Sql | postgres.TransactionSql;
  * Stores (or counts again) an alert. Safe to call from a retried activity: the key makes it
  * idempotent apart from the occurrence count. Never throws for a logging or metrics failure.
  */
+// Details go in as JSON text: the app's pools run through drizzle, whose postgres.js set-up
+// passes json parameters through as they are, so `sql.json(...)` would send an object it cannot bind.
 export async function raiseAlert(
   sql: Sql,
   alert: AlertInput,

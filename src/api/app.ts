@@ -4,6 +4,7 @@ import type { Context, MiddlewareHandler, Next } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { routePath } from 'hono/route';
 import { adjustmentRoutes } from './adjustments/routes.js';
+import { adminRoutes } from './admin/routes.js';
 import { adminOnly, authenticate, type AuthEnv } from './auth.js';
 import { checkoutRoutes } from './checkouts/routes.js';
 import type { AppDeps } from './common.js';
@@ -19,6 +20,7 @@ import { createWalletEventHub } from './wallet/events.js';
 import { walletRoutes } from './wallet/routes.js';
 import { priceRoutes } from './prices/routes.js';
 import { reconciliationRoutes } from './reconciliations/routes.js';
+import { refundRoutes } from './refunds/routes.js';
 import { verificationRoutes } from './verifications/routes.js';
 import { smsWebhookRoutes } from './webhooks/sms.js';
 import { stripeWebhookRoutes } from './webhooks/stripe.js';
@@ -115,6 +117,8 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.route('/', itemRoutes(deps));
   app.route('/', orderRoutes(deps));
   app.route('/', checkoutRoutes(deps));
+  app.route('/', refundRoutes(deps));
+  app.route('/', adminRoutes(deps));
   app.route('/', reconciliationRoutes(deps));
 
   app.notFound((c) =>

@@ -16,7 +16,10 @@ export interface Violation {
     | 'payment_not_credited_once'
     | 'payment_paid_not_credited'
     | 'verification_unsettled'
-    | 'order_escrow_left';
+    | 'order_escrow_left'
+    | 'payment_over_refunded'
+    | 'refunded_credits_mismatch'
+    | 'receivables_mismatch';
   detail: string;
 }
 
@@ -26,6 +29,16 @@ export interface LedgerReport {
   counts: { accounts: number; entries: number; postings: number };
   violations: Violation[];
 }
+
+/**
+ * Entries that move a payment's credits out of (or back into) the wallet because of a refund; each
+ * carries `metadata.paymentId` and its `refunds` line is the credits taken back (negative: put back).
+ */
+export const PAYMENT_REFUND_ENTRY_TYPES = [
+  'refund_clawback',
+  'refund_recredit',
+  'stripe_refund_clawback',
+] as const;
 
 /** How long a paid payment may wait for its credit before the checker reports it. */
 const PAID_CREDIT_GRACE = '15 minutes';
@@ -221,6 +234,63 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
       violations.push({
         invariant: 'order_escrow_left',
         detail: `order workflow ${r.workflow_id} left ${r.held} credits in escrow`,
+      });
+    }
+
+    // Never more back than was paid, whatever the CHECKs on payments say today.
+    const overRefunded = await tx<
+      {
+        id: string;
+        credits: string;
+        amount: string;
+        refunded_credits: string;
+        refunded_amount: string;
+      }[]
+    >`
+      select id, credits, amount, refunded_credits, refunded_amount from payments
+      where refunded_credits > credits or refunded_amount > amount
+         or refunded_credits < 0 or refunded_amount < 0
+      limit 100`;
+    for (const r of overRefunded) {
+      violations.push({
+        invariant: 'payment_over_refunded',
+        detail: `payment ${r.id}: ${r.refunded_credits} of ${r.credits} credits and ${r.refunded_amount} of ${r.amount} refunded`,
+      });
+    }
+
+    // What a payment says is refunded is what its refund entries took back, net of re-credits.
+    const refundedMismatch = await tx<{ id: string; recorded: string; posted: string }[]>`
+      with posted as (
+        select e.metadata->>'paymentId' as payment_id, sum(p.amount) as credits
+        from entries e
+        join postings p on p.entry_id = e.id
+        join accounts a on a.id = p.account_id and a.kind = 'system' and a.code = 'refunds'
+        where e.type = any(${PAYMENT_REFUND_ENTRY_TYPES}::text[])
+        group by 1
+      )
+      select coalesce(pay.id, posted.payment_id) as id,
+             coalesce(pay.refunded_credits, 0) as recorded,
+             coalesce(posted.credits, 0) as posted
+      from payments pay
+      full join posted on posted.payment_id = pay.id
+      where coalesce(pay.refunded_credits, 0) <> coalesce(posted.credits, 0)
+      limit 100`;
+    for (const r of refundedMismatch) {
+      violations.push({
+        invariant: 'refunded_credits_mismatch',
+        detail: `payment ${r.id ?? '(none)'}: refunded_credits ${r.recorded}, refund entries took back ${r.posted}`,
+      });
+    }
+
+    // The receivables accounts hold exactly what customers still owe (as a negative balance).
+    const [receivables] = await tx<{ balance: string; owed: string }[]>`
+      select (select coalesce(sum(balance), 0) from accounts
+              where kind = 'system' and code = 'receivables') as balance,
+             (select coalesce(sum(credits - settled_credits), 0) from customer_debts) as owed`;
+    if (receivables && BigInt(receivables.balance) !== -BigInt(receivables.owed)) {
+      violations.push({
+        invariant: 'receivables_mismatch',
+        detail: `receivables hold ${receivables.balance}; customers owe ${receivables.owed} (expected -${receivables.owed})`,
       });
     }
 

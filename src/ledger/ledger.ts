@@ -183,8 +183,25 @@ const STALE_ACCOUNT_RETRIES = 1;
  */
 const POSTING_ISOLATION = 'isolation level read committed';
 
+/**
+ * Runs after a first-time posting has committed (never for a replay), off the money path: the
+ * posting has already returned when it runs, and whatever it throws is reported to `onError`
+ * and goes no further. Alert rules hang here.
+ */
+export type AfterCommit = (entry: PostedEntry, input: PostEntryInput) => Promise<void> | void;
+
+export interface LedgerOptions {
+  afterCommit?: AfterCommit | undefined;
+  /** Told when an afterCommit hook fails; the posting it followed stays committed. */
+  onAfterCommitError?: ((err: unknown, entry: PostedEntry) => void) | undefined;
+}
+
 /** Creates the ledger over a postgres.js pool; caches account ids and checks them in each posting. */
-export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
+export function createLedger(
+  sql: Sql,
+  observer?: LedgerObserver,
+  options: LedgerOptions = {},
+): Ledger {
   const walletIds = new Map<string, number>();
   let systemShards: Map<string, number[]> | undefined;
 
@@ -291,11 +308,32 @@ export function createLedger(sql: Sql, observer?: LedgerObserver): Ledger {
     try {
       const result = await post(input, afterPost);
       observer?.inc({ type: input.type, status: result.replayed ? 'replayed' : 'posted' });
+      if (!result.replayed) runAfterCommit(result, input);
       return result;
     } catch (err) {
       if (err instanceof BusinessError) observer?.inc({ type: input.type, status: 'refused' });
       throw err;
     }
+  }
+
+  /** Starts the afterCommit hook without waiting for it; its failure never reaches the caller. */
+  function runAfterCommit(entry: PostedEntry, input: PostEntryInput): void {
+    const hook = options.afterCommit;
+    if (!hook) return;
+    const report = (err: unknown) => {
+      try {
+        options.onAfterCommitError?.(err, entry);
+      } catch {
+        // Reporting the failure failed too; the posting is committed either way.
+      }
+    };
+    setImmediate(() => {
+      try {
+        Promise.resolve(hook(entry, input)).catch(report);
+      } catch (err) {
+        report(err);
+      }
+    });
   }
 
   async function post(

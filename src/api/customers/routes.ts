@@ -1,18 +1,10 @@
 // Customers: admins create them (each with a credits wallet); anyone resolves their own.
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import { eq, sql as dsql } from 'drizzle-orm';
 import { accounts, customers } from '../../db/schema.js';
 import { adminOnly, type AuthEnv } from '../auth.js';
-import {
-  UUID_PATTERN,
-  errorResponse,
-  isPlaceholder,
-  isPlainText,
-  plainText,
-  security,
-  type AppDeps,
-} from '../common.js';
+import { errorResponse, isPlaceholder, plainText, security, type AppDeps } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
+import { checkCustomerRef, findCustomerByRef } from './lookup.js';
 
 const CustomerSchema = z
   .object({
@@ -115,29 +107,8 @@ export function customerRoutes({ db }: AppDeps) {
 
   /** Resolves a customer by UUID, e-mail (contains @) or external id, in that order. */
   app.openapi(getCustomer, async (c) => {
-    // The router has already decoded the path segment once; decoding again would turn `%25`
-    // into a malformed escape and let `%2500` smuggle a NUL.
-    const ref = c.req.valid('param').ref.trim();
-    if (ref.length > 254 || !isPlainText(ref)) {
-      throw new ApiError(
-        400,
-        'invalid_reference',
-        'The reference must be a customer id, e-mail or external id of at most 254 characters, without control characters.',
-      );
-    }
-    if (isPlaceholder(ref)) {
-      throw new ApiError(
-        400,
-        'invalid_reference',
-        `"${ref}" is a placeholder or empty: pass a customer id, e-mail or external id.`,
-      );
-    }
-    const where = UUID_PATTERN.test(ref)
-      ? eq(customers.id, ref)
-      : ref.includes('@')
-        ? eq(dsql`lower(${customers.email})`, ref.toLowerCase())
-        : eq(customers.externalId, ref);
-    const [customer] = await db.db.select().from(customers).where(where).limit(1);
+    const ref = checkCustomerRef(c.req.valid('param').ref);
+    const customer = await findCustomerByRef(db, ref);
     const principal = c.get('auth');
     // Another customer's record answers exactly like a missing one, so the answer never tells
     // whether an e-mail address or external id has an account here.
