@@ -302,4 +302,35 @@ export interface ReconciliationInput {
   to?: string | null;
   /** Set by continue-as-new: where the previous run of a long window stopped. */
   resume?: Record<string, unknown> | null;
+  /** Scheduled runs: the minutes their window covers back from the schedule's action time. */
+  windowMinutes?: number | null;
+  /** The sweep's canary purchase, in credits; 0 or absent: no canary. */
+  canaryCredits?: number | null;
+  /** Only these customers' payments and flows (a targeted re-check, and tests); absent: all. */
+  customerIds?: string[] | null;
+}
+
+/** Counts and sums of one finding kind in a reconciliation report. */
+export interface ReconciliationCategory {
+  count: number;
+  /** Money (minor units) or credits the findings are about, summed per currency ("credits"). */
+  sums: Record<string, number>;
+  repaired: number;
+  flagged: number;
+}
+
+/** What a reconciliation run stores as its summary, and the API answers. */
+export interface ReconciliationSummary {
+  /** Stripe objects and payments that agreed. */
+  matched: number;
+  /** Stripe objects read per list (sessions, payment intents, refunds, disputes). */
+  listed: Record<string, number>;
+  categories: Record<string, ReconciliationCategory>;
+  /** The instants the run looked up to: Stripe's listing end and the database cut-off. */
+  cutoffs: { stripe: string | null; database: string | null };
+  chunks: { done: number; total: number };
+  /** How many times the run continued as new. */
+  continuedAsNew: number;
+  ledger: { ok: boolean | null; violations: number };
+  canary: { status: 'passed' | 'failed' | 'late' | 'skipped'; detail: string | null } | null;
 }

@@ -10,7 +10,8 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { createOutboxDispatcher, type DeliverMessage } from './notifications/dispatcher.js';
 import { smsProviderFromConfig } from './sms/provider.js';
 import { createStripeGateway } from './stripe/gateway.js';
-import { createWorker } from './temporal.js';
+import { ensureReconciliationSchedules } from './reconciliation/schedules.js';
+import { connectClient, createWorker } from './temporal.js';
 
 export interface RunningWorker {
   worker: Worker;
@@ -24,6 +25,8 @@ export interface WorkerOptions {
   metrics?: Metrics;
   /** Replaces the outbox delivery channel (tests make it fail). */
   deliver?: DeliverMessage;
+  /** A prebuilt workflow bundle (tests), instead of bundling at start. */
+  workflowBundle?: { codePath: string };
 }
 
 /**
@@ -52,20 +55,50 @@ export async function startWorker(
     applicationName: 'creditflow-worker',
     statementTimeoutMs: config.workerStatementTimeoutMs,
   });
+  const target = {
+    address,
+    namespace: config.temporal.namespace,
+    apiKey: config.temporal.apiKey,
+    tls: config.temporal.tls,
+  };
+  // Reconciliation repairs start and signal workflows through a client of the worker's own.
+  const temporal = await connectClient(target);
+  if (config.reconciliation.manageSchedules) {
+    try {
+      const ids = await ensureReconciliationSchedules(temporal, {
+        taskQueue: config.temporal.taskQueue,
+        cron: config.reconciliation.cron,
+        sweepMinutes: config.reconciliation.sweepMinutes,
+        canaryCredits: config.reconciliation.canaryCredits,
+      });
+      logger.info(
+        {
+          ...ids,
+          cron: config.reconciliation.cron,
+          sweepMinutes: config.reconciliation.sweepMinutes,
+        },
+        'reconciliation schedules in place',
+      );
+    } catch (err) {
+      // The money path does not wait on the schedules: run the flows, and say loudly what is off.
+      logger.error(
+        { err, alert: 'reconciliation_schedules' },
+        'reconciliation schedules could not be created or updated; reconciliation will not run on schedule',
+      );
+    }
+  }
   const { worker, connection } = await createWorker({
-    target: {
-      address,
-      namespace: config.temporal.namespace,
-      apiKey: config.temporal.apiKey,
-      tls: config.temporal.tls,
-    },
+    target,
     taskQueue: config.temporal.taskQueue,
+    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}),
     activities: createActivities({
       db,
       metrics,
       alertAfterAttempts: config.activityRetryAlertAfter,
       alertRules: { ...config.alerts, logger },
       sms: smsProviderFromConfig(config),
+      temporal,
+      taskQueue: config.temporal.taskQueue,
       // Without a key the worker still runs everything else; checkouts retry until it is set.
       stripe: config.stripe.secretKey
         ? createStripeGateway({
@@ -95,6 +128,7 @@ export async function startWorker(
     await dispatcher.stop();
     metricsServer?.close();
     await connection.close();
+    await temporal.connection.close();
     await db.close();
     logger.info('worker stopped');
   });

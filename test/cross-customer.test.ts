@@ -70,6 +70,12 @@ const ROUTES: Record<string, RouteCase> = {
     body: { customerId: '00000000-0000-4000-8000-000000000000', amount: 5, reason: 'goodwill' },
   },
   'GET /v1/admin/adjustments/{id}': { kind: 'admin', params: () => [{ id: 'adj_x' }] },
+  'POST /v1/admin/reconciliations': {
+    kind: 'admin',
+    body: { from: '2026-11-20T00:00:00Z', to: '2026-11-21T00:00:00Z' },
+  },
+  'GET /v1/admin/reconciliations': { kind: 'admin' },
+  'GET /v1/admin/reconciliations/{id}': { kind: 'admin', params: () => [{ id: 'rec_x' }] },
   'GET /v1/notifications': { kind: 'own' },
   'GET /v1/notifications/preferences': { kind: 'own' },
   'PUT /v1/notifications/preferences': { kind: 'own', body: { kinds: null, minAmount: 7 } },

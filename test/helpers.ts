@@ -316,6 +316,8 @@ export async function spawnWorkerProcess(taskQueue: string, extraEnv: Record<str
       WORKER_METRICS_PORT: String(metricsPort),
       OUTBOX_POLL_INTERVAL_MS: '100',
       LOG_LEVEL: 'warn',
+      // The shared test server must not get schedules whose sweeps touch other files' data.
+      RECONCILIATION_SCHEDULES: 'false',
       ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -164,6 +164,28 @@ export class StripeDouble {
     return true;
   }
 
+  /**
+   * Stripe took the money a second time for the same payment: another session (and intent) with
+   * the same metadata, complete and paid. Returns it; `sessions` keeps pointing at the first.
+   */
+  addPaidSession(paymentId: string): RecordedSession {
+    const first = this.session(paymentId);
+    const id = `cs_test_${randomBytes(12).toString('hex')}`;
+    const second: RecordedSession = {
+      ...first,
+      id,
+      url: null,
+      status: 'complete',
+      paymentStatus: 'paid',
+      paymentIntentId: `pi_test_${randomBytes(12).toString('hex')}`,
+      request: { ...first.request },
+      created: Math.floor(Date.now() / 1000),
+      expireCalls: 0,
+    };
+    this.byId.set(id, second);
+    return second;
+  }
+
   /** The session paid with this payment intent, or undefined. */
   private sessionByIntent(paymentIntentId: string): RecordedSession | undefined {
     for (const session of this.byId.values()) {

@@ -20,6 +20,7 @@ import { createMetrics } from '../metrics.js';
 import { createWalletEventHub } from './wallet/events.js';
 import { walletRoutes } from './wallet/routes.js';
 import { priceRoutes } from './prices/routes.js';
+import { reconciliationRoutes } from './reconciliations/routes.js';
 import { refundRoutes } from './refunds/routes.js';
 import { verificationRoutes } from './verifications/routes.js';
 import { smsWebhookRoutes } from './webhooks/sms.js';
@@ -120,6 +121,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.route('/', refundRoutes(deps));
   app.route('/', adminRoutes(deps));
   app.route('/', disputeRoutes(deps));
+  app.route('/', reconciliationRoutes(deps));
 
   app.notFound((c) =>
     c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404),

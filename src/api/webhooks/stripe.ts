@@ -6,13 +6,8 @@ import { readPayment, type PaymentRecord } from '../../activities/checkout.js';
 import { raiseAlert } from '../../alerts/alerts.js';
 import { reportDispute, reportStripeRefund } from '../../refunds/start.js';
 import { CREDITED_STATUSES } from '../../payments/state-machine.js';
-import {
-  searchAttributes,
-  stripeOutcomeSignal,
-  type CheckoutInput,
-  type StripeOutcome,
-} from '../../shared.js';
-import type { checkout } from '../../workflows/checkout.js';
+import { reportCheckoutOutcome } from '../../payments/report.js';
+import type { StripeOutcome } from '../../shared.js';
 import { DEFAULT_CHECKOUT_EXPIRY_SECONDS } from '../checkouts/routes.js';
 import type { AppDeps } from '../common.js';
 import { ApiError, errorBody } from '../errors.js';
@@ -450,32 +445,8 @@ export function stripeWebhookRoutes({
       await finish(event.id, 'completed', null);
       return c.json({ received: true, status: 'completed' }, 200);
     }
-    const input: CheckoutInput = {
-      paymentId: payment.id,
-      // The payment record, not the event, says what was bought.
-      customerId: payment.customerId,
-      pack: payment.pack,
-      credits: payment.credits,
-      amount: payment.amount,
-      currency: payment.currency,
-      expiresInSeconds,
-      startedBy: 'webhook',
-    };
     try {
-      // Running: the signal reaches it. Closed (expired, failed) or never started: a new run
-      // takes the event, which is the late-payment path.
-      await temporal.workflow.signalWithStart<typeof checkout, [StripeOutcome]>('checkout', {
-        taskQueue,
-        workflowId: payment.workflowId,
-        args: [input],
-        signal: stripeOutcomeSignal,
-        signalArgs: [outcome],
-        memo: { input },
-        typedSearchAttributes: [
-          { key: searchAttributes.customerId, value: input.customerId },
-          { key: searchAttributes.flowStatus, value: payment.status },
-        ],
-      });
+      await reportCheckoutOutcome({ temporal, taskQueue, expiresInSeconds }, payment, outcome);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       await finish(event.id, 'failed', message.slice(0, 1000)).catch(() => undefined);
