@@ -115,7 +115,11 @@ export async function connectTestClient(): Promise<Client> {
   return new Client({ connection, namespace: inject('temporalNamespace') });
 }
 
-export const silentLogger = createLogger({ level: 'error' });
+/**
+ * The apps' logger in tests: quiet, since many tests provoke errors on purpose (flagged events,
+ * Temporal down). TEST_LOG_LEVEL=error (or info) shows them.
+ */
+export const silentLogger = createLogger({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
 
 /** Outbox settings for tests: quick polls and retries, the alert after three failed attempts. */
 export const testOutboxSettings: OutboxSettings = {

@@ -205,12 +205,18 @@ describe('reconciliation findings', () => {
     // the mismatched payment was not credited by anyone
     expect(await ledger.walletBalance(mismatch.id)).toBe(0);
 
-    // the stuck verification: the refund workflow was asked to credit it back, once
+    // the stuck verification: refunded as its own workflow would have, once, and settled, so
+    // the second run no longer finds it
     const stuckKey = `verification_unsettled:${verificationId}`;
-    expect(actionsOf(stuckKey)).toEqual(['repaired', 'none']);
-    expect(
-      await workflowStatus(workflowIds.refund(`reconciliation-${verificationId}`)),
-    ).toBeDefined();
+    expect(actionsOf(stuckKey)).toEqual(['repaired']);
+    expect(await repairsFor(stuckKey)).toHaveLength(1);
+    const stuckRefunds = await db.sql<{ type: string }[]>`
+      select type from entries
+      where idempotency_key = ${`${workflowIds.verification(verificationId)}:refund`}`;
+    expect(stuckRefunds).toEqual([{ type: 'verification_refund' }]);
+    const [stuckRow] = await db.sql<{ status: string }[]>`
+      select status from verifications where id = ${verificationId}`;
+    expect(stuckRow?.status).toBe('refunded');
 
     // the abandoned payment: its workflow was told it expired, once
     const abandonedKey = `payment_init_expired:${abandonedPayment}`;

@@ -425,6 +425,10 @@ describe('Stripe refuses or is down', () => {
     expect(stripeRefundsOf(bench, intent).map((r) => r.status)).toEqual(['failed']);
     const told = await deliveredNotifications(bench.db, customer.id);
     expect(told.map((n) => n.title)).toContain('Top-up refund failed');
+    // A person is told: the customer expected money back and none went.
+    const alerts = await bench.db.sql<{ kind: string; occurrences: number }[]>`
+      select kind, occurrences from alerts where customer_id = ${customer.id}`;
+    expect(alerts).toEqual([{ kind: 'refund_failed', occurrences: 1 }]);
   });
 
   it('refuses the request itself (400): the same compensation', async () => {

@@ -14,6 +14,8 @@ import { enqueueNotifications } from './notifications.js';
 
 type Ids = VerificationInput & { workflowId: string };
 
+const debitKey = (workflowId: string) => `${workflowId}:debit`;
+
 export function createVerificationActivities(deps: {
   db: Database;
   ledger: Ledger;
@@ -21,7 +23,6 @@ export function createVerificationActivities(deps: {
   metrics?: WorkerMetrics | undefined;
 }) {
   const { db, ledger, sms, metrics } = deps;
-  const debitKey = (workflowId: string) => `${workflowId}:debit`;
 
   /** The debit posting and the read model, in one transaction, behind the step's fence. */
   async function post(input: Ids): Promise<{ entryId: number; balanceAfter: number }> {
@@ -133,77 +134,7 @@ export function createVerificationActivities(deps: {
     async refundVerification(
       input: Ids & { reason: RefundReason; failedAtMs: number },
     ): Promise<{ refunded: boolean; balanceAfter: number | null; entryId: number | null }> {
-      // Under the debit's fence: either the debit is there to reverse, or it never can be.
-      const debit = await closeUnlessPosted(
-        db.sql,
-        debitKey(input.workflowId),
-        `${input.workflowId}:refund`,
-        async (tx) => {
-          await tx`
-            update verifications set status = 'refunded', refund_reason = ${input.reason}, updated_at = now()
-            where id = ${input.verificationId} and status <> 'completed'`;
-        },
-      );
-      if (!debit.posted) {
-        log.info('nothing to refund: no debit was posted, and now none can be', {
-          verificationId: input.verificationId,
-        });
-        return { refunded: false, balanceAfter: null, entryId: null };
-      }
-      return refusalsAreFinal(async () => {
-        const posted = await ledger.postEntry(
-          {
-            idempotencyKey: `${input.workflowId}:refund`,
-            type: 'verification_refund',
-            description: `Refund: ${input.service} verification (${input.country}), ${input.reason.replace('_', ' ')}`,
-            workflowId: input.workflowId,
-            metadata: {
-              verificationId: input.verificationId,
-              reason: input.reason,
-              debitEntryId: debit.entryId,
-            },
-            lines: [
-              { account: { wallet: input.customerId }, amount: input.price },
-              { account: { system: 'revenue' }, amount: -input.price },
-            ],
-          },
-          async (tx, entry) => {
-            const updated = await tx`
-              update verifications
-              set status = 'refunded', refund_reason = ${input.reason}, refund_entry_id = ${entry.entryId},
-                  updated_at = now()
-              where id = ${input.verificationId} and status <> 'completed'`;
-            if (updated.count === 0) {
-              throw new BusinessError(
-                'verification_closed',
-                `verification ${input.verificationId} is completed; it cannot be refunded`,
-              );
-            }
-            await enqueueNotifications(
-              tx,
-              entry,
-              verificationRefunded({ ...input, balanceAfter: entry.lines[0]!.balanceAfter }),
-            );
-          },
-        );
-        if (!posted.replayed) {
-          metrics?.refundLatency.observe(
-            { flow: 'verification', reason: input.reason },
-            Math.max(0, posted.createdAt.getTime() - input.failedAtMs) / 1000,
-          );
-        }
-        log.info('verification refunded', {
-          verificationId: input.verificationId,
-          reason: input.reason,
-          entryId: posted.entryId,
-          replayed: posted.replayed,
-        });
-        return {
-          refunded: true,
-          balanceAfter: posted.lines[0]!.balanceAfter,
-          entryId: posted.entryId,
-        };
-      });
+      return refundVerificationDebit({ db, ledger, metrics }, input);
     },
 
     /** Releases a number rented for this verification whose answer never reached us. */
@@ -241,4 +172,87 @@ export function createVerificationActivities(deps: {
       });
     },
   };
+}
+
+/**
+ * Gives a verification's price back, once: under the debit's fence, so either the debit is there
+ * to reverse or it never can be posted. The verification workflow's refund step, and the repair
+ * reconciliation makes for a verification whose workflow ended without settling it.
+ */
+export async function refundVerificationDebit(
+  deps: { db: Database; ledger: Ledger; metrics?: WorkerMetrics | undefined },
+  input: Ids & { reason: RefundReason; failedAtMs: number },
+): Promise<{ refunded: boolean; balanceAfter: number | null; entryId: number | null }> {
+  const { db, ledger, metrics } = deps;
+  // Under the debit's fence: either the debit is there to reverse, or it never can be.
+  const debit = await closeUnlessPosted(
+    db.sql,
+    debitKey(input.workflowId),
+    `${input.workflowId}:refund`,
+    async (tx) => {
+      await tx`
+        update verifications set status = 'refunded', refund_reason = ${input.reason}, updated_at = now()
+        where id = ${input.verificationId} and status <> 'completed'`;
+    },
+  );
+  if (!debit.posted) {
+    log.info('nothing to refund: no debit was posted, and now none can be', {
+      verificationId: input.verificationId,
+    });
+    return { refunded: false, balanceAfter: null, entryId: null };
+  }
+  return refusalsAreFinal(async () => {
+    const posted = await ledger.postEntry(
+      {
+        idempotencyKey: `${input.workflowId}:refund`,
+        type: 'verification_refund',
+        description: `Refund: ${input.service} verification (${input.country}), ${input.reason.replace('_', ' ')}`,
+        workflowId: input.workflowId,
+        metadata: {
+          verificationId: input.verificationId,
+          reason: input.reason,
+          debitEntryId: debit.entryId,
+        },
+        lines: [
+          { account: { wallet: input.customerId }, amount: input.price },
+          { account: { system: 'revenue' }, amount: -input.price },
+        ],
+      },
+      async (tx, entry) => {
+        const updated = await tx`
+          update verifications
+          set status = 'refunded', refund_reason = ${input.reason}, refund_entry_id = ${entry.entryId},
+              updated_at = now()
+          where id = ${input.verificationId} and status <> 'completed'`;
+        if (updated.count === 0) {
+          throw new BusinessError(
+            'verification_closed',
+            `verification ${input.verificationId} is completed; it cannot be refunded`,
+          );
+        }
+        await enqueueNotifications(
+          tx,
+          entry,
+          verificationRefunded({ ...input, balanceAfter: entry.lines[0]!.balanceAfter }),
+        );
+      },
+    );
+    if (!posted.replayed) {
+      metrics?.refundLatency.observe(
+        { flow: 'verification', reason: input.reason },
+        Math.max(0, posted.createdAt.getTime() - input.failedAtMs) / 1000,
+      );
+    }
+    log.info('verification refunded', {
+      verificationId: input.verificationId,
+      reason: input.reason,
+      entryId: posted.entryId,
+      replayed: posted.replayed,
+    });
+    return {
+      refunded: true,
+      balanceAfter: posted.lines[0]!.balanceAfter,
+      entryId: posted.entryId,
+    };
+  });
 }

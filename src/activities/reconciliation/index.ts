@@ -1,11 +1,7 @@
 // Reconciliation activities: Stripe listings, comparisons, repairs and the report. Comparisons run
 // here, next to the data, and return counts: a workflow history never holds a Stripe list.
 import { Context, activityInfo, heartbeat } from '@temporalio/activity';
-import {
-  WorkflowExecutionAlreadyStartedError,
-  WorkflowNotFoundError,
-  type Client,
-} from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { createHash } from 'node:crypto';
 import { raiseAlert } from '../../alerts/alerts.js';
 import type { Database } from '../../db/client.js';
@@ -22,15 +18,10 @@ import {
 } from '../../reconciliation/findings.js';
 import { CANARY_EXTERNAL_ID } from '../../reconciliation/plan.js';
 import { reportDispute, reportStripeRefund } from '../../refunds/start.js';
-import {
-  searchAttributes,
-  workflowIds,
-  type ReconciliationCategory,
-  type ReconciliationSummary,
-  type RefundInput,
-} from '../../shared.js';
+import type { ReconciliationCategory, ReconciliationSummary } from '../../shared.js';
 import type { Page, StripeGateway } from '../../stripe/gateway.js';
 import { readPayment, type PaymentRecord } from '../checkout.js';
+import { refundVerificationDebit } from '../verification.js';
 
 export interface ReconciliationActivityDeps {
   db: Database;
@@ -425,28 +416,6 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
     return Number(row?.refunded_amount ?? 0);
   }
 
-  /** Starts (or finds) the refund workflow a repair asks for. */
-  async function startRefund(input: RefundInput): Promise<string> {
-    const { temporal, taskQueue } = target();
-    const workflowId = workflowIds.refund(input.refundId);
-    try {
-      await temporal.workflow.start('refund', {
-        taskQueue,
-        workflowId,
-        args: [input],
-        memo: { input },
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        typedSearchAttributes: [
-          { key: searchAttributes.customerId, value: input.customerId },
-          { key: searchAttributes.flowStatus, value: 'pending' },
-        ],
-      });
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    }
-    return workflowId;
-  }
-
   /** Whether a workflow is still running (a flow past its deadline may only be slow). */
   async function isRunning(workflowId: string): Promise<boolean> {
     try {
@@ -629,9 +598,19 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
       const canaryId = canary[0]?.id ?? null;
 
       const verifications = await sql<
-        { id: string; workflow_id: string; customer_id: string; price: string; status: string }[]
+        {
+          id: string;
+          workflow_id: string;
+          customer_id: string;
+          service: string;
+          country: string;
+          price: string;
+          timeout_seconds: number;
+          status: string;
+        }[]
       >`
-        select id, workflow_id, customer_id, price, status from verifications
+        select id, workflow_id, customer_id, service, country, price, timeout_seconds, status
+        from verifications
         where status in ('pending', 'active') and debit_entry_id is not null
           and created_at >= ${input.from}::timestamptz - ${LIMBO_LOOKBACK}::interval
           and created_at < ${input.to}
@@ -656,16 +635,27 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
           },
           running
             ? undefined
-            : async () =>
-                `started ${await startRefund({
-                  refundId: `reconciliation-${v.id}`,
-                  kind: 'verification',
-                  customerId: v.customer_id,
-                  verificationId: v.id,
-                  reason: 'reconciliation: debited, never settled',
-                  requestedBy: `reconciliation:${input.runId}`,
-                  startedBy: 'reconciliation',
-                })}, which credits the price back`,
+            : async () => {
+                // The refund its own workflow would have made: the same key and fence, so it can
+                // happen once whoever gets there first, and the verification ends refunded.
+                const refund = await refundVerificationDebit(
+                  { db, ledger: deps.ledger, metrics: deps.metrics },
+                  {
+                    verificationId: v.id,
+                    workflowId: v.workflow_id,
+                    customerId: v.customer_id,
+                    service: v.service,
+                    country: v.country,
+                    price: Number(v.price),
+                    timeoutSeconds: v.timeout_seconds,
+                    reason: 'timeout',
+                    failedAtMs: Date.now(),
+                  },
+                );
+                return refund.refunded
+                  ? `refunded the price (entry ${refund.entryId}) as its workflow would have`
+                  : 'no debit to refund; the verification is closed';
+              },
         );
       }
 

@@ -1,6 +1,7 @@
 // Refund activities (topup): take a top-up's credits back, refund its money at Stripe, and put
 // the credits back when Stripe refuses for good. Every step is keyed by the workflow id.
 import { log } from '@temporalio/activity';
+import { raiseAlert } from '../../alerts/alerts.js';
 import { closeUnlessPosted } from '../../ledger/fences.js';
 import { settleRefundStatus } from '../../payments/state-machine.js';
 import type { RefundInput, RefundState } from '../../shared.js';
@@ -15,6 +16,7 @@ import {
   upsertRefundRow,
 } from './common.js';
 import type { RefundActivityDeps } from './deps.js';
+import { activityAlertLog } from './stripe.js';
 
 /** Activities of this kind that must finish whatever the error (compensations). */
 export const TOPUP_REFUND_MUST_FINISH: readonly string[] = [
@@ -145,7 +147,7 @@ export function topupRefundRefusal(
   return undefined;
 }
 
-export function createTopupRefundActivities({ db, ledger, stripe }: RefundActivityDeps) {
+export function createTopupRefundActivities({ db, ledger, stripe, metrics }: RefundActivityDeps) {
   const gateway = (): StripeGateway => {
     // Configuration an operator can fix; the activity retries until then.
     if (!stripe) throw new Error('Stripe is not configured: set STRIPE_SECRET_KEY on the worker');
@@ -162,6 +164,28 @@ export function createTopupRefundActivities({ db, ledger, stripe }: RefundActivi
       await upsertRefundRow(db.sql, input.state, input.requestedBy, {
         stripeRefundId: input.stripeRefundId ?? null,
       });
+      const { state } = input;
+      if (state.status === 'failed') {
+        // The money did not go back: the customer still expects it, so a person follows up.
+        await raiseAlert(
+          db.sql,
+          {
+            key: `refund_failed:${state.id}`,
+            kind: 'refund_failed',
+            severity: 'warning',
+            message: `Refund ${state.id} of payment ${state.paymentId ?? '?'} failed (${state.error?.code ?? 'unknown'}); its ${state.credits} credits are back in the wallet and no money was returned. Check the payment at Stripe and refund by hand if it should be.`,
+            details: {
+              refundId: state.id,
+              paymentId: state.paymentId,
+              credits: state.credits,
+              amount: state.amount,
+              error: state.error,
+            },
+            customerId: state.customerId,
+          },
+          { log: activityAlertLog, counter: metrics?.alertsRaised },
+        );
+      }
     },
 
     /** Decides how many credits and how much money this refund is about; writes nothing. */
