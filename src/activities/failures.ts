@@ -116,6 +116,23 @@ function alertCompensationRetrying(
   });
 }
 
+/**
+ * The wrapper's own heartbeats carry the last details the activity gave (a listing's cursor), or
+ * the previous attempt's until it gives some, so they never wipe out where a retry should resume.
+ */
+function keepHeartbeatDetails(ctx: NonNullable<ReturnType<typeof currentContext>>): void {
+  const send = ctx.heartbeat;
+  let last: unknown = ctx.info.heartbeatDetails;
+  Object.defineProperty(ctx, 'heartbeat', {
+    configurable: true,
+    writable: true,
+    value: (details?: unknown) => {
+      if (details !== undefined) last = details;
+      send(last);
+    },
+  });
+}
+
 /** Wraps each activity with failure classification, heartbeats and retry visibility. */
 export function guardActivities<T extends Record<string, (...args: never[]) => Promise<unknown>>>(
   activities: T,
@@ -128,6 +145,7 @@ export function guardActivities<T extends Record<string, (...args: never[]) => P
     guarded[name] = async (...args: never[]) => {
       const ctx = currentContext();
       const attempt = ctx?.info.attempt ?? 1;
+      if (ctx) keepHeartbeatDetails(ctx);
       const timer = ctx ? setInterval(() => ctx.heartbeat(), every) : undefined;
       try {
         ctx?.heartbeat();

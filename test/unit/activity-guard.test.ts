@@ -1,6 +1,6 @@
 // The wrapper every activity runs in: permanent database errors and closed steps are final,
 // compensations keep retrying, and an activity that keeps failing is counted and alerted on.
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { LogLevel, LogMetadata, Logger } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
@@ -107,5 +107,38 @@ describe('guardActivities', () => {
     const errors = logger.records.filter((r) => r.level === 'ERROR');
     expect(errors.map((r) => r.meta?.attempt as number)).toEqual([3, 4]);
     expect(errors[0]?.meta?.activity).toBe('refundVerification');
+  });
+});
+
+describe('guardActivities heartbeats', () => {
+  it("repeat the activity's last details (or the previous attempt's), never wiping a cursor", async () => {
+    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const guarded = guardActivities(
+      {
+        async listPages() {
+          await pause(60);
+          Context.current().heartbeat({ cursor: 'page-2' });
+          await pause(60);
+          return 'done';
+        },
+      },
+      { heartbeatEveryMs: 10 },
+    );
+    const env = new MockActivityEnvironment(
+      { attempt: 2, heartbeatDetails: { cursor: 'page-1' } },
+      { logger: new RecordingLogger() },
+    );
+    const beats: unknown[] = [];
+    env.on('heartbeat', (details: unknown) => beats.push(details));
+    await expect(env.run(guarded.listPages)).resolves.toBe('done');
+    const firstOwn = beats.findIndex((d) => (d as { cursor?: string })?.cursor === 'page-2');
+    expect(firstOwn).toBeGreaterThan(1);
+    expect(
+      beats.slice(0, firstOwn).every((d) => (d as { cursor?: string })?.cursor === 'page-1'),
+    ).toBe(true);
+    expect(beats.slice(firstOwn).length).toBeGreaterThan(2);
+    expect(
+      beats.slice(firstOwn).every((d) => (d as { cursor?: string })?.cursor === 'page-2'),
+    ).toBe(true);
   });
 });
