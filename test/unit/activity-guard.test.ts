@@ -115,7 +115,7 @@ describe('guardActivities heartbeats', () => {
     const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     const guarded = guardActivities(
       {
-        async listPages() {
+        listPages: async () => {
           await pause(60);
           Context.current().heartbeat({ cursor: 'page-2' });
           await pause(60);
