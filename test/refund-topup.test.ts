@@ -653,3 +653,46 @@ describe('the next top-up settles what the customer owes first', () => {
     ]);
   });
 });
+
+describe('a refund Stripe accepted and failed later', () => {
+  it('puts the credits back once, marks the refund failed and alerts, however often Stripe reports it', async () => {
+    const { customer, paymentId, intent } = await creditedTopup(bench);
+    const res = await requestRefund(bench, customer.token, { paymentId });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const state = await settled(bench, customer.token, id);
+    expect(state.status).toBe('refunded');
+    expect(await bench.ledger.walletBalance(customer.id)).toBe(0);
+
+    // The card cannot take the money back: Stripe fails the refund and says so.
+    const [stripeRefund] = stripeRefundsOf(bench, intent);
+    stripeRefund!.status = 'failed';
+    const event = stripeEvent('charge.refund.updated', bench.stripe.refundObject(stripeRefund!));
+    expect((await bench.deliver(event)).status).toBe(200);
+    expect((await bench.deliver(event)).status).toBe(200);
+    const again = stripeEvent('refund.failed', bench.stripe.refundObject(stripeRefund!));
+    expect((await bench.deliver(again)).status).toBe(200);
+
+    await eventually(
+      async () =>
+        (await readRefund(bench, customer.token, id)).status === 'failed' ? true : undefined,
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+    expect(await bench.ledger.walletBalance(customer.id)).toBe(100);
+    expect(await payment(bench, paymentId)).toEqual({
+      status: 'credited',
+      refundedCredits: 0,
+      refundedAmount: 0,
+    });
+    expect((await entries(bench, paymentId)).map((e) => e.type)).toEqual([
+      'refund_clawback',
+      'refund_recredit',
+    ]);
+    expect((await readRefund(bench, customer.token, id)).error).toMatchObject({
+      code: 'refund_failed_at_stripe',
+    });
+    const alerts = await bench.db.sql<{ kind: string }[]>`
+      select kind from alerts where customer_id = ${customer.id}`;
+    expect(alerts).toEqual([{ kind: 'refund_failed' }]);
+  });
+});

@@ -1,6 +1,6 @@
 // What the top-up and purchase refund activities share: the refunds read model, the refusals a
 // workflow ends `rejected` with, and the messages the customer gets through the outbox.
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, log } from '@temporalio/activity';
 import type postgres from 'postgres';
 import type { Database } from '../../db/client.js';
 import { BusinessError } from '../../errors.js';
@@ -149,3 +149,10 @@ export async function entryUnderKey(
     select id, metadata->>'refundId' as refund_id from entries where idempotency_key = ${key}`;
   return row ? { id: Number(row.id), refundId: row.refund_id } : undefined;
 }
+
+/** The alert sinks of an activity: Temporal's logger, which takes the message first. */
+export const activityAlertLog = {
+  error: (fields: Record<string, unknown>, message: string): void => {
+    log.error(message, fields);
+  },
+};

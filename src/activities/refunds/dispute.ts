@@ -12,7 +12,8 @@ import { settleRefundStatus } from '../../payments/state-machine.js';
 import type { DisputeReport } from '../../shared.js';
 import { refusalsAreFinal } from '../ledger.js';
 import type { RefundActivityDeps } from './deps.js';
-import { activityAlertLog, creditsShare } from './stripe.js';
+import { activityAlertLog } from './common.js';
+import { creditsShare } from './stripe.js';
 
 /** Activities of this kind that must finish whatever the error (compensations). */
 export const DISPUTE_MUST_FINISH: readonly string[] = ['resolveDispute'];

@@ -10,7 +10,9 @@ import type { PostingLine } from '../../ledger/ledger.js';
 import { enqueueMessage } from '../../notifications/outbox.js';
 import { CREDITED_STATUSES, settleRefundStatus } from '../../payments/state-machine.js';
 import type { RefundInfo, StripeGateway } from '../../stripe/gateway.js';
+import { activityAlertLog } from './common.js';
 import type { RefundActivityDeps } from './deps.js';
+import { recreditTopup } from './topup.js';
 
 /** Activities of this kind that must finish whatever the error (compensations). */
 export const STRIPE_REFUND_MUST_FINISH: readonly string[] = [];
@@ -75,13 +77,6 @@ export const stripeRefundEntryKey = (stripeRefundId: string) => `stripe-refund:$
 /** Our refunds row for a refund made at Stripe. */
 export const stripeRefundRowId = (stripeRefundId: string) => `rfd_${stripeRefundId}`;
 
-/** The alert sinks of an activity: Temporal's logger, which takes the message first. */
-export const activityAlertLog = {
-  error: (fields: Record<string, unknown>, message: string): void => {
-    log.error(message, fields);
-  },
-};
-
 async function readPaymentRow(db: Database, paymentId: string): Promise<PaymentRow | undefined> {
   const [row] = await db.sql<PaymentRow[]>`
     select id, customer_id, credits, amount, currency, status, refunded_credits, refunded_amount
@@ -112,6 +107,64 @@ export function createStripeRefundActivities({ db, ledger, stripe, metrics }: Re
       entryId: row.entry_id === null ? null : Number(row.entry_id),
       replayed: true,
     };
+  }
+
+  /**
+   * Our top-up refund `refund.metadata.refundId` ended `refunded` when Stripe accepted it; Stripe
+   * has since failed it. Re-credits it with the refund workflow's own compensation key (so never
+   * twice, whoever gets there first), marks the refund failed, and tells a person.
+   */
+  async function recreditOwnFailedRefund(refund: RefundInfo): Promise<void> {
+    const [row] = await db.sql<
+      {
+        id: string;
+        workflow_id: string;
+        customer_id: string;
+        payment_id: string;
+        credits: string;
+        amount: string;
+      }[]
+    >`
+      select id, workflow_id, customer_id, payment_id, credits, amount from refunds
+      where id = ${refund.metadata.refundId!} and kind = 'topup' and status = 'refunded'
+        and (stripe_refund_id is null or stripe_refund_id = ${refund.id})`;
+    if (!row) return;
+    const message = `Stripe reported refund ${refund.id} ${refund.status ?? 'failed'} after accepting it; the credits are back in the wallet and no money was returned.`;
+    const recredited = await recreditTopup(
+      { ledger },
+      {
+        refundId: row.id,
+        workflowId: row.workflow_id,
+        paymentId: row.payment_id,
+        customerId: row.customer_id,
+        credits: Number(row.credits),
+        amount: Number(row.amount),
+      },
+      async (tx) => {
+        await tx`
+          update refunds set status = 'failed', error_code = 'refund_failed_at_stripe',
+                             error_message = ${message}, updated_at = now()
+          where id = ${row.id}`;
+      },
+    );
+    await raiseAlert(
+      db.sql,
+      {
+        key: `refund_failed:${row.id}`,
+        kind: 'refund_failed',
+        severity: 'warning',
+        message: `Refund ${row.id} of payment ${row.payment_id}: ${message} Check the payment at Stripe and refund by hand if it should be.`,
+        details: {
+          refundId: row.id,
+          paymentId: row.payment_id,
+          stripeRefundId: refund.id,
+          credits: Number(row.credits),
+          entryId: recredited.entryId,
+        },
+        customerId: row.customer_id,
+      },
+      alertSinks,
+    );
   }
 
   return {
@@ -156,6 +209,16 @@ export function createStripeRefundActivities({ db, ledger, stripe, metrics }: Re
             ).map((r) => r.id),
       );
       const foreign = succeeded.filter((r) => !ours.has(r.metadata.refundId ?? ''));
+      // One of our own refunds that Stripe accepted and then failed (or cancelled): the money did
+      // not go back, so the credits its claw-back took go back to the wallet, once.
+      for (const failed of found.filter(
+        (r) =>
+          (r.status === 'failed' || r.status === 'canceled') &&
+          r.paymentIntentId === input.paymentIntentId &&
+          typeof r.metadata.refundId === 'string',
+      )) {
+        await recreditOwnFailedRefund(failed);
+      }
       // Oldest first, so credits are taken back in the order the money went back.
       foreign.sort((a, b) => a.created - b.created || a.id.localeCompare(b.id));
       log.info('stripe refunds listed', {

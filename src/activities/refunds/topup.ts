@@ -3,11 +3,13 @@
 import { log } from '@temporalio/activity';
 import { raiseAlert } from '../../alerts/alerts.js';
 import { closeUnlessPosted } from '../../ledger/fences.js';
+import type { Tx } from '../../ledger/ledger.js';
 import { settleRefundStatus } from '../../payments/state-machine.js';
 import type { RefundInput, RefundState } from '../../shared.js';
 import { StripeRequestRefused, type StripeGateway } from '../../stripe/gateway.js';
 import { enqueueNotifications } from '../notifications.js';
 import {
+  activityAlertLog,
   REFUND_ENTRY_TYPES,
   refusal,
   refusingWith,
@@ -16,7 +18,6 @@ import {
   upsertRefundRow,
 } from './common.js';
 import type { RefundActivityDeps } from './deps.js';
-import { activityAlertLog } from './stripe.js';
 
 /** Activities of this kind that must finish whatever the error (compensations). */
 export const TOPUP_REFUND_MUST_FINISH: readonly string[] = [
@@ -350,54 +351,72 @@ export function createTopupRefundActivities({ db, ledger, stripe, metrics }: Ref
     },
 
     /** Compensation: Stripe refused, so the credits go back and the payment's refund is undone. */
-    async recreditTopupRefund(input: {
-      refundId: string;
-      workflowId: string;
-      paymentId: string;
-      customerId: string;
-      credits: number;
-      amount: number;
-    }): Promise<{ entryId: number; replayed: boolean }> {
-      const posted = await ledger.postEntry(
-        {
-          idempotencyKey: `${input.workflowId}:recredit`,
-          type: REFUND_ENTRY_TYPES.recredit,
-          description: `Top-up refund ${input.refundId} refused at Stripe: ${input.credits} credits back`,
-          workflowId: input.workflowId,
-          metadata: { paymentId: input.paymentId, refundId: input.refundId },
-          lines: [
-            { account: { system: 'refunds' }, amount: -input.credits },
-            { account: { wallet: input.customerId }, amount: input.credits },
-          ],
-        },
-        async (tx, entry) => {
-          await tx`
-            update payments set refunded_credits = refunded_credits - ${input.credits},
-                                refunded_amount = refunded_amount - ${input.amount},
-                                updated_at = now()
-            where id = ${input.paymentId}`;
-          await settleRefundStatus(tx, input.paymentId);
-          const wallet = entry.lines.find((l) => 'wallet' in l.account)!;
-          await enqueueNotifications(
-            tx,
-            entry,
-            topupRefundRecredited({
-              workflowId: input.workflowId,
-              refundId: input.refundId,
-              paymentId: input.paymentId,
-              customerId: input.customerId,
-              credits: input.credits,
-              balanceAfter: wallet.balanceAfter,
-            }),
-          );
-        },
-      );
-      log.warn('top-up refund refused at Stripe; credits put back', {
-        refundId: input.refundId,
-        entryId: posted.entryId,
-        credits: input.credits,
-      });
-      return { entryId: posted.entryId, replayed: posted.replayed };
+    async recreditTopupRefund(
+      input: RecreditInput,
+    ): Promise<{ entryId: number; replayed: boolean }> {
+      return recreditTopup({ ledger }, input);
     },
   };
+}
+
+export interface RecreditInput {
+  refundId: string;
+  workflowId: string;
+  paymentId: string;
+  customerId: string;
+  credits: number;
+  amount: number;
+}
+
+/**
+ * Puts a top-up refund's credits back when Stripe refused the refund, once (keyed by the refund's
+ * workflow): the compensation of the refund workflow, and what a refund Stripe accepted and later
+ * failed (reported by its webhook) gets. `alsoInTransaction` runs in the same transaction.
+ */
+export async function recreditTopup(
+  { ledger }: Pick<RefundActivityDeps, 'ledger'>,
+  input: RecreditInput,
+  alsoInTransaction?: (tx: Tx) => Promise<void>,
+): Promise<{ entryId: number; replayed: boolean }> {
+  const posted = await ledger.postEntry(
+    {
+      idempotencyKey: `${input.workflowId}:recredit`,
+      type: REFUND_ENTRY_TYPES.recredit,
+      description: `Top-up refund ${input.refundId} refused at Stripe: ${input.credits} credits back`,
+      workflowId: input.workflowId,
+      metadata: { paymentId: input.paymentId, refundId: input.refundId },
+      lines: [
+        { account: { system: 'refunds' }, amount: -input.credits },
+        { account: { wallet: input.customerId }, amount: input.credits },
+      ],
+    },
+    async (tx, entry) => {
+      await tx`
+        update payments set refunded_credits = refunded_credits - ${input.credits},
+                            refunded_amount = refunded_amount - ${input.amount},
+                            updated_at = now()
+        where id = ${input.paymentId}`;
+      await settleRefundStatus(tx, input.paymentId);
+      const wallet = entry.lines.find((l) => 'wallet' in l.account)!;
+      await enqueueNotifications(
+        tx,
+        entry,
+        topupRefundRecredited({
+          workflowId: input.workflowId,
+          refundId: input.refundId,
+          paymentId: input.paymentId,
+          customerId: input.customerId,
+          credits: input.credits,
+          balanceAfter: wallet.balanceAfter,
+        }),
+      );
+      await alsoInTransaction?.(tx);
+    },
+  );
+  log.warn('top-up refund refused at Stripe; credits put back', {
+    refundId: input.refundId,
+    entryId: posted.entryId,
+    credits: input.credits,
+  });
+  return { entryId: posted.entryId, replayed: posted.replayed };
 }

@@ -39,7 +39,7 @@ type Routing =
       problem: string | null;
     }
   | { action: 'flag'; note: string; paymentIntentId: string | null }
-  /** A refund made at Stripe (charge.refunded): found by its payment intent. */
+  /** A refund made or changed at Stripe (charge.refunded, refund updates): by its payment intent. */
   | { action: 'stripeRefund'; paymentIntentId: string | null; amountRefunded: number }
   /** charge.dispute.created / updated / closed: found by the disputed payment intent. */
   | { action: 'dispute'; paymentIntentId: string | null }
@@ -99,6 +99,16 @@ function routingFor(event: z.infer<typeof EventSchema>): Routing {
         action: 'stripeRefund',
         paymentIntentId: idOf(object.payment_intent),
         amountRefunded: typeof object.amount_refunded === 'number' ? object.amount_refunded : 0,
+      };
+    case 'charge.refund.updated':
+    case 'refund.updated':
+    case 'refund.failed':
+      // A refund changed state after it was made (ours failing at the bank, most often): the
+      // payment's refund workflow lists its refunds again and acts on what changed.
+      return {
+        action: 'stripeRefund',
+        paymentIntentId: idOf(object.payment_intent),
+        amountRefunded: 0,
       };
     case 'charge.dispute.created':
     case 'charge.dispute.updated':
