@@ -263,6 +263,32 @@ export interface RefundState {
   updatedAt: string;
 }
 
+/** A refund's state before any step has run, from what it was started with. */
+export function refundStateFromInput(
+  input: RefundInput,
+  at: { workflowId: string; status: RefundStatus; createdAt: string; updatedAt: string },
+): RefundState {
+  return {
+    id: input.refundId,
+    workflowId: at.workflowId,
+    kind: input.kind,
+    customerId: input.customerId,
+    paymentId: input.paymentId ?? null,
+    verificationId: input.verificationId ?? null,
+    orderId: input.orderId ?? null,
+    itemId: input.itemId ?? null,
+    status: at.status,
+    credits: input.credits ?? 0,
+    amount: 0,
+    currency: null,
+    debtCredits: 0,
+    reason: input.reason,
+    error: null,
+    createdAt: at.createdAt,
+    updatedAt: at.updatedAt,
+  };
+}
+
 export const refundStateQuery = defineQuery<RefundState>('state');
 /** Answers once the refund is accepted (or refused), so the API can answer the POST with it. */
 export const refundDecidedUpdate = defineUpdate<RefundState>('refundDecided');

@@ -3,10 +3,9 @@
 // figures); a real workflow run is checked on the shared database by this file's own customers.
 import type { Client } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
-import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/api/app.js';
-import { createDatabase, runMigrations, type Database } from '../src/db/client.js';
+import type { Database } from '../src/db/client.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
 import { workflowIds } from '../src/shared.js';
 import {
@@ -18,6 +17,7 @@ import {
   expectLedgerConsistent,
   fund,
   jsonRequest,
+  scratchDatabase,
   startTestWorker,
   testApp,
   testDatabase,
@@ -39,20 +39,9 @@ let worker: Awaited<ReturnType<typeof startTestWorker>>;
 const hex = () => randomBytes(8).toString('hex');
 
 beforeAll(async () => {
-  const server = inject('ownerDatabaseUrl');
-  const name = `creditflow_admin_${randomBytes(5).toString('hex')}`;
-  const root = postgres(server, { max: 1, onnotice: () => undefined });
-  await root.unsafe(`create database ${name}`);
-  await root.end();
-  const url = new URL(server);
-  url.pathname = `/${name}`;
-  dropOwn = async () => {
-    const sql = postgres(server, { max: 1, onnotice: () => undefined });
-    await sql.unsafe(`drop database if exists ${name} with (force)`);
-    await sql.end();
-  };
-  await runMigrations(url.toString());
-  own = createDatabase(url.toString(), { max: 4, applicationName: 'creditflow-test-admin' });
+  const scratch = await scratchDatabase('admin', { max: 4 });
+  own = scratch.db;
+  dropOwn = scratch.drop;
   ownLedger = createLedger(own.sql);
 
   shared = testDatabase();
@@ -70,7 +59,6 @@ afterAll(async () => {
   if (shared) await expectLedgerConsistent(shared);
   await temporal?.connection.close();
   await shared?.close();
-  await own?.close();
   await dropOwn?.();
 });
 

@@ -2,7 +2,6 @@
 // below the threshold), a compensation that keeps retrying raises one, a failing rule never fails
 // the posting, and an operator lists and acknowledges alerts through the API.
 import type { Client } from '@temporalio/client';
-import type { LogLevel, LogMetadata, Logger } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { guardActivities } from '../src/activities/failures.js';
@@ -24,6 +23,7 @@ import {
   testDatabase,
   uniqueId,
 } from './helpers.js';
+import { RecordingLogger } from './recording-logger.js';
 
 let db: Database;
 let temporal: Client;
@@ -34,28 +34,6 @@ let worker: Awaited<ReturnType<typeof startTestWorker>>;
 
 /** Thresholds small enough to cross in a test; velocity: more than 3 in 5 minutes. */
 const RULES = { largeDeduction: 100, velocityCount: 3, velocityMinutes: 5 };
-
-class RecordingLogger implements Logger {
-  readonly records: Array<{ level: LogLevel; message: string; meta?: LogMetadata }> = [];
-  log(level: LogLevel, message: string, meta?: LogMetadata) {
-    this.records.push({ level, message, ...(meta ? { meta } : {}) });
-  }
-  trace(message: string, meta?: LogMetadata) {
-    this.log('TRACE', message, meta);
-  }
-  debug(message: string, meta?: LogMetadata) {
-    this.log('DEBUG', message, meta);
-  }
-  info(message: string, meta?: LogMetadata) {
-    this.log('INFO', message, meta);
-  }
-  warn(message: string, meta?: LogMetadata) {
-    this.log('WARN', message, meta);
-  }
-  error(message: string, meta?: LogMetadata) {
-    this.log('ERROR', message, meta);
-  }
-}
 
 /** A ledger with the posting rules hooked in, reporting to its own counter and log. */
 function ledgerWithRules(rules: PostingAlertRules = RULES) {

@@ -22,7 +22,13 @@ import {
   uniqueId,
   type TestCustomer,
 } from './helpers.js';
-import { StripeDouble, TEST_WEBHOOK_SECRET, webhookRequest } from './stripe.js';
+import {
+  StripeDouble,
+  TEST_WEBHOOK_SECRET,
+  sessionObject,
+  stripeEvent,
+  webhookRequest,
+} from './stripe.js';
 
 export interface CheckoutStarted {
   id: string;
@@ -142,4 +148,18 @@ export async function expectPaidPaymentsCreditedOnce(db: Database, customerIds: 
       : Number(r.topups) !== 0,
   );
   expect(wrong).toEqual([]);
+}
+
+/** A customer whose top-up of `pack` was paid at Stripe (the paid webhook delivered) and credited. */
+export async function creditedTopup(on: CheckoutBench, pack = 'small') {
+  const customer = await on.customer();
+  const res = await on.buy(customer.token, pack);
+  expect(res.status).toBe(202);
+  const started = (await res.json()) as CheckoutStarted;
+  expect(on.stripe.pay(started.id)).toBe(true);
+  const session = on.stripe.session(started.id);
+  const paid = await on.deliver(stripeEvent('checkout.session.completed', sessionObject(session)));
+  expect(paid.status).toBe(200);
+  await on.waitFor(customer.token, started.id, 'credited');
+  return { customer, paymentId: started.id, session, intent: session.paymentIntentId };
 }

@@ -5,11 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../src/activities/index.js';
 import { runLedgerChecks, type Violation } from '../src/ledger/check.js';
 import { refundStateQuery, workflowIds } from '../src/shared.js';
-import {
-  startCheckoutBench,
-  type CheckoutBench,
-  type CheckoutStarted,
-} from './checkout-harness.js';
+import { creditedTopup, startCheckoutBench, type CheckoutBench } from './checkout-harness.js';
 import {
   adminToken,
   deliveredNotifications,
@@ -18,7 +14,7 @@ import {
   uniqueId,
 } from './helpers.js';
 import { keepHistory } from './history-recorder.js';
-import { sessionObject, stripeEvent, type RecordedDispute } from './stripe.js';
+import { stripeEvent, type RecordedDispute } from './stripe.js';
 
 let bench: CheckoutBench;
 /** No worker of its own: tests start and stop workers on its queue. */
@@ -49,20 +45,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([bench?.close(), bare?.close(), crashing?.close()]);
 });
-
-/** A customer with a credited top-up of `pack`. */
-async function creditedTopup(on: CheckoutBench, pack = 'small') {
-  const customer = await on.customer();
-  const res = await on.buy(customer.token, pack);
-  expect(res.status).toBe(202);
-  const started = (await res.json()) as CheckoutStarted;
-  expect(on.stripe.pay(started.id)).toBe(true);
-  const session = on.stripe.session(started.id);
-  const paid = await on.deliver(stripeEvent('checkout.session.completed', sessionObject(session)));
-  expect(paid.status).toBe(200);
-  await on.waitFor(customer.token, started.id, 'credited');
-  return { customer, paymentId: started.id };
-}
 
 const disputeEvent = (on: CheckoutBench, type: string, dispute: RecordedDispute) =>
   stripeEvent(`charge.dispute.${type}`, on.stripe.disputeObject(dispute));

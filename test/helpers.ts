@@ -2,13 +2,14 @@
 // customers and ids against the run's one PostgreSQL and one Temporal server.
 import { Client, Connection } from '@temporalio/client';
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import postgres from 'postgres';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { mintToken, type Principal } from '../src/api/auth.js';
 import { createApp, type AppDeps } from '../src/api/app.js';
 import { createActivities, type ActivityDeps, type Activities } from '../src/activities/index.js';
-import { createDatabase, type Database } from '../src/db/client.js';
+import { createDatabase, runMigrations, type Database } from '../src/db/client.js';
 import { checkLedger } from '../src/ledger/check.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
 import { processEnv } from '../src/config.js';
@@ -41,6 +42,42 @@ export function testOwnerDatabase(max = 2): Database {
     max,
     applicationName: 'creditflow-test-owner',
   });
+}
+
+/**
+ * A freshly migrated database of the calling file's own, as its owner: for exact figures no other
+ * test can move, and for corrupting the ledger on purpose. `drop` removes it.
+ */
+export async function scratchDatabase(
+  prefix: string,
+  options: { max?: number } = {},
+): Promise<{ db: Database; url: string; drop: () => Promise<void> }> {
+  const server = inject('ownerDatabaseUrl');
+  const name = `creditflow_${prefix}_${randomBytes(5).toString('hex')}`;
+  const run = async (statement: string) => {
+    const sql = postgres(server, { max: 1, onnotice: () => undefined });
+    try {
+      await sql.unsafe(statement);
+    } finally {
+      await sql.end();
+    }
+  };
+  await run(`create database ${name}`);
+  const url = new URL(server);
+  url.pathname = `/${name}`;
+  await runMigrations(url.toString());
+  const db = createDatabase(url.toString(), {
+    max: options.max ?? 2,
+    applicationName: `creditflow-test-${prefix}`,
+  });
+  return {
+    db,
+    url: url.toString(),
+    drop: async () => {
+      await db.close();
+      await run(`drop database if exists ${name} with (force)`);
+    },
+  };
 }
 
 export function uniqueId(prefix: string): string {

@@ -1,13 +1,11 @@
 // Every invariant of the ledger checker, shown to fire on a database corrupted on purpose.
 // The file works on a database of its own, as its owner, with the guards switched off inside
 // transactions that are rolled back: nothing here can disturb another test.
-import { randomBytes } from 'node:crypto';
-import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createDatabase, runMigrations, type Database } from '../src/db/client.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../src/db/client.js';
 import { checkLedger, runLedgerChecks, type Violation } from '../src/ledger/check.js';
 import { createLedger, type Ledger, type PostedEntry, type Tx } from '../src/ledger/ledger.js';
-import { createCustomer, fund, uniqueId, type TestCustomer } from './helpers.js';
+import { createCustomer, fund, scratchDatabase, uniqueId, type TestCustomer } from './helpers.js';
 
 let db: Database;
 let ledger: Ledger;
@@ -17,20 +15,9 @@ let bob: TestCustomer;
 let purchase: PostedEntry;
 
 beforeAll(async () => {
-  const server = inject('ownerDatabaseUrl');
-  const name = `creditflow_checker_${randomBytes(5).toString('hex')}`;
-  const admin = postgres(server, { max: 1, onnotice: () => undefined });
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  const url = new URL(server);
-  url.pathname = `/${name}`;
-  dropDatabase = async () => {
-    const sql = postgres(server, { max: 1, onnotice: () => undefined });
-    await sql.unsafe(`drop database if exists ${name} with (force)`);
-    await sql.end();
-  };
-  await runMigrations(url.toString());
-  db = createDatabase(url.toString(), { max: 2, applicationName: 'creditflow-test-checker' });
+  const scratch = await scratchDatabase('checker', { max: 2 });
+  db = scratch.db;
+  dropDatabase = scratch.drop;
   ledger = createLedger(db.sql);
   alice = await createCustomer(db);
   bob = await createCustomer(db);
@@ -48,7 +35,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await db?.close();
   await dropDatabase?.();
 });
 

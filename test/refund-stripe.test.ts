@@ -6,11 +6,7 @@ import type { Activities } from '../src/activities/index.js';
 import { createLogger } from '../src/logger.js';
 import { refundStateQuery } from '../src/shared.js';
 import { workflowIds } from '../src/shared.js';
-import {
-  startCheckoutBench,
-  type CheckoutBench,
-  type CheckoutStarted,
-} from './checkout-harness.js';
+import { creditedTopup, startCheckoutBench, type CheckoutBench } from './checkout-harness.js';
 import {
   connectTestClient,
   deliveredNotifications,
@@ -19,7 +15,7 @@ import {
   uniqueId,
 } from './helpers.js';
 import { keepHistory, recordingHistories } from './history-recorder.js';
-import { TEST_WEBHOOK_SECRET, sessionObject, stripeEvent, webhookRequest } from './stripe.js';
+import { TEST_WEBHOOK_SECRET, stripeEvent, webhookRequest } from './stripe.js';
 
 let bench: CheckoutBench;
 /** Its take-back step fails once right after it committed, as if the worker died then. */
@@ -47,20 +43,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([bench?.close(), crashing?.close()]);
 });
-
-/** A customer with a credited top-up of `pack`. */
-async function creditedTopup(on: CheckoutBench, pack = 'small') {
-  const customer = await on.customer();
-  const res = await on.buy(customer.token, pack);
-  expect(res.status).toBe(202);
-  const started = (await res.json()) as CheckoutStarted;
-  expect(on.stripe.pay(started.id)).toBe(true);
-  const session = on.stripe.session(started.id);
-  const paid = await on.deliver(stripeEvent('checkout.session.completed', sessionObject(session)));
-  expect(paid.status).toBe(200);
-  await on.waitFor(customer.token, started.id, 'credited');
-  return { customer, paymentId: started.id, session };
-}
 
 /** Stripe tells us about the charge as it stands now (cumulative amount_refunded). */
 const chargeRefunded = (on: CheckoutBench, paymentId: string) =>

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../src/activities/index.js';
 import type { RefundState } from '../src/shared.js';
 import {
+  creditedTopup,
   startCheckoutBench,
   type CheckoutBench,
   type CheckoutStarted,
@@ -37,22 +38,6 @@ afterAll(async () => {
   // Both end with the ledger checker and "every paid payment credited once".
   await Promise.all([bench?.close(), crashBench?.close()]);
 });
-
-/** A customer whose top-up of `pack` was paid at Stripe and credited. */
-async function creditedTopup(on: CheckoutBench, pack = 'small') {
-  const customer = await on.customer();
-  const res = await on.buy(customer.token, pack);
-  expect(res.status).toBe(202);
-  const started = (await res.json()) as CheckoutStarted;
-  expect(on.stripe.pay(started.id)).toBe(true);
-  const session = on.stripe.session(started.id);
-  const delivered = await on.deliver(
-    stripeEvent('checkout.session.completed', sessionObject(session, { payment_status: 'paid' })),
-  );
-  expect(delivered.status).toBe(200);
-  await on.waitFor(customer.token, started.id, 'credited');
-  return { customer, paymentId: started.id, intent: session.paymentIntentId };
-}
 
 function requestRefund(
   on: CheckoutBench,

@@ -1,37 +1,15 @@
 // The wrapper every activity runs in: permanent database errors and closed steps are final,
 // compensations keep retrying, and an activity that keeps failing is counted and alerted on.
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { LogLevel, LogMetadata, Logger } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
 import { classifyFailure, guardActivities } from '../../src/activities/failures.js';
 import { permanentDbErrorReason } from '../../src/db/errors.js';
 import { StepClosed } from '../../src/ledger/fences.js';
 import { createMetrics } from '../../src/metrics.js';
+import { RecordingLogger } from '../recording-logger.js';
 
 const pgError = (code: string) => Object.assign(new Error(`pg error ${code}`), { code });
-
-class RecordingLogger implements Logger {
-  readonly records: Array<{ level: LogLevel; message: string; meta?: LogMetadata }> = [];
-  log(level: LogLevel, message: string, meta?: LogMetadata) {
-    this.records.push({ level, message, ...(meta ? { meta } : {}) });
-  }
-  trace(message: string, meta?: LogMetadata) {
-    this.log('TRACE', message, meta);
-  }
-  debug(message: string, meta?: LogMetadata) {
-    this.log('DEBUG', message, meta);
-  }
-  info(message: string, meta?: LogMetadata) {
-    this.log('INFO', message, meta);
-  }
-  warn(message: string, meta?: LogMetadata) {
-    this.log('WARN', message, meta);
-  }
-  error(message: string, meta?: LogMetadata) {
-    this.log('ERROR', message, meta);
-  }
-}
 
 describe('classifyFailure', () => {
   it.each(['22021', '22P02', '22P05', '22001', '23503', '23514', '23502', '22003'])(

@@ -12,6 +12,7 @@ import { readRefundablePayment, topupRefundRefusal } from '../../activities/refu
 import { toDate, type Database } from '../../db/client.js';
 import {
   refundDecidedUpdate,
+  refundStateFromInput,
   refundStateQuery,
   searchAttributes,
   workflowIds,
@@ -253,25 +254,12 @@ function fromDescription(description: WorkflowExecutionDescription): RefundState
   if (!input) return undefined;
   const status = (description.typedSearchAttributes.get(searchAttributes.flowStatus) ??
     'pending') as RefundStatus;
-  return {
-    id: input.refundId,
+  return refundStateFromInput(input, {
     workflowId: description.workflowId,
-    kind: input.kind,
-    customerId: input.customerId,
-    paymentId: input.paymentId ?? null,
-    verificationId: input.verificationId ?? null,
-    orderId: input.orderId ?? null,
-    itemId: input.itemId ?? null,
     status,
-    credits: input.credits ?? 0,
-    amount: 0,
-    currency: null,
-    debtCredits: 0,
-    reason: input.reason,
-    error: null,
     createdAt: description.startTime.toISOString(),
     updatedAt: (description.closeTime ?? description.startTime).toISOString(),
-  };
+  });
 }
 
 /** Live from the workflow while it runs; from the refunds table once it has closed. */

@@ -73,27 +73,20 @@ export async function topupRefund(input: RefundInput): Promise<RefundState> {
  */
 async function clawBack(flow: RefundLifecycle, input: RefundInput) {
   const { state } = flow;
+  const step = {
+    refundId: input.refundId,
+    workflowId: state.workflowId,
+    paymentId: input.paymentId ?? '',
+    customerId: input.customerId,
+    credits: state.credits,
+  };
   try {
-    return await clawBackTopupRefund({
-      refundId: input.refundId,
-      workflowId: state.workflowId,
-      paymentId: input.paymentId ?? '',
-      customerId: input.customerId,
-      credits: state.credits,
-    });
+    return await clawBackTopupRefund(step);
   } catch (err) {
     const error = refusedBy(err);
     const closed = await closeTopupClawback({ workflowId: state.workflowId });
-    if (closed.posted) {
-      // An earlier attempt did post it: carry on as the claw-back that happened.
-      return clawBackTopupRefund({
-        refundId: input.refundId,
-        workflowId: state.workflowId,
-        paymentId: input.paymentId ?? '',
-        customerId: input.customerId,
-        credits: state.credits,
-      });
-    }
+    // An earlier attempt did post it: carry on as the claw-back that happened.
+    if (closed.posted) return clawBackTopupRefund(step);
     await flow.finish('rejected', error);
     return undefined;
   }
