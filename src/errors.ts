@@ -13,7 +13,12 @@ export type BusinessErrorCode =
   /** The database refused the data itself (bad text, a missing reference, a broken check). */
   | 'invalid_data'
   /** A posting would take a balance beyond what the ledger can hold (PostgreSQL bigint). */
-  | 'balance_out_of_range';
+  | 'balance_out_of_range'
+  /** A grant that cannot exist (category, priority, dates). */
+  | 'invalid_grant'
+  | 'grant_not_found'
+  /** Expiry asked of a grant with no expiry date. */
+  | 'grant_does_not_expire';
 
 /** A refusal that retrying cannot fix; activities turn it into a non-retryable failure. */
 export class BusinessError extends Error {

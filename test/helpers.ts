@@ -139,6 +139,12 @@ export async function seedBalance(db: Database, customerId: string, amount: bigi
     await tx`insert into postings (entry_id, account_id, amount, balance_after)
              values (${entry!.id}, ${wallet!.id}, ${text}::bigint, ${wallet!.balance}),
                     (${entry!.id}, ${system!.id}, -${text}::bigint, ${system!.balance})`;
+    const [grant] = await tx<{ id: string }[]>`
+      insert into grants (customer_id, category, source, credits, remaining, entry_id, reason)
+      values (${customerId}, 'paid', 'adjustment', ${text}::bigint, ${text}::bigint, ${entry!.id},
+              'large starting balance') returning id`;
+    await tx`insert into grant_postings (entry_id, grant_id, customer_id, amount, kind)
+             values (${entry!.id}, ${grant!.id}, ${customerId}, ${text}::bigint, 'grant')`;
   });
 }
 

@@ -30,6 +30,9 @@ const businessStatus: Record<BusinessErrorCode, ContentfulStatusCode> = {
   payment_not_found: 404,
   invalid_data: 422,
   balance_out_of_range: 422,
+  invalid_grant: 400,
+  grant_not_found: 404,
+  grant_does_not_expire: 409,
 };
 
 export function statusForCode(code: string): ContentfulStatusCode {

@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import {
   bigint,
   bigserial,
+  boolean,
   check,
   customType,
   index,
@@ -639,3 +640,196 @@ export const reconciliationRepairs = pgTable('reconciliation_repairs', {
   details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
   createdAt: createdAt(),
 });
+
+/**
+ * Credits a wallet holds, as grants: every credit that enters a wallet arrives as one. The
+ * wallet account's balance is the sum of its grants' `remaining`; each wallet posting is split
+ * over grants in `grant_postings`, and the checker proves both.
+ */
+export const grants = pgTable(
+  'grants',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    customerId: uuid('customer_id')
+      .notNull()
+      .references(() => customers.id),
+    category: text('category', { enum: ['paid', 'promotional'] }).notNull(),
+    /** Where the credits came from: topup, auto_topup, adjustment, promotion, refund, sale, opening. */
+    source: text('source').notNull(),
+    credits: bigint('credits', { mode: 'number' }).notNull(),
+    remaining: bigint('remaining', { mode: 'number' }).notNull(),
+    /** Lower is drawn first. */
+    priority: integer('priority').notNull().default(100),
+    effectiveAt: timestamp('effective_at', { withTimezone: true }).notNull().defaultNow(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    /** open while it can be drawn from; expired or voided once its remainder went to breakage. */
+    status: text('status').notNull().default('open'),
+    closedAt: timestamp('closed_at', { withTimezone: true }),
+    /** The entry that created it (none for the opening grant of a wallet that predates grants). */
+    entryId: bigint('entry_id', { mode: 'number' }).references(() => entries.id),
+    reason: text('reason'),
+    metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    index('grants_customer_idx').on(t.customerId, t.createdAt),
+    index('grants_open_idx')
+      .on(t.customerId, t.priority)
+      .where(sql`${t.status} = 'open' and ${t.remaining} > 0`),
+    index('grants_expiry_idx')
+      .on(t.expiresAt)
+      .where(sql`${t.status} = 'open' and ${t.expiresAt} is not null`),
+    index('grants_entry_idx').on(t.entryId),
+    check('grants_category_check', sql`${t.category} in ('paid', 'promotional')`),
+    check(
+      'grants_source_check',
+      sql`${t.source} in ('topup', 'auto_topup', 'adjustment', 'promotion', 'refund', 'sale', 'opening')`,
+    ),
+    check('grants_status_check', sql`${t.status} in ('open', 'expired', 'voided')`),
+    check(
+      'grants_amounts_check',
+      sql`${t.credits} > 0 and ${t.remaining} between 0 and ${t.credits}`,
+    ),
+    check('grants_priority_check', sql`${t.priority} between 0 and 1000`),
+    check('grants_dates_check', sql`${t.expiresAt} is null or ${t.expiresAt} > ${t.effectiveAt}`),
+    check('grants_closed_check', sql`(${t.status} = 'open') = (${t.closedAt} is null)`),
+  ],
+);
+
+/**
+ * One grant's share of one wallet posting: the split that says which grants an entry drew
+ * from, gave back to or created. Per entry and wallet they sum to the wallet posting.
+ */
+export const grantPostings = pgTable(
+  'grant_postings',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    /** None only for a wallet's opening grant. */
+    entryId: bigint('entry_id', { mode: 'number' }).references(() => entries.id),
+    grantId: uuid('grant_id')
+      .notNull()
+      .references(() => grants.id),
+    customerId: uuid('customer_id').notNull(),
+    amount: bigint('amount', { mode: 'number' }).notNull(),
+    /**
+     * grant (credits in), draw (a debit), return (a refund back to the grant it came from),
+     * breakage (a returned share whose grant had closed, straight to breakage), expiry, void,
+     * opening.
+     */
+    kind: text('kind').notNull(),
+    /** For returns and their breakage: the entry whose draw this gives back. */
+    returnsEntryId: bigint('returns_entry_id', { mode: 'number' }).references(() => entries.id),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index('grant_postings_grant_idx').on(t.grantId, t.id),
+    index('grant_postings_entry_idx').on(t.entryId),
+    index('grant_postings_returns_idx')
+      .on(t.returnsEntryId, t.grantId)
+      .where(sql`${t.returnsEntryId} is not null`),
+    check('grant_postings_amount_check', sql`${t.amount} <> 0`),
+    check(
+      'grant_postings_kind_check',
+      sql`${t.kind} in ('grant', 'draw', 'return', 'breakage', 'expiry', 'void', 'opening')`,
+    ),
+  ],
+);
+
+/** A customer's low-balance thresholds and which of them are armed (not yet crossed). */
+export const lowBalanceAlerts = pgTable('low_balance_alerts', {
+  customerId: uuid('customer_id')
+    .primaryKey()
+    .references(() => customers.id),
+  /** Available-balance thresholds, descending. */
+  thresholds: bigint('thresholds', { mode: 'number' }).array().notNull(),
+  /** Thresholds the available balance is at or above; crossing below one notifies once. */
+  armed: bigint('armed', { mode: 'number' }).array().notNull(),
+  /** Counts crossings, so each notification has a key of its own. */
+  crossings: bigint('crossings', { mode: 'number' }).notNull().default(0),
+  /** The task queue whose outbox dispatcher delivers the notifications. */
+  taskQueue: text('task_queue').notNull(),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+/** A card saved off-session at Stripe for a customer's auto top-up. */
+export const savedPaymentMethods = pgTable('saved_payment_methods', {
+  customerId: uuid('customer_id')
+    .primaryKey()
+    .references(() => customers.id),
+  stripeCustomerId: text('stripe_customer_id').notNull(),
+  paymentMethodId: text('payment_method_id').notNull(),
+  /** The checkout payment that saved it. */
+  paymentId: text('payment_id'),
+  cardBrand: text('card_brand'),
+  cardLast4: text('card_last4'),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+/** A customer's auto top-up settings and the state of its crossing detection. */
+export const autoTopupSettings = pgTable(
+  'auto_topup_settings',
+  {
+    customerId: uuid('customer_id')
+      .primaryKey()
+      .references(() => customers.id),
+    enabled: boolean('enabled').notNull().default(false),
+    threshold: bigint('threshold', { mode: 'number' }).notNull(),
+    pack: text('pack').notNull(),
+    monthlyCap: integer('monthly_cap').notNull(),
+    /** True while the available balance is at or above the threshold (a crossing can fire). */
+    armed: boolean('armed').notNull().default(true),
+    /** Counts crossings; a charge's key is derived from it, so one crossing charges once. */
+    crossings: bigint('crossings', { mode: 'number' }).notNull().default(0),
+    pausedAt: timestamp('paused_at', { withTimezone: true }),
+    pauseReason: text('pause_reason'),
+    /** The task queue whose worker starts the charge workflows. */
+    taskQueue: text('task_queue').notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    check('auto_topup_settings_threshold_check', sql`${t.threshold} > 0`),
+    check('auto_topup_settings_cap_check', sql`${t.monthlyCap} between 1 and 1000`),
+  ],
+);
+
+/** One auto top-up charge, one per crossing: requested in the posting transaction, then run. */
+export const autoTopupCharges = pgTable(
+  'auto_topup_charges',
+  {
+    /** `auto-topup:<customer>:<crossing>`: also the Stripe idempotency key's stem. */
+    id: text('id').primaryKey(),
+    customerId: uuid('customer_id')
+      .notNull()
+      .references(() => customers.id),
+    crossing: bigint('crossing', { mode: 'number' }).notNull(),
+    workflowId: text('workflow_id'),
+    /** requested, charging, succeeded, declined, requires_action, failed, capped */
+    status: text('status').notNull().default('requested'),
+    pack: text('pack').notNull(),
+    credits: bigint('credits', { mode: 'number' }).notNull(),
+    amount: bigint('amount', { mode: 'number' }).notNull(),
+    currency: text('currency').notNull(),
+    paymentIntentId: text('payment_intent_id'),
+    grantId: uuid('grant_id').references(() => grants.id),
+    failureCode: text('failure_code'),
+    failureMessage: text('failure_message'),
+    taskQueue: text('task_queue').notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('auto_topup_charges_crossing_key').on(t.customerId, t.crossing),
+    index('auto_topup_charges_pending_idx')
+      .on(t.taskQueue, t.createdAt)
+      .where(sql`${t.status} = 'requested'`),
+    index('auto_topup_charges_customer_idx').on(t.customerId, t.createdAt),
+    check(
+      'auto_topup_charges_status_check',
+      sql`${t.status} in ('requested', 'charging', 'succeeded', 'declined', 'requires_action', 'failed', 'capped')`,
+    ),
+  ],
+);

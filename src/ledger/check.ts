@@ -20,7 +20,13 @@ export interface Violation {
     | 'payment_over_refunded'
     | 'refunded_credits_mismatch'
     | 'receivables_mismatch'
-    | 'disputes_held_mismatch';
+    | 'disputes_held_mismatch'
+    | 'grant_remaining_mismatch'
+    | 'wallet_grants_mismatch'
+    | 'grant_split_mismatch'
+    | 'grant_over_drawn'
+    | 'closed_grant_holds_credits'
+    | 'breakage_mismatch';
   detail: string;
 }
 
@@ -305,6 +311,86 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
       violations.push({
         invariant: 'disputes_held_mismatch',
         detail: `disputes_held holds ${held.balance} credits; open disputes hold ${held.open_held}`,
+      });
+    }
+
+    // Each grant's remaining is the sum of its shares; it never goes below zero nor above what
+    // it granted (the table's CHECK), and a closed grant holds nothing.
+    const grantDrift = await tx<{ id: string; remaining: string; sum: string }[]>`
+      select g.id, g.remaining, coalesce(s.sum, 0) as sum
+      from grants g
+      left join (select grant_id, sum(amount) as sum from grant_postings group by grant_id) s
+        on s.grant_id = g.id
+      where g.remaining <> coalesce(s.sum, 0)`;
+    for (const r of grantDrift) {
+      violations.push({
+        invariant: 'grant_remaining_mismatch',
+        detail: `grant ${r.id}: remaining ${r.remaining}, its shares sum to ${r.sum}`,
+      });
+    }
+    const closedHolding = await tx<{ id: string; status: string; remaining: string }[]>`
+      select id, status, remaining from grants where status <> 'open' and remaining <> 0`;
+    for (const r of closedHolding) {
+      violations.push({
+        invariant: 'closed_grant_holds_credits',
+        detail: `grant ${r.id} is ${r.status} but still holds ${r.remaining}`,
+      });
+    }
+    const overDrawn = await tx<{ id: string; remaining: string; credits: string }[]>`
+      select id, remaining, credits from grants where remaining < 0 or remaining > credits`;
+    for (const r of overDrawn) {
+      violations.push({
+        invariant: 'grant_over_drawn',
+        detail: `grant ${r.id}: remaining ${r.remaining} of ${r.credits}`,
+      });
+    }
+
+    // A wallet holds exactly what its grants hold, and each wallet posting is split over grants
+    // to the credit: the grants say where every credit in the wallet came from.
+    const walletDrift = await tx<{ customer_id: string; balance: string; grants: string }[]>`
+      select a.customer_id, a.balance, coalesce(g.sum, 0) as grants
+      from accounts a
+      left join (select customer_id, sum(remaining) as sum from grants group by customer_id) g
+        on g.customer_id = a.customer_id
+      where a.kind = 'wallet' and a.balance <> coalesce(g.sum, 0)`;
+    for (const r of walletDrift) {
+      violations.push({
+        invariant: 'wallet_grants_mismatch',
+        detail: `wallet of ${r.customer_id}: balance ${r.balance}, its grants hold ${r.grants}`,
+      });
+    }
+    const splitDrift = await tx<
+      { entry_id: string; customer_id: string; posted: string; split: string }[]
+    >`
+      with split as (
+        select entry_id, customer_id, sum(amount) as split from grant_postings
+        where entry_id is not null group by entry_id, customer_id
+      ), posted as (
+        select p.entry_id, a.customer_id, p.amount as posted
+        from postings p join accounts a on a.id = p.account_id
+        where a.kind = 'wallet' and p.entry_id in (select entry_id from split)
+      )
+      select coalesce(s.entry_id, p.entry_id) as entry_id,
+             coalesce(s.customer_id, p.customer_id) as customer_id,
+             coalesce(p.posted, 0) as posted, coalesce(s.split, 0) as split
+      from split s full join posted p on p.entry_id = s.entry_id and p.customer_id = s.customer_id
+      where coalesce(p.posted, 0) <> coalesce(s.split, 0)`;
+    for (const r of splitDrift) {
+      violations.push({
+        invariant: 'grant_split_mismatch',
+        detail: `entry ${r.entry_id}, wallet of ${r.customer_id}: posted ${r.posted}, split over grants ${r.split}`,
+      });
+    }
+    // Breakage holds exactly what expiries, voids and closed-grant returns sent it.
+    const [broken] = await tx<{ balance: string; shares: string }[]>`
+      select (select coalesce(sum(balance), 0) from accounts
+              where kind = 'system' and code = 'breakage') as balance,
+             (select coalesce(-sum(amount), 0) from grant_postings
+              where kind in ('expiry', 'void', 'breakage')) as shares`;
+    if (broken && BigInt(broken.balance) !== BigInt(broken.shares)) {
+      violations.push({
+        invariant: 'breakage_mismatch',
+        detail: `breakage holds ${broken.balance} credits; expiries, voids and closed-grant returns sent ${broken.shares}`,
       });
     }
 

@@ -4,7 +4,18 @@ import type postgres from 'postgres';
 import { toDate, type Sql } from '../db/client.js';
 import { sqlState, toBusinessErrorIfPermanent } from '../db/errors.js';
 import { BusinessError } from '../errors.js';
+import { onWalletMoved, type WalletMove } from '../credits/watch.js';
 import { assertFenceOpen } from './fences.js';
+import {
+  creditToGrants,
+  drawFromGrants,
+  sharesOf,
+  validateNewGrant,
+  type GrantShare,
+  type WalletCredit,
+  type WalletDebit,
+  type WalletSplit,
+} from './grants.js';
 
 /** System accounts. Each is split into shards (rows) so customers do not queue on one lock. */
 export const SYSTEM_ACCOUNTS = [
@@ -17,6 +28,7 @@ export const SYSTEM_ACCOUNTS = [
   'receivables',
   'disputes_held',
   'chargebacks',
+  'breakage',
 ] as const;
 export type SystemAccount = (typeof SYSTEM_ACCOUNTS)[number];
 
@@ -29,6 +41,10 @@ export interface PostingLine {
   account: AccountRef;
   /** Signed integer credits: positive adds to the account, negative takes from it. */
   amount: number;
+  /** Of a positive wallet line: the grant it creates, or the draw it gives back (grants.ts). */
+  credit?: WalletCredit;
+  /** Of a negative wallet line: which grants it draws from first (default: burn-down order). */
+  debit?: WalletDebit;
 }
 
 export interface PostEntryInput {
@@ -68,6 +84,8 @@ export interface PostedEntry {
   /** True when the key had already been posted and this is the first result again. */
   replayed: boolean;
   lines: PostedLine[];
+  /** How the wallet lines were split over grants: which grants it drew from, returned to, created. */
+  grants: GrantShare[];
 }
 
 export type Tx = postgres.TransactionSql;
@@ -75,8 +93,34 @@ export type Tx = postgres.TransactionSql;
 /** Runs inside the posting transaction after a first-time post, for writes that must commit with it. */
 export type AfterPost = (tx: Tx, entry: PostedEntry) => Promise<void>;
 
+/** Closing a grant: its remainder goes to breakage and it can never be drawn from again. */
+export interface CloseGrantInput {
+  grantId: string;
+  /** expiry: at its expiresAt; void: an operator removes what is left. */
+  kind: 'expiry' | 'void';
+  reason?: string;
+  workflowId?: string | null;
+}
+
+export interface ClosedGrant {
+  grantId: string;
+  customerId: string;
+  status: 'expired' | 'voided';
+  /** What went to breakage (0 when the grant was used up, or on a repeat). */
+  credits: number;
+  closedAt: Date;
+  /** False when the grant was already closed: nothing moved this time. */
+  closedNow: boolean;
+  entry?: PostedEntry;
+}
+
 export interface Ledger {
   postEntry(input: PostEntryInput, afterPost?: AfterPost): Promise<PostedEntry>;
+  /**
+   * Closes a grant exactly once: the remainder moves to `breakage` (entry `grant_expiry` or
+   * `grant_void`, key `grant-<kind>:<grantId>`); a repeat, or a grant already closed, moves nothing.
+   */
+  closeGrant(input: CloseGrantInput, afterPost?: AfterPost): Promise<ClosedGrant>;
   /** A wallet's balance as a JS number (exact up to Number.MAX_SAFE_INTEGER). */
   walletBalance(customerId: string): Promise<number>;
   /** A wallet's balance exactly, as a decimal string. */
@@ -135,6 +179,13 @@ function validate(input: PostEntryInput): void {
     }
     const key = refKey(line.account);
     if (seen.has(key)) fail(`account ${key} appears twice in one entry`);
+    if ((line.credit || line.debit) && !('wallet' in line.account)) {
+      fail(`only wallet lines draw from or create grants (${key})`);
+    }
+    if (line.credit && line.amount < 0) fail(`a debit of ${key} cannot create a grant`);
+    if (line.debit && line.amount > 0) fail(`a credit to ${key} cannot draw from grants`);
+    if (line.credit && 'grant' in line.credit)
+      validateNewGrant(line.credit.grant, input.idempotencyKey);
     seen.add(key);
     sum += line.amount;
   }
@@ -293,6 +344,7 @@ export function createLedger(
       type: first.type,
       createdAt: toDate(first.created_at),
       replayed: true,
+      grants: await sharesOf(sql, Number(first.entry_id)),
       lines: rows.map((r) => ({
         account: r.kind === 'wallet' ? { wallet: r.customer_id! } : { system: r.code },
         accountId: Number(r.account_id),
@@ -378,9 +430,31 @@ export function createLedger(
         { idempotencyKey: input.idempotencyKey, entryId: existing.entry.entryId },
       );
     }
-    // Same content: the first result, with lines in the caller's order.
+    // Same content: the first result, with lines in the caller's order, then any the ledger
+    // added (breakage); a wallet line wholly turned to breakage reads as a move of zero.
     const byRef = new Map(existing.entry.lines.map((l) => [refKey(l.account), l]));
-    return { ...existing.entry, lines: input.lines.map((l) => byRef.get(refKey(l.account))!) };
+    const asked = new Set(input.lines.map((l) => refKey(l.account)));
+    const lines: PostedLine[] = [];
+    for (const l of input.lines) {
+      const found = byRef.get(refKey(l.account));
+      if (found) {
+        lines.push(found);
+        continue;
+      }
+      const exact =
+        'wallet' in l.account
+          ? await walletBalanceExact(l.account.wallet)
+          : await systemBalanceExact(l.account.system);
+      lines.push({
+        account: l.account,
+        accountId: 0,
+        amount: 0,
+        balanceAfter: balanceNumber(exact),
+        balanceAfterExact: exact,
+      });
+    }
+    for (const l of existing.entry.lines) if (!asked.has(refKey(l.account))) lines.push(l);
+    return { ...existing.entry, lines };
   }
 
   /**
@@ -398,10 +472,69 @@ export function createLedger(
     if (input.fence) await assertFenceOpen(tx, input.fence);
     const entry = await insertEntry(tx, input, hash);
     if (!entry) return undefined; // already posted (perhaps by a concurrent retry)
+    const entryId = Number(entry.id);
+
+    // Wallets first, in id order: their row locks serialise every writer of their grants.
+    const walletLines = input.lines
+      .map((line, i) => ({ line, account: accounts[i]! }))
+      .filter((l) => l.account.kind === 'wallet')
+      .sort((a, b) => a.account.id - b.account.id);
+    const walletBalances = new Map<number, string>();
+    if (walletLines.length > 0) {
+      const locked = await tx<{ id: string; balance: string }[]>`
+        select id, balance::text from accounts
+        where id = any(${walletLines.map((l) => l.account.id)}::bigint[]) and kind = 'wallet'
+        order by id for update`;
+      for (const row of locked) walletBalances.set(Number(row.id), row.balance);
+    }
+    const splits = new Map<number, WalletSplit>();
+    for (const { line, account } of walletLines) {
+      if (!walletBalances.has(account.id)) throw new StaleAccount(line.account);
+      const split =
+        line.amount < 0
+          ? await drawFromGrants(tx, {
+              customerId: account.owner,
+              amount: line.amount,
+              entryId,
+              type: input.type,
+              ...(line.debit ? { debit: line.debit } : {}),
+            })
+          : await creditToGrants(tx, {
+              customerId: account.owner,
+              amount: line.amount,
+              entryId,
+              type: input.type,
+              idempotencyKey: input.idempotencyKey,
+              ...(line.credit ? { credit: line.credit } : {}),
+            });
+      splits.set(account.id, split);
+    }
+
+    // A returned share whose grant closed goes to breakage instead of the wallet.
+    const moves = input.lines.map((line, i) => {
+      const account = accounts[i]!;
+      const breakage = splits.get(account.id)?.breakage ?? 0;
+      return { line: { ...line, amount: line.amount - breakage }, account };
+    });
+    const breakage = [...splits.values()].reduce((sum, s) => sum + s.breakage, 0);
+    if (breakage > 0) {
+      const [extra] = await resolveAccounts({
+        ...input,
+        lines: [{ account: { system: 'breakage' }, amount: breakage }],
+      });
+      if (moves.some((m) => m.account.kind === 'system' && m.account.owner === 'breakage')) {
+        throw new BusinessError(
+          'invalid_posting',
+          'an entry that posts to breakage cannot also give back to closed grants',
+          { idempotencyKey: input.idempotencyKey },
+        );
+      }
+      moves.push({ line: { account: { system: 'breakage' }, amount: breakage }, account: extra! });
+    }
 
     // Lock and update accounts in ascending id order so concurrent postings never deadlock.
-    const order = input.lines
-      .map((line, i) => ({ line, account: accounts[i]! }))
+    const order = moves
+      .filter((m) => m.line.amount !== 0)
       .sort((a, b) => a.account.id - b.account.id);
     const lines: PostedLine[] = [];
     for (const { line, account } of order) {
@@ -423,16 +556,40 @@ export function createLedger(
           balance_after: l.balanceAfterExact,
         })),
       )}`;
-    // Report lines in the caller's order.
+    // Report lines in the caller's order (a wallet line wholly turned to breakage moved nothing).
     const byAccount = new Map(lines.map((l) => [l.accountId, l]));
+    const unmoved = (m: (typeof moves)[number]): PostedLine => {
+      const exact = walletBalances.get(m.account.id) ?? '0';
+      return {
+        account: m.line.account,
+        accountId: m.account.id,
+        amount: 0,
+        balanceAfter: balanceNumber(exact),
+        balanceAfterExact: exact,
+      };
+    };
     const result: PostedEntry = {
-      entryId: Number(entry.id),
+      entryId,
       idempotencyKey: input.idempotencyKey,
       type: input.type,
       createdAt: toDate(entry.created_at),
       replayed: false,
-      lines: accounts.map((a) => byAccount.get(a.id)!),
+      lines: moves.map((m) => byAccount.get(m.account.id) ?? unmoved(m)),
+      grants: [...splits.values()].flatMap((s) => s.shares),
     };
+
+    const walletMoves: WalletMove[] = walletLines.map(({ line, account }) => {
+      const split = splits.get(account.id)!;
+      return {
+        customerId: account.owner,
+        entryId,
+        idempotencyKey: input.idempotencyKey,
+        type: input.type,
+        amount: line.amount - split.breakage,
+        ...(split.availableAfter !== undefined ? { availableAfter: split.availableAfter } : {}),
+      };
+    });
+    if (walletMoves.length > 0) await onWalletMoved(tx, walletMoves);
     if (afterPost) await afterPost(tx, result);
     return result;
   }
@@ -496,8 +653,85 @@ export function createLedger(
     return row?.balance ?? '0';
   }
 
+  async function closeGrant(input: CloseGrantInput, afterPost?: AfterPost): Promise<ClosedGrant> {
+    const [found] = await sql<{ customer_id: string }[]>`
+      select customer_id from grants where id = ${input.grantId}::uuid`;
+    if (!found) {
+      throw new BusinessError('grant_not_found', `no grant ${input.grantId}`, {
+        grantId: input.grantId,
+      });
+    }
+    const customerId = found.customer_id;
+    const type = input.kind === 'expiry' ? 'grant_expiry' : 'grant_void';
+    const idempotencyKey = `grant-${input.kind}:${input.grantId}`;
+    const shape = (amount: number): PostEntryInput => ({
+      idempotencyKey,
+      type,
+      description:
+        input.kind === 'expiry'
+          ? `grant ${input.grantId} expired`
+          : `grant ${input.grantId} voided${input.reason ? `: ${input.reason}` : ''}`,
+      workflowId: input.workflowId ?? null,
+      metadata: { grantId: input.grantId, ...(input.reason ? { reason: input.reason } : {}) },
+      lines: [
+        { account: { wallet: customerId }, amount: -amount, debit: { only: input.grantId } },
+        { account: { system: 'breakage' }, amount },
+      ],
+    });
+    const accounts = await resolveAccounts(shape(1));
+    const status = input.kind === 'expiry' ? 'expired' : 'voided';
+    const result = await sql.begin(POSTING_ISOLATION, async (tx) => {
+      await tx`select id from accounts where id = ${accounts[0]!.id} for update`;
+      const [grant] = await tx<
+        { remaining: string; status: string; expires_at: Date | null; closed_at: Date | null }[]
+      >`select remaining::text, status, expires_at, closed_at from grants
+        where id = ${input.grantId}::uuid for update`;
+      if (!grant) throw new BusinessError('grant_not_found', `no grant ${input.grantId}`);
+      if (grant.status !== 'open') {
+        return {
+          status: grant.status as ClosedGrant['status'],
+          credits: 0,
+          closedAt: toDate(grant.closed_at!),
+          closedNow: false,
+        };
+      }
+      if (input.kind === 'expiry' && !grant.expires_at) {
+        throw new BusinessError('grant_does_not_expire', `grant ${input.grantId} has no expiry`, {
+          grantId: input.grantId,
+        });
+      }
+      const remaining = Number(grant.remaining);
+      let entry: PostedEntry | undefined;
+      if (remaining > 0) {
+        const posting = shape(remaining);
+        validate(posting);
+        entry = await postInTransaction(tx, posting, contentHash(posting), accounts, afterPost);
+        if (!entry) {
+          throw new Error(`grant ${input.grantId} is open but ${idempotencyKey} was posted`);
+        }
+      }
+      const [closed] = await tx<{ closed_at: Date | string }[]>`
+        update grants set status = ${status}, closed_at = now(), updated_at = now(),
+          metadata = metadata || ${JSON.stringify(input.reason ? { closeReason: input.reason } : {})}::jsonb
+        where id = ${input.grantId}::uuid returning closed_at`;
+      return {
+        status: status as ClosedGrant['status'],
+        credits: remaining,
+        closedAt: toDate(closed!.closed_at),
+        closedNow: true,
+        ...(entry ? { entry } : {}),
+      };
+    });
+    if (result.entry) {
+      observer?.inc({ type, status: 'posted' });
+      runAfterCommit(result.entry, shape(result.credits));
+    }
+    return { grantId: input.grantId, customerId, ...result };
+  }
+
   return {
     postEntry,
+    closeGrant,
     walletBalance: async (customerId) => balanceNumber(await walletBalanceExact(customerId)),
     walletBalanceExact,
     systemBalance: async (code) => balanceNumber(await systemBalanceExact(code)),

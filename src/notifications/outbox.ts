@@ -5,6 +5,10 @@ export const NOTIFICATION_KINDS = [
   'credits_deducted',
   'credits_refunded',
   'credits_added',
+  'credits_expired',
+  'low_balance',
+  'auto_topup_succeeded',
+  'auto_topup_failed',
 ] as const;
 export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 

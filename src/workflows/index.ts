@@ -5,3 +5,4 @@ export { order } from './order.js';
 export { checkout } from './checkout.js';
 export { refund } from './refund/index.js';
 export { reconciliation } from './reconciliation.js';
+export { grant } from './grant.js';
