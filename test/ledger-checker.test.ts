@@ -92,7 +92,8 @@ describe('ledger checker', () => {
     const found = await violationsAfter(async (tx) => {
       await tx`update accounts set balance = balance + 1 where customer_id = ${bob.id}`;
     });
-    expect(invariants(found)).toEqual(['cached_balance_mismatch']);
+    // The wallet no longer holds what its grants hold either.
+    expect(invariants(found)).toEqual(['cached_balance_mismatch', 'wallet_grants_mismatch']);
   });
 
   it("reports a posting whose balance_after breaks its account's running sum", async () => {
@@ -119,7 +120,11 @@ describe('ledger checker', () => {
       await tx`insert into postings (entry_id, account_id, amount, balance_after)
                values (${entry!.id}, ${id}, -150, -50), (${entry!.id}, ${revenue!.id}, 150, ${revenue!.balance})`;
     });
-    expect(invariants(found).sort()).toEqual(['negative_balance_after', 'negative_wallet']);
+    expect(invariants(found).sort()).toEqual([
+      'negative_balance_after',
+      'negative_wallet',
+      'wallet_grants_mismatch',
+    ]);
   });
 
   it('reports a wallet whose history went below zero even though it is back above it', async () => {
@@ -179,7 +184,8 @@ describe('ledger checker', () => {
       await tx`update accounts set customer_id = null, kind = 'system', code = 'revenue', shard = 99
                where customer_id = ${bob.id}`;
     });
-    expect(invariants(found)).toEqual(['account_owner_changed']);
+    // Bob's grants still say credits went to a wallet that is no longer his.
+    expect(invariants(found)).toEqual(['account_owner_changed', 'grant_split_mismatch']);
 
     const moved = await violationsAfter(async (tx) => {
       // Alice's wallet handed to a customer who never had one.
@@ -187,7 +193,10 @@ describe('ledger checker', () => {
         insert into customers (email) values (${`${uniqueId('carol')}@example.test`}) returning id`;
       await tx`update accounts set customer_id = ${carol!.id} where customer_id = ${alice.id}`;
     });
-    expect(invariants(moved)).toEqual(['account_owner_changed']);
+    // The grants still name alice: carol's wallet holds credits no grant of hers explains.
+    expect(new Set(invariants(moved))).toEqual(
+      new Set(['account_owner_changed', 'wallet_grants_mismatch', 'grant_split_mismatch']),
+    );
   });
 
   it('reports a credited payment without exactly one topup entry', async () => {
@@ -238,6 +247,68 @@ describe('ledger checker', () => {
       await tx`insert into postings (entry_id, account_id, amount, balance_after)
                values (${entry!.id}, ${escrow!.id}, 50, 50), (${entry!.id}, ${id}, -50, 50)`;
     });
-    expect(invariants(found)).toEqual(['order_escrow_left']);
+    expect(invariants(found)).toEqual(['order_escrow_left', 'wallet_grants_mismatch']);
+  });
+
+  it('reports a grant whose remaining is not the sum of its shares', async () => {
+    const found = await violationsAfter(async (tx) => {
+      await tx`update grants set remaining = remaining - 1
+               where id = (select grant_id from grant_postings where customer_id = ${bob.id} limit 1)`;
+    });
+    expect(invariants(found)).toEqual(['grant_remaining_mismatch', 'wallet_grants_mismatch']);
+  });
+
+  it('reports a closed grant that still holds credits', async () => {
+    const found = await violationsAfter(async (tx) => {
+      await tx`update grants set status = 'expired', closed_at = now()
+               where customer_id = ${bob.id}`;
+    });
+    expect(invariants(found)).toEqual(['closed_grant_holds_credits']);
+  });
+
+  it('reports a grant drawn below zero or above what it granted', async () => {
+    const found = await violationsAfter(async (tx) => {
+      await tx`alter table grants drop constraint grants_amounts_check`;
+      await tx`update grants set credits = remaining - 1 where customer_id = ${bob.id}`;
+    });
+    expect(invariants(found)).toEqual(['grant_over_drawn']);
+  });
+
+  it('reports a wallet posting not split over grants to the credit', async () => {
+    const found = await violationsAfter(async (tx) => {
+      // The split moved between alice's two shares of the purchase: the grant totals still
+      // hold for the wallet, but the entry's split no longer matches its posting.
+      await tx`update grant_postings set amount = amount - 1
+               where entry_id = ${purchase.entryId} and customer_id = ${alice.id}`;
+      await tx`update grants set remaining = remaining - 1
+               where id = (select grant_id from grant_postings
+                           where entry_id = ${purchase.entryId} and customer_id = ${alice.id})`;
+      const [other] = await tx<{ id: string }[]>`
+        insert into grants (customer_id, category, source, credits, remaining)
+        values (${alice.id}, 'promotional', 'adjustment', 1, 1) returning id`;
+      await tx`insert into grant_postings (entry_id, grant_id, customer_id, amount, kind)
+               values (null, ${other!.id}, ${alice.id}, 1, 'opening')`;
+    });
+    expect(invariants(found)).toEqual(['grant_split_mismatch']);
+  });
+
+  it('reports breakage that does not match what expiries sent it', async () => {
+    const found = await violationsAfter(async (tx) => {
+      const [revenue] = await tx<{ id: string; balance: string }[]>`
+        update accounts set balance = balance - 5
+        where id = (select id from accounts where code = 'revenue' order by shard limit 1)
+        returning id, balance`;
+      const [breakage] = await tx<{ id: string; balance: string }[]>`
+        update accounts set balance = balance + 5
+        where id = (select id from accounts where code = 'breakage' order by shard limit 1)
+        returning id, balance`;
+      const [entry] = await tx<{ id: string }[]>`
+        insert into entries (idempotency_key, content_hash, type, description)
+        values (${uniqueId('leak')}, 'x', 'raw', 'revenue to breakage') returning id`;
+      await tx`insert into postings (entry_id, account_id, amount, balance_after)
+               values (${entry!.id}, ${revenue!.id}, -5, ${revenue!.balance}),
+                      (${entry!.id}, ${breakage!.id}, 5, ${breakage!.balance})`;
+    });
+    expect(invariants(found)).toEqual(['breakage_mismatch']);
   });
 });

@@ -366,9 +366,10 @@ export async function runLedgerChecks(tx: postgres.TransactionSql): Promise<Ledg
         select entry_id, customer_id, sum(amount) as split from grant_postings
         where entry_id is not null group by entry_id, customer_id
       ), posted as (
-        select p.entry_id, a.customer_id, p.amount as posted
+        select p.entry_id, a.customer_id, sum(p.amount) as posted
         from postings p join accounts a on a.id = p.account_id
         where a.kind = 'wallet' and p.entry_id in (select entry_id from split)
+        group by p.entry_id, a.customer_id
       )
       select coalesce(s.entry_id, p.entry_id) as entry_id,
              coalesce(s.customer_id, p.customer_id) as customer_id,
