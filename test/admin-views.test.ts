@@ -438,6 +438,7 @@ describe('GET /v1/admin/customers/:ref/consistency', () => {
         refunds: { byStatus: { refunded: 1, failed: 1 }, refundedCreditsByKind: { topup: 10 } },
         debts: { open: 0, openCredits: 0 },
         disputes: { open: 0, heldCredits: 0 },
+        grants: { count: 1, open: 1, remaining: 60, sharesSum: 60, byCategory: { paid: 60 } },
       });
       expect(body.wallet.byType).toEqual(
         expect.arrayContaining([
@@ -474,9 +475,59 @@ describe('GET /v1/admin/customers/:ref/consistency', () => {
       'cached_balance_mismatch',
       'payment_not_credited',
       'refunds_mismatch',
+      'wallet_grants_mismatch',
     ]);
     expect(body.wallet).toMatchObject({ cachedBalance: 75, postingsSum: 70, lastBalanceAfter: 70 });
     expect(body.debts).toEqual({ open: 1, openCredits: 10 });
+    expect(body.grants).toMatchObject({ remaining: 70, sharesSum: 70 });
+  });
+
+  it("reports a grant that disagrees with its shares, and a closed grant's breakage", async () => {
+    const c = await customerWithTopup(own, ownLedger);
+    const [grant] = await own.sql<{ id: string }[]>`
+      select id from grants where customer_id = ${c.id}`;
+    await ownLedger.postEntry({
+      idempotencyKey: uniqueId('promo'),
+      type: 'adjustment',
+      description: 'promotion',
+      lines: [
+        { account: { system: 'adjustments' }, amount: -15 },
+        {
+          account: { wallet: c.id },
+          amount: 15,
+          credit: {
+            grant: {
+              category: 'promotional',
+              source: 'promotion',
+              expiresAt: new Date(Date.now() + 3_600_000),
+            },
+          },
+        },
+      ],
+    });
+    const [promo] = await own.sql<{ id: string }[]>`
+      select id from grants where customer_id = ${c.id} and category = 'promotional'`;
+    await ownLedger.closeGrant({ grantId: promo!.id, kind: 'void', reason: 'sent by mistake' });
+    const clean = await get(ownApp, `/v1/admin/customers/${c.id}/consistency`);
+    expect(clean.body).toMatchObject({
+      consistent: true,
+      grants: {
+        count: 2,
+        open: 1,
+        remaining: 70,
+        byCategory: { paid: 70, promotional: 0 },
+        broken: 15,
+      },
+    });
+    await own.sql.begin(async (tx) => {
+      await tx`set local session_replication_role = replica`;
+      await tx`update grants set remaining = remaining - 1 where id = ${grant!.id}`;
+    });
+    const { body } = await get(ownApp, `/v1/admin/customers/${c.id}/consistency`);
+    expect(body.problems.map((p) => p.code).sort()).toEqual([
+      'grant_remaining_mismatch',
+      'wallet_grants_mismatch',
+    ]);
   });
 
   it('404 for nobody, 400 for a placeholder', async () => {

@@ -81,7 +81,7 @@ export function defaultGrantFor(entryType: string): NewGrant {
   return { category: 'paid', source: 'refund' };
 }
 
-const toIso = (value: Date | string) => (value instanceof Date ? value : new Date(value));
+const toDateValue = (value: Date | string) => (value instanceof Date ? value : new Date(value));
 
 /** Refuses a grant that cannot exist, before anything is written. */
 export function validateNewGrant(grant: NewGrant, idempotencyKey: string): void {
@@ -94,8 +94,8 @@ export function validateNewGrant(grant: NewGrant, idempotencyKey: string): void 
   if (!Number.isInteger(priority) || priority < 0 || priority > MAX_GRANT_PRIORITY) {
     fail(`grant priority is an integer 0..${MAX_GRANT_PRIORITY}`);
   }
-  const effective = grant.effectiveAt ? toIso(grant.effectiveAt) : undefined;
-  const expires = grant.expiresAt ? toIso(grant.expiresAt) : undefined;
+  const effective = grant.effectiveAt ? toDateValue(grant.effectiveAt) : undefined;
+  const expires = grant.expiresAt ? toDateValue(grant.expiresAt) : undefined;
   if (effective && Number.isNaN(effective.getTime())) fail('grant effectiveAt is not a date');
   if (expires && Number.isNaN(expires.getTime())) fail('grant expiresAt is not a date');
   if (effective && expires && expires.getTime() <= effective.getTime()) {
@@ -287,8 +287,9 @@ async function createGrant(
   credits: bigint,
 ): Promise<GrantShare> {
   validateNewGrant(grant, input.idempotencyKey);
-  const effectiveAt = grant.effectiveAt ? toIso(grant.effectiveAt) : null;
-  const expiresAt = grant.expiresAt ? toIso(grant.expiresAt) : null;
+  // As ISO text: the driver's date handling differs between pools, text never does.
+  const effectiveAt = grant.effectiveAt ? toDateValue(grant.effectiveAt).toISOString() : null;
+  const expiresAt = grant.expiresAt ? toDateValue(grant.expiresAt).toISOString() : null;
   const [row] = await tx<{ id: string }[]>`
     insert into grants (id, customer_id, category, source, credits, remaining, priority,
                         effective_at, expires_at, entry_id, reason, metadata)

@@ -55,6 +55,19 @@ const ConsistencySchema = z
     }),
     debts: z.object({ open: z.number().int(), openCredits: balanceSchema }),
     disputes: z.object({ open: z.number().int(), heldCredits: balanceSchema }),
+    grants: z
+      .object({
+        count: z.number().int(),
+        open: z.number().int(),
+        remaining: balanceSchema,
+        sharesSum: balanceSchema,
+        byCategory: z.record(z.string(), balanceSchema),
+        broken: balanceSchema.openapi({
+          description:
+            'Credits of this customer that expired, were voided or came back to a closed grant (breakage)',
+        }),
+      })
+      .openapi({ description: "The wallet's grants: what they hold must be the wallet balance" }),
   })
   .openapi('CustomerConsistency');
 
@@ -241,6 +254,45 @@ export async function checkCustomerConsistency(
     select count(*)::int as open, coalesce(sum(held_credits), 0)::text as held
     from disputes where customer_id = ${customerId} and status = 'open'`;
 
+  const grantRows = await tx<
+    { id: string; category: string; status: string; remaining: string; shares: string }[]
+  >`
+    select g.id, g.category, g.status, g.remaining::text,
+           coalesce((select sum(amount) from grant_postings where grant_id = g.id), 0)::text as shares
+    from grants g where g.customer_id = ${customerId}`;
+  let grantsRemaining = 0n;
+  let grantShares = 0n;
+  for (const g of grantRows) {
+    grantsRemaining += BigInt(g.remaining);
+    grantShares += BigInt(g.shares);
+    if (g.remaining !== g.shares) {
+      problem(
+        'grant_remaining_mismatch',
+        `Grant ${g.id} holds ${g.remaining} but its shares sum to ${g.shares}.`,
+        { grantId: g.id, remaining: g.remaining, sharesSum: g.shares },
+      );
+    }
+    if (g.status !== 'open' && g.remaining !== '0') {
+      problem(
+        'closed_grant_holds_credits',
+        `Grant ${g.id} is ${g.status} but holds ${g.remaining}.`,
+        {
+          grantId: g.id,
+        },
+      );
+    }
+  }
+  if (wallet && BigInt(wallet.balance) !== grantsRemaining) {
+    problem(
+      'wallet_grants_mismatch',
+      `The wallet holds ${wallet.balance} but its grants hold ${grantsRemaining}.`,
+      { cachedBalance: wallet.balance, grantsRemaining: grantsRemaining.toString() },
+    );
+  }
+  const [broken] = await tx<{ credits: string }[]>`
+    select coalesce(-sum(amount), 0)::text as credits from grant_postings
+    where customer_id = ${customerId} and kind in ('expiry', 'void', 'breakage')`;
+
   return {
     customerId,
     checkedAt: new Date().toISOString(),
@@ -283,6 +335,18 @@ export async function checkCustomerConsistency(
     },
     debts: { open: debts!.open, openCredits: jsonBalance(debts!.credits) },
     disputes: { open: disputes!.open, heldCredits: jsonBalance(disputes!.held) },
+    grants: {
+      count: grantRows.length,
+      open: grantRows.filter((g) => g.status === 'open' && g.remaining !== '0').length,
+      remaining: jsonBalance(grantsRemaining),
+      sharesSum: jsonBalance(grantShares),
+      byCategory: sumBy(
+        grantRows,
+        (g) => g.category,
+        (g) => BigInt(g.remaining),
+      ),
+      broken: jsonBalance(broken!.credits),
+    },
   };
 }
 
