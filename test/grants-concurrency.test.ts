@@ -359,3 +359,159 @@ describe('the burn-down model (property)', () => {
     await expectLedgerConsistent(db);
   });
 });
+
+describe('debits, credits, returns and closes racing on one wallet', () => {
+  it('debits, new grants, voids and expiries at once: no deadlock, each grant closed once', async () => {
+    const { customer } = await walletWithManyGrants(30);
+    const grants = await modelGrants(customer.id);
+    const closable = grants.filter((g) => g.spendable).slice(0, 12);
+    const toClose = closable.map((g, i): { grantId: string; kind: 'expiry' | 'void' } => ({
+      grantId: g.id,
+      kind: g.expiresAt !== null && i % 2 === 0 ? 'expiry' : 'void',
+    }));
+    type Op =
+      | { op: 'debit'; amount: number }
+      | { op: 'credit'; amount: number; priority: number }
+      | { op: 'close'; grantId: string; kind: 'expiry' | 'void' };
+    const ops: Op[] = [
+      ...Array.from({ length: 90 }, (_, i) => ({ op: 'debit' as const, amount: 3 + (i % 9) })),
+      ...Array.from({ length: 20 }, (_, i) => ({
+        op: 'credit' as const,
+        amount: 10 + i,
+        priority: [0, 100, 500][i % 3]!,
+      })),
+      // Each close twice at once: one closes, the other finds it closed.
+      ...toClose.flatMap((c) => [
+        { op: 'close' as const, ...c },
+        { op: 'close' as const, ...c },
+      ]),
+    ];
+    // Interleaved deterministically, so closes and credits start among the debits.
+    const order = ops.map((o, i) => ({ o, k: (i * 7919) % ops.length })).sort((a, b) => a.k - b.k);
+    const settled = await Promise.allSettled(
+      order.map(({ o }) => {
+        if (o.op === 'debit') return trySpend(customer.id, o.amount);
+        if (o.op === 'credit') {
+          return grant(customer.id, o.amount, {
+            category: 'paid',
+            source: 'adjustment',
+            priority: o.priority,
+          });
+        }
+        return ledger.closeGrant({ grantId: o.grantId, kind: o.kind, reason: 'test race' });
+      }),
+    );
+    const failures = settled.filter((s) => s.status === 'rejected');
+    expect(failures.map((f) => String(f.reason))).toEqual([]);
+    const values = settled.map((s) => (s as PromiseFulfilledResult<unknown>).value);
+    const closes = values.filter(
+      (v): v is { grantId: string; closedNow: boolean; credits: number } =>
+        typeof v === 'object' && v !== null && 'closedNow' in v,
+    );
+    expect(closes).toHaveLength(toClose.length * 2);
+    for (const c of toClose) {
+      const mine = closes.filter((r) => r.grantId === c.grantId);
+      expect(mine.map((r) => r.closedNow).sort()).toEqual([false, true]);
+    }
+    // The race happened: debits drew both before and after closes, from grants closed later.
+    const postings = await db.sql<{ id: string; grant_id: string; kind: string }[]>`
+      select id, grant_id, kind from grant_postings where customer_id = ${customer.id} order by id`;
+    const closedAt = new Map(
+      postings
+        .filter((p) => p.kind === 'expiry' || p.kind === 'void')
+        .map((p) => [p.grant_id, Number(p.id)]),
+    );
+    const debitIds = postings.filter((p) => p.kind === 'draw').map((p) => Number(p.id));
+    const closeIds = [...closedAt.values()];
+    expect(debitIds.some((id) => id < Math.max(...closeIds))).toBe(true);
+    expect(debitIds.some((id) => id > Math.min(...closeIds))).toBe(true);
+    // Nothing was drawn from a grant after it closed, and a closed grant holds nothing.
+    for (const p of postings) {
+      const closed = closedAt.get(p.grant_id);
+      if (p.kind === 'draw' && closed !== undefined) expect(Number(p.id)).toBeLessThan(closed);
+    }
+    const rows = await db.sql<{ id: string; status: string; remaining: string }[]>`
+      select id, status, remaining::text from grants
+      where id = any(${toClose.map((c) => c.grantId)}::uuid[])`;
+    for (const r of rows) {
+      expect(r.status).toBe(
+        toClose.find((c) => c.grantId === r.id)!.kind === 'expiry' ? 'expired' : 'voided',
+      );
+      expect(r.remaining).toBe('0');
+    }
+    await expectLedgerConsistent(db);
+  });
+
+  it('returns racing debits and a void give back exactly what each purchase drew, once', async () => {
+    const customer = await createCustomer(db);
+    const a = await grant(customer.id, 50, {
+      category: 'promotional',
+      source: 'promotion',
+      priority: 0,
+    });
+    const b = await grant(customer.id, 50, {
+      category: 'paid',
+      source: 'adjustment',
+      priority: 10,
+    });
+    await grant(customer.id, 200, { category: 'paid', source: 'adjustment', priority: 20 });
+    const first = await spend(customer.id, 60); // a 50, b 10
+    const second = await spend(customer.id, 30); // b 30
+    expect(draws(first.grants)).toEqual([
+      { grantId: a, amount: -50 },
+      { grantId: b, amount: -10 },
+    ]);
+    expect(draws(second.grants)).toEqual([{ grantId: b, amount: -30 }]);
+
+    const giveBack = (purchase: PostedEntry, amount: number) =>
+      ledger.postEntry({
+        idempotencyKey: uniqueId('give-back'),
+        type: 'test_refund',
+        description: 'Purchase refunded',
+        lines: [
+          {
+            account: { wallet: customer.id },
+            amount,
+            credit: {
+              returnTo: purchase.idempotencyKey,
+              fallback: { category: 'paid', source: 'refund', priority: 30 },
+            },
+          },
+          { account: { system: 'revenue' }, amount: -amount },
+        ],
+      });
+    const results = await Promise.all([
+      giveBack(first, 60),
+      giveBack(second, 20),
+      giveBack(second, 20), // together with the one above, 10 more than the purchase drew
+      ledger.closeGrant({ grantId: b, kind: 'void', reason: 'test race' }),
+      ...Array.from({ length: 40 }, (_, i) => trySpend(customer.id, 2 + (i % 5))),
+    ]);
+    const spent = results.slice(4) as Array<PostedEntry | null>;
+    expect(spent.some((s) => s !== null)).toBe(true);
+
+    // Per purchase and grant: what came back, to the grant or straight to breakage.
+    const back = await db.sql<{ returns_entry_id: string; grant_id: string; given: string }[]>`
+      select returns_entry_id, grant_id, sum(amount)::text as given from grant_postings
+      where customer_id = ${customer.id} and kind = 'return'
+      group by returns_entry_id, grant_id order by returns_entry_id, grant_id`;
+    const given = (entry: PostedEntry, grantId: string) =>
+      Number(
+        back.find((r) => r.returns_entry_id === String(entry.entryId) && r.grant_id === grantId)
+          ?.given ?? 0,
+      );
+    expect(given(first, a)).toBe(50);
+    expect(given(first, b)).toBe(10);
+    expect(given(second, b)).toBe(30);
+    const fallbacks = await db.sql<{ credits: string }[]>`
+      select credits::text from grants where customer_id = ${customer.id} and source = 'refund'`;
+    expect(fallbacks).toEqual([{ credits: '10' }]);
+
+    // b's returned shares went back to b before its void (and to breakage with it), or straight
+    // to breakage after it: either way b ends closed and empty, and the checker balances breakage.
+    const [bRow] = await db.sql<{ status: string; remaining: string }[]>`
+      select status, remaining::text from grants where id = ${b}`;
+    expect(bRow).toEqual({ status: 'voided', remaining: '0' });
+    await expectLedgerConsistent(db);
+  });
+});
