@@ -327,6 +327,41 @@ describe('crossings', () => {
     expect(row!.entry_id).toBe(String(closed.entry!.entryId));
   });
 
+  it('alerts on a fall from credits that became spendable without a posting', async () => {
+    const customer = await customerWith(10);
+    await setAlerts(customer.id, [20]); // below already: disarmed
+    const later = await ledger.postEntry({
+      idempotencyKey: uniqueId('later'),
+      type: 'adjustment',
+      description: 'Credits from tomorrow',
+      lines: [
+        {
+          account: { wallet: customer.id },
+          amount: 100,
+          credit: {
+            grant: {
+              category: 'paid',
+              source: 'adjustment',
+              effectiveAt: new Date(Date.now() + 86_400_000),
+            },
+          },
+        },
+        { account: { system: 'adjustments' }, amount: -100 },
+      ],
+    });
+    expect(await getAlerts(customer.id)).toMatchObject({ armed: [], available: 10 });
+    // Tomorrow comes: the grant is spendable, and no posting told the alerts.
+    await db.sql`
+      update grants set effective_at = now() - interval '1 second'
+      where id = ${later.grants[0]!.grantId}`;
+    expect(await getAlerts(customer.id)).toMatchObject({ armed: [], available: 110 });
+    await spend(customer.id, 95); // 110 -> 15
+    await spend(customer.id, 5); // still below
+    expect((await lowBalanceAlerts(customer.id)).map((a) => a.data)).toEqual([
+      { threshold: 20, thresholds: [20], available: 15, crossing: 1 },
+    ]);
+  });
+
   it('re-arms when a refund gives a purchase’s credits back to its grants', async () => {
     const customer = await customerWith(100);
     await setAlerts(customer.id, [50]);

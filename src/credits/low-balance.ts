@@ -19,6 +19,9 @@ export function armedFor(thresholds: readonly number[], available: bigint): numb
   return thresholds.filter((t) => available >= BigInt(t));
 }
 
+const sameMembers = (list: number[], set: Set<number>) =>
+  list.length === set.size && list.every((t) => set.has(t));
+
 const numbers = (value: unknown): number[] =>
   Array.isArray(value) ? value.map((v) => Number(v)) : [];
 
@@ -31,10 +34,18 @@ export async function lowBalanceOnMove(
 ): Promise<void> {
   const thresholds = numbers(settings['thresholds']);
   const armed = new Set(numbers(settings['armed']));
+  // A burn-down debit knows exactly what was spendable before it. A threshold it starts at or
+  // above is live even if the row says otherwise: credits can become spendable without a posting
+  // (a future-dated grant reaching its effectiveAt), and that rise re-arms no row.
+  const before =
+    move.amount < 0 && move.availableAfter !== undefined
+      ? availableAfter - BigInt(move.amount)
+      : undefined;
+  const live = (t: number) => armed.has(t) || (before !== undefined && before >= BigInt(t));
   const nowArmed = armedFor(thresholds, availableAfter);
-  const crossed = thresholds.filter((t) => armed.has(t) && availableAfter < BigInt(t));
+  const crossed = thresholds.filter((t) => live(t) && availableAfter < BigInt(t));
   // Almost every posting ends here, without a statement: nothing crossed, nothing to re-arm.
-  if (crossed.length === 0 && nowArmed.length === armed.size) return;
+  if (crossed.length === 0 && sameMembers(nowArmed, armed)) return;
   const [row] = await tx<{ crossings: string }[]>`
     update low_balance_alerts
     set armed = ${nowArmed}::bigint[], crossings = crossings + ${crossed.length > 0 ? 1 : 0},
