@@ -2,6 +2,10 @@
 import type { RefundReason } from '../shared.js';
 import type { Credits, OutboxMessage } from './outbox.js';
 
+/** Credits inside `data`: a JSON number while exact, else the decimal string. */
+const exactJson = (value: Credits): number | string =>
+  Number.isSafeInteger(Number(value)) ? Number(value) : String(value);
+
 const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
 
 const refundReasonText: Record<RefundReason, string> = {
@@ -126,5 +130,36 @@ export function topupCredited(t: {
     amount: t.credits,
     balanceAfter: t.balanceAfter,
     data: { paymentId: t.paymentId },
+  };
+}
+
+/**
+ * A wallet's available balance fell below one or more of the customer's alert thresholds in one
+ * posting. One message per crossing (keyed by the customer's crossing counter), naming the lowest
+ * threshold crossed; every threshold crossed is in `data.thresholds`.
+ */
+export function lowBalance(l: {
+  customerId: string;
+  /** The customer's crossing counter after this crossing: never reused, so never deduplicated away. */
+  crossing: number;
+  /** The thresholds this posting took the available balance below, any order. */
+  crossed: number[];
+  available: Credits;
+}): OutboxMessage {
+  const crossed = [...l.crossed].sort((a, b) => b - a);
+  const lowest = crossed[crossed.length - 1]!;
+  return {
+    idempotencyKey: `low-balance:${l.customerId}:${l.crossing}`,
+    customerId: l.customerId,
+    kind: 'low_balance',
+    title: 'Low balance',
+    body: `You have ${l.available} credits left to spend, below your alert at ${lowest} credits.`,
+    // Not balanceAfter: that is the wallet balance, which also counts credits not yet spendable.
+    data: {
+      threshold: lowest,
+      thresholds: crossed,
+      available: exactJson(l.available),
+      crossing: l.crossing,
+    },
   };
 }
