@@ -101,6 +101,9 @@ export function validateNewGrant(grant: NewGrant, idempotencyKey: string): void 
   if (effective && expires && expires.getTime() <= effective.getTime()) {
     fail('a grant expires after it becomes effective');
   }
+  if (!effective && expires && expires.getTime() <= Date.now()) {
+    fail('a grant effective now expires in the future');
+  }
 }
 
 /** What the grant phase of a posting did to one wallet line. */

@@ -679,7 +679,7 @@ export function createLedger(
       ],
     });
     const accounts = await resolveAccounts(shape(1));
-    const status = input.kind === 'expiry' ? 'expired' : 'voided';
+    const status: ClosedGrant['status'] = input.kind === 'expiry' ? 'expired' : 'voided';
     const result = await sql.begin(POSTING_ISOLATION, async (tx) => {
       await tx`select id from accounts where id = ${accounts[0]!.id} for update`;
       const [grant] = await tx<
@@ -715,7 +715,7 @@ export function createLedger(
           metadata = metadata || ${JSON.stringify(input.reason ? { closeReason: input.reason } : {})}::jsonb
         where id = ${input.grantId}::uuid returning closed_at`;
       return {
-        status: status as ClosedGrant['status'],
+        status,
         credits: remaining,
         closedAt: toDate(closed!.closed_at),
         closedNow: true,
