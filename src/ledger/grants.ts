@@ -84,7 +84,12 @@ export function defaultGrantFor(entryType: string): NewGrant {
 const toDateValue = (value: Date | string) => (value instanceof Date ? value : new Date(value));
 
 /** Refuses a grant that cannot exist, before anything is written. */
-export function validateNewGrant(grant: NewGrant, idempotencyKey: string): void {
+export function validateNewGrant(
+  grant: NewGrant,
+  idempotencyKey: string,
+  /** Only when it is being created: a replay of an old posting may name a past expiry. */
+  creating = false,
+): void {
   const fail = (message: string) => {
     throw new BusinessError('invalid_grant', message, { idempotencyKey });
   };
@@ -101,7 +106,7 @@ export function validateNewGrant(grant: NewGrant, idempotencyKey: string): void 
   if (effective && expires && expires.getTime() <= effective.getTime()) {
     fail('a grant expires after it becomes effective');
   }
-  if (!effective && expires && expires.getTime() <= Date.now()) {
+  if (creating && !effective && expires && expires.getTime() <= Date.now()) {
     fail('a grant effective now expires in the future');
   }
 }
@@ -289,7 +294,7 @@ async function createGrant(
   grant: NewGrant,
   credits: bigint,
 ): Promise<GrantShare> {
-  validateNewGrant(grant, input.idempotencyKey);
+  validateNewGrant(grant, input.idempotencyKey, true);
   // As ISO text: the driver's date handling differs between pools, text never does.
   const effectiveAt = grant.effectiveAt ? toDateValue(grant.effectiveAt).toISOString() : null;
   const expiresAt = grant.expiresAt ? toDateValue(grant.expiresAt).toISOString() : null;
