@@ -17,6 +17,7 @@ import { itemRoutes } from './items/routes.js';
 import { notificationRoutes } from './notifications/routes.js';
 import { orderRoutes } from './orders/routes.js';
 import { createMetrics } from '../metrics.js';
+import { autoTopupRoutes } from './wallet/auto-topup.js';
 import { createWalletEventHub } from './wallet/events.js';
 import { walletRoutes } from './wallet/routes.js';
 import { priceRoutes } from './prices/routes.js';
@@ -111,6 +112,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.route('/', customerRoutes(deps));
   const walletEvents = deps.walletEvents ?? createWalletEventHub(deps.db.sql, deps.logger);
   app.route('/', walletRoutes({ ...deps, walletEvents }));
+  app.route('/', autoTopupRoutes(deps));
   app.route('/', adjustmentRoutes(deps));
   app.route('/', notificationRoutes(deps));
   app.route('/', priceRoutes(deps));
