@@ -577,9 +577,10 @@ export class StripeDouble {
     const intent = /^\/v1\/payment_intents\/([^/]+)$/.exec(path);
     if (request.method === 'GET' && intent) {
       const id = decodeURIComponent(intent[1]!);
-      const expand = new URL(req.url ?? '/', 'http://double').searchParams
-        .getAll('expand[]')
-        .includes('payment_method');
+      // stripe-node sends expand[0]=…; curl users write expand[]=….
+      const expand = [...new URL(req.url ?? '/', 'http://double').searchParams].some(
+        ([k, v]) => /^expand\[\d*\]$/.test(k) && v === 'payment_method',
+      );
       const offSession = this.offSessionCharges.find((c) => c.id === id);
       if (offSession) return answer(200, this.offSessionObject(offSession, expand));
       const session = this.sessionByIntent(id);
