@@ -4,6 +4,8 @@
 // failure and tells the customer, and is never retried; a PUT un-pauses. Real Temporal and
 // PostgreSQL; Stripe through the stateful double (declines come from it, stripe-mock cannot).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Client } from '@temporalio/client';
+import { createAutoTopupDispatcher } from '../src/credits/auto-topup-dispatcher.js';
 import { toDate } from '../src/db/client.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
 import { workflowIds } from '../src/shared.js';
@@ -18,6 +20,7 @@ import {
   eventually,
   fund,
   jsonRequest,
+  silentLogger,
   startTestWorker,
   uniqueId,
 } from './helpers.js';
@@ -369,6 +372,57 @@ describe('charging on a crossing', () => {
     expect(told.map((n) => n.kind)).toEqual(['auto_topup_succeeded', 'auto_topup_failed']);
     expect(told[1]!.data).toMatchObject({ reason: 'monthly_cap_reached' });
     expect(await getState(customer.token)).toMatchObject({ chargesThisMonth: 1, paused: false });
+  });
+});
+
+describe('the dispatcher', () => {
+  it('never loses a request: Temporal down leaves it requested, the next look starts the run', async () => {
+    const customer = await bench.customer();
+    const taskQueue = uniqueId('auto-topup-dispatch');
+    const id = `auto-topup:${customer.id}:1`;
+    await bench.db.sql`
+      insert into auto_topup_charges (id, customer_id, crossing, pack, credits, amount, currency, task_queue)
+      values (${id}, ${customer.id}, 1, 'small', 100, 500, 'eur', ${taskQueue})`;
+    const starts: Array<{ workflowId: string; args: unknown }> = [];
+    const client = (start: (options: { workflowId: string; args: unknown }) => Promise<void>) =>
+      ({
+        workflow: { start: (_type: string, options: never) => start(options) },
+      }) as unknown as Client;
+    const dispatcher = (temporal: Client) =>
+      createAutoTopupDispatcher({
+        sql: bench.db.sql,
+        temporal,
+        taskQueue,
+        logger: silentLogger,
+        settings: { pollIntervalMs: 50, retryAfterMs: 60_000, batchSize: 10 },
+      });
+    const row = async () => {
+      const [r] = await bench.db.sql`
+        select status, workflow_id from auto_topup_charges where id = ${id}`;
+      return r;
+    };
+
+    const down = dispatcher(
+      client(() => Promise.reject(new Error('14 UNAVAILABLE: Temporal is down'))),
+    );
+    await expect(down.runOnce()).rejects.toThrow(/UNAVAILABLE/);
+    expect(await row()).toEqual({ status: 'requested', workflow_id: null });
+
+    const up = dispatcher(
+      client((options) => {
+        starts.push({ workflowId: options.workflowId, args: options.args });
+        return Promise.resolve();
+      }),
+    );
+    expect(await up.runOnce()).toBe(1);
+    expect(starts).toEqual([
+      { workflowId: `auto-topup-${customer.id}`, args: [{ customerId: customer.id }] },
+    ]);
+    // Handed to its run, and not started again before retryAfterMs.
+    expect(await row()).toEqual({ status: 'requested', workflow_id: `auto-topup-${customer.id}` });
+    expect(await up.runOnce()).toBe(0);
+    expect(starts).toHaveLength(1);
+    await bench.db.sql`update auto_topup_charges set status = 'failed' where id = ${id}`;
   });
 });
 
