@@ -8,6 +8,7 @@ CREATE TABLE "auto_topup_charges" (
 	"credits" bigint NOT NULL,
 	"amount" bigint NOT NULL,
 	"currency" text NOT NULL,
+	"expires_in_days" integer,
 	"payment_intent_id" text,
 	"grant_id" uuid,
 	"failure_code" text,
@@ -23,6 +24,10 @@ CREATE TABLE "auto_topup_settings" (
 	"enabled" boolean DEFAULT false NOT NULL,
 	"threshold" bigint NOT NULL,
 	"pack" text NOT NULL,
+	"pack_credits" bigint NOT NULL,
+	"pack_amount" bigint NOT NULL,
+	"pack_currency" text NOT NULL,
+	"pack_expires_in_days" integer,
 	"monthly_cap" integer NOT NULL,
 	"armed" boolean DEFAULT true NOT NULL,
 	"crossings" bigint DEFAULT 0 NOT NULL,
@@ -115,7 +120,6 @@ CREATE INDEX "grants_customer_idx" ON "grants" USING btree ("customer_id","creat
 CREATE INDEX "grants_open_idx" ON "grants" USING btree ("customer_id","priority") WHERE "grants"."status" = 'open' and "grants"."remaining" > 0;--> statement-breakpoint
 CREATE INDEX "grants_expiry_idx" ON "grants" USING btree ("expires_at") WHERE "grants"."status" = 'open' and "grants"."expires_at" is not null;--> statement-breakpoint
 CREATE INDEX "grants_entry_idx" ON "grants" USING btree ("entry_id");--> statement-breakpoint
-
 -- Where the remainder of an expired or voided grant goes.
 INSERT INTO accounts (kind, code, shard)
 SELECT 'system', 'breakage', shard FROM generate_series(0, 15) AS shard;

@@ -17,6 +17,8 @@ export const workflowIds = {
   /** One workflow per Stripe dispute, from opened to closed. */
   dispute: (disputeId: string) => `refund-dispute-${disputeId}`,
   reconciliation: (runId: string) => `reconciliation-${runId}`,
+  /** One auto top-up run at a time per customer works through its requested charges. */
+  autoTopup: (customerId: string) => `auto-topup-${customerId}`,
 };
 
 /** Temporal Schedules the worker keeps in place at start. */
@@ -178,6 +180,8 @@ export interface CheckoutInput {
    * whose workflow had already closed (late payment); never creates a session.
    */
   startedBy: 'api' | 'webhook';
+  /** Keep the card for auto top-up (Stripe setup_future_usage: off_session). */
+  saveCard?: boolean;
 }
 
 export type CheckoutStatus = PaymentStatus;

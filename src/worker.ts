@@ -3,6 +3,10 @@ import type { Worker } from '@temporalio/worker';
 import { createServer, type Server } from 'node:http';
 import { createActivities } from './activities/index.js';
 import { loadConfigOrExit, required, type Config } from './config.js';
+import {
+  autoTopupDispatchSettings,
+  createAutoTopupDispatcher,
+} from './credits/auto-topup-dispatcher.js';
 import { createDatabase } from './db/client.js';
 import { createLogger } from './logger.js';
 import { isMainModule } from './main.js';
@@ -120,12 +124,22 @@ export async function startWorker(
     deliver: options.deliver,
   });
   dispatcher.start();
+  // Auto top-up charges requested in posting transactions are handed to their workflows here.
+  const autoTopups = createAutoTopupDispatcher({
+    sql: db.sql,
+    temporal,
+    taskQueue: config.temporal.taskQueue,
+    logger,
+    settings: autoTopupDispatchSettings(config.outbox.pollIntervalMs),
+  });
+  autoTopups.start();
   logger.info(
     { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace },
     'worker polling',
   );
   const done = worker.run().finally(async () => {
     await dispatcher.stop();
+    await autoTopups.stop();
     metricsServer?.close();
     await connection.close();
     await temporal.connection.close();

@@ -67,6 +67,11 @@ const ROUTES: Record<string, RouteCase> = {
   'GET /v1/wallet/events': { kind: 'own' },
   'GET /v1/wallet/alerts': { kind: 'own' },
   'PUT /v1/wallet/alerts': { kind: 'own', body: { thresholds: [50] } },
+  'GET /v1/wallet/auto-topup': { kind: 'own' },
+  'PUT /v1/wallet/auto-topup': {
+    kind: 'own',
+    body: { enabled: false, threshold: 100, pack: 'small', monthlyCap: 3 },
+  },
   'POST /v1/admin/adjustments': {
     kind: 'admin',
     body: { customerId: '00000000-0000-4000-8000-000000000000', amount: 5, reason: 'goodwill' },

@@ -13,6 +13,7 @@ import { createDatabase, runMigrations, type Database } from '../src/db/client.j
 import { checkLedger } from '../src/ledger/check.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
 import { processEnv } from '../src/config.js';
+import { createAutoTopupDispatcher } from '../src/credits/auto-topup-dispatcher.js';
 import { createLogger, type Logger } from '../src/logger.js';
 import type { OutboxMetrics } from '../src/metrics.js';
 import {
@@ -180,6 +181,8 @@ export interface TestOutboxOptions {
   deliver?: DeliverMessage;
   logger?: Logger;
   metrics?: OutboxMetrics;
+  /** Also runs the auto top-up dispatcher (as src/worker.ts does), starting runs through this client. */
+  autoTopup?: { temporal: Client; retryAfterMs?: number };
 }
 
 /**
@@ -209,14 +212,30 @@ export async function startTestWorker(
     deliver: outbox.deliver,
   });
   dispatcher.start();
+  const autoTopups = outbox.autoTopup
+    ? createAutoTopupDispatcher({
+        sql: db.sql,
+        temporal: outbox.autoTopup.temporal,
+        taskQueue,
+        logger: outbox.logger ?? createLogger({ level: 'silent' }),
+        settings: {
+          pollIntervalMs: 50,
+          retryAfterMs: outbox.autoTopup.retryAfterMs ?? 500,
+          batchSize: 50,
+        },
+      })
+    : undefined;
+  autoTopups?.start();
   const running = worker.run();
   return {
     worker,
     dispatcher,
+    autoTopups,
     stop: async () => {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
       await dispatcher.stop();
+      await autoTopups?.stop();
       await connection.close();
     },
   };

@@ -28,6 +28,37 @@ export interface RecordedSession {
   created: number;
   /** Expire requests that reached this session (refused ones included). */
   expireCalls: number;
+  /** The session keeps the card for off-session use (setup_future_usage). */
+  saveCard: boolean;
+  /** The Stripe customer the session names, or creates when the customer pays. */
+  stripeCustomerId: string | null;
+  /** The card the customer paid with, once paid. */
+  paymentMethodId: string | null;
+}
+
+/** A card saved at the double's Stripe: a payment method attached to a customer. */
+export interface SavedCard {
+  paymentMethodId: string;
+  stripeCustomerId: string;
+  brand: string;
+  last4: string;
+}
+
+/** What the double answers an off-session charge with (scripted by a test). */
+export type OffSessionOutcome = 'succeeded' | 'card_declined' | 'authentication_required';
+
+/** An off-session payment intent the double created (auto top-up). */
+export interface RecordedOffSessionCharge {
+  id: string;
+  stripeCustomerId: string;
+  paymentMethodId: string;
+  amount: number;
+  currency: string;
+  metadata: Record<string, string>;
+  idempotencyKey: string | undefined;
+  status: 'succeeded' | 'requires_payment_method' | 'requires_action';
+  outcome: OffSessionOutcome;
+  created: number;
 }
 
 /** One HTTP request as the double received it. */
@@ -101,6 +132,15 @@ export class StripeDouble {
    * refund fails asynchronously at Stripe); `succeeded` by default.
    */
   refundOutcome: RecordedRefund['status'] = 'succeeded';
+  /** Saved cards by payment method id (from paid saveCard sessions, or `saveCard`). */
+  readonly cards = new Map<string, SavedCard>();
+  /** Every off-session charge that reached the double (declined ones too), oldest first. */
+  readonly offSessionCharges: RecordedOffSessionCharge[] = [];
+  /**
+   * How the next off-session charges end, one entry per charge (declines, authentication
+   * required); `succeeded` once the script is used up.
+   */
+  readonly offSessionScript: OffSessionOutcome[] = [];
   private readonly byId = new Map<string, RecordedSession>();
   private readonly answers = new Map<string, StoredAnswer>();
 
@@ -161,7 +201,57 @@ export class StripeDouble {
     if (session.status !== 'open') return false;
     session.status = 'complete';
     session.paymentStatus = 'paid';
+    if (session.saveCard) {
+      // Stripe attaches the card to the session's customer (created now when it named none).
+      session.stripeCustomerId ??= `cus_test_${randomBytes(12).toString('hex')}`;
+      session.paymentMethodId = this.saveCard(session.stripeCustomerId).paymentMethodId;
+    }
     return true;
+  }
+
+  /** A card saved for a Stripe customer, as a paid saveCard session leaves one. */
+  saveCard(
+    stripeCustomerId = `cus_test_${randomBytes(12).toString('hex')}`,
+    card: Partial<Pick<SavedCard, 'brand' | 'last4'>> = {},
+  ): SavedCard {
+    const saved: SavedCard = {
+      paymentMethodId: `pm_test_${randomBytes(12).toString('hex')}`,
+      stripeCustomerId,
+      brand: card.brand ?? 'visa',
+      last4: card.last4 ?? '4242',
+    };
+    this.cards.set(saved.paymentMethodId, saved);
+    return saved;
+  }
+
+  /** A payment method as Stripe's API shows it. */
+  paymentMethodObject(card: SavedCard) {
+    return {
+      id: card.paymentMethodId,
+      object: 'payment_method',
+      type: 'card',
+      customer: card.stripeCustomerId,
+      card: { brand: card.brand, last4: card.last4, exp_month: 12, exp_year: 2030 },
+    };
+  }
+
+  /** An off-session payment intent as Stripe's API shows it. */
+  offSessionObject(charge: RecordedOffSessionCharge, expand = false) {
+    const card = this.cards.get(charge.paymentMethodId);
+    return {
+      id: charge.id,
+      object: 'payment_intent',
+      amount: charge.amount,
+      amount_received: charge.status === 'succeeded' ? charge.amount : 0,
+      currency: charge.currency,
+      status: charge.status,
+      customer: charge.stripeCustomerId,
+      payment_method: expand && card ? this.paymentMethodObject(card) : charge.paymentMethodId,
+      setup_future_usage: null,
+      metadata: charge.metadata,
+      latest_charge: charge.status === 'succeeded' ? chargeIdOf(charge.id) : null,
+      created: charge.created,
+    };
   }
 
   /**
@@ -326,6 +416,9 @@ export class StripeDouble {
       metadata: checkoutMetadata(session.request),
       latest_charge: paid ? chargeIdOf(session.paymentIntentId) : null,
       created: session.created,
+      customer: session.stripeCustomerId,
+      payment_method: session.paymentMethodId,
+      setup_future_usage: session.saveCard ? 'off_session' : null,
     };
   }
 
@@ -481,10 +574,27 @@ export class StripeDouble {
       }
     }
 
+    const intent = /^\/v1\/payment_intents\/([^/]+)$/.exec(path);
+    if (request.method === 'GET' && intent) {
+      const id = decodeURIComponent(intent[1]!);
+      // stripe-node sends expand[0]=…; curl users write expand[]=….
+      const expand = [...new URL(req.url ?? '/', 'http://double').searchParams].some(
+        ([k, v]) => /^expand\[\d*\]$/.test(k) && v === 'payment_method',
+      );
+      const offSession = this.offSessionCharges.find((c) => c.id === id);
+      if (offSession) return answer(200, this.offSessionObject(offSession, expand));
+      const session = this.sessionByIntent(id);
+      if (!session) return answer(404, missing(id, 'payment_intent'));
+      const object: Record<string, unknown> = this.paymentIntentObject(session);
+      const card = session.paymentMethodId ? this.cards.get(session.paymentMethodId) : undefined;
+      if (expand && card) object['payment_method'] = this.paymentMethodObject(card);
+      return answer(200, object);
+    }
+
     const retrieve = /^\/v1\/checkout\/sessions\/([^/]+)$/.exec(path);
     if (request.method === 'GET' && retrieve) {
       const session = this.byId.get(decodeURIComponent(retrieve[1]!));
-      if (!session) return answer(404, missing(retrieve[1]!));
+      if (!session) return answer(404, missing(retrieve[1]!, 'session'));
       return answer(200, this.apiObject(session));
     }
     return answer(404, {
@@ -535,6 +645,9 @@ export class StripeDouble {
         },
         expireCalls: 0,
         created: Math.floor(Date.now() / 1000),
+        saveCard: form.get('payment_intent_data[setup_future_usage]') === 'off_session',
+        stripeCustomerId: form.get('customer'),
+        paymentMethodId: null,
       };
       this.byId.set(id, session);
       this.sessions.set(session.request.paymentId, session);
@@ -544,7 +657,7 @@ export class StripeDouble {
     const expire = /^\/v1\/checkout\/sessions\/([^/]+)\/expire$/.exec(path);
     if (expire) {
       const session = this.byId.get(decodeURIComponent(expire[1]!));
-      if (!session) return [404, missing(expire[1]!)];
+      if (!session) return [404, missing(expire[1]!, 'session')];
       session.expireCalls++;
       if (session.status !== 'open') {
         return [
@@ -560,6 +673,7 @@ export class StripeDouble {
       session.status = 'expired';
       return [200, this.apiObject(session, base)];
     }
+    if (path === '/v1/payment_intents') return this.chargeOffSession(body, base, idempotencyKey);
     if (path === '/v1/refunds') {
       const form = new URLSearchParams(body);
       const intent = form.get('payment_intent') ?? '';
@@ -608,6 +722,80 @@ export class StripeDouble {
       { error: { type: 'invalid_request_error', message: `Unrecognized request URL (${path}).` } },
     ];
   }
+
+  /**
+   * POST /v1/payment_intents with off_session and confirm: charges a saved card of the named
+   * customer, ending as the test scripted (a decline, authentication required) or succeeded.
+   */
+  private chargeOffSession(
+    body: string,
+    base: Record<string, unknown>,
+    idempotencyKey: string,
+  ): [number, unknown] {
+    const form = new URLSearchParams(body);
+    const paymentMethodId = form.get('payment_method') ?? '';
+    const stripeCustomerId = form.get('customer') ?? '';
+    const card = this.cards.get(paymentMethodId);
+    if (!card || card.stripeCustomerId !== stripeCustomerId) {
+      return [400, missing(paymentMethodId, 'payment_method')];
+    }
+    const metadata: Record<string, string> = {};
+    for (const [k, v] of form) {
+      const m = /^metadata\[(.+)\]$/.exec(k);
+      if (m) metadata[m[1]!] = v;
+    }
+    const outcome = this.offSessionScript.shift() ?? 'succeeded';
+    const charge: RecordedOffSessionCharge = {
+      id: `pi_test_${randomBytes(12).toString('hex')}`,
+      stripeCustomerId,
+      paymentMethodId,
+      amount: Number(form.get('amount')),
+      currency: form.get('currency') ?? '',
+      metadata,
+      idempotencyKey: idempotencyKey || undefined,
+      status:
+        outcome === 'succeeded'
+          ? 'succeeded'
+          : outcome === 'authentication_required'
+            ? 'requires_action'
+            : 'requires_payment_method',
+      outcome,
+      created: Math.floor(Date.now() / 1000),
+    };
+    this.offSessionCharges.push(charge);
+    const object = { ...base, ...this.offSessionObject(charge) };
+    if (outcome === 'card_declined') {
+      return [
+        402,
+        cardError('card_declined', 'Your card was declined.', object, 'generic_decline'),
+      ];
+    }
+    if (outcome === 'authentication_required') {
+      return [
+        402,
+        cardError(
+          'authentication_required',
+          'Your card was declined. This transaction requires authentication.',
+          object,
+          'authentication_required',
+        ),
+      ];
+    }
+    return [200, object];
+  }
+}
+
+/** A card error as Stripe answers it, with the payment intent it left behind. */
+function cardError(code: string, message: string, intent: unknown, declineCode?: string) {
+  return {
+    error: {
+      type: 'card_error',
+      code,
+      ...(declineCode ? { decline_code: declineCode } : {}),
+      message,
+      payment_intent: intent,
+    },
+  };
 }
 
 /** The charge id the double gives a payment intent's one charge. */
@@ -615,13 +803,14 @@ export function chargeIdOf(paymentIntentId: string): string {
   return paymentIntentId.replace(/^pi_/, 'ch_');
 }
 
-function missing(id: string) {
+function missing(id: string, what: 'session' | 'payment_intent' | 'payment_method') {
+  const name = what === 'session' ? 'checkout.session' : what;
   return {
     error: {
       type: 'invalid_request_error',
       code: 'resource_missing',
-      param: 'session',
-      message: `No such checkout.session: '${id}'`,
+      param: what,
+      message: `No such ${name}: '${id}'`,
     },
   };
 }

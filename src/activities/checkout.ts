@@ -156,6 +156,13 @@ async function walletAfter(tx: Tx, entry: PostedEntry, customerId: string): Prom
   return Number(row?.balance ?? 0);
 }
 
+/** A saveCard session reuses the Stripe customer of the customer's saved card, if any. */
+async function cardToSave(db: Database, customerId: string) {
+  const [saved] = await db.sql<{ stripe_customer_id: string }[]>`
+    select stripe_customer_id from saved_payment_methods where customer_id = ${customerId}`;
+  return { saveCard: true, stripeCustomerId: saved?.stripe_customer_id ?? null };
+}
+
 export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivityDeps) {
   const gateway = (): StripeGateway => {
     // Configuration an operator can fix; the activity retries until then.
@@ -191,6 +198,7 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
       paymentId: string;
       workflowId: string;
       expiresAt: number;
+      saveCard?: boolean;
     }): Promise<PaymentRecord> {
       const payment = requirePayment(await readPayment(db, input.paymentId), input.paymentId);
       if (payment.sessionId) return payment;
@@ -210,6 +218,7 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
           currency: payment.currency,
           expiresAt,
           idempotencyKey: `${input.workflowId}:create-session`,
+          ...(input.saveCard ? await cardToSave(db, payment.customerId) : {}),
         });
       } catch (err) {
         return stripeRefusalsAreFinal(err);

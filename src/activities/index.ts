@@ -6,6 +6,7 @@ import { createLedger, type Ledger } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { SimulatedSmsProvider, type SmsProvider } from '../sms/provider.js';
 import type { StripeGateway } from '../stripe/gateway.js';
+import { createAutoTopupActivities } from './auto-topup.js';
 import { createCheckoutActivities } from './checkout.js';
 import { guardActivities } from './failures.js';
 import { createLedgerActivities } from './ledger.js';
@@ -52,6 +53,9 @@ const MUST_FINISH = new Set([
   'markPaymentPaid',
   'creditTopup',
   'notify',
+  // A card that was charged is credited; a decline is recorded (and the customer told).
+  'creditAutoTopup',
+  'recordAutoTopupFailure',
   ...REFUND_MUST_FINISH,
   ...RECONCILIATION_MUST_FINISH,
 ]);
@@ -79,6 +83,7 @@ export function createActivities(deps: ActivityDeps) {
     }),
     ...createMarketplaceActivities({ db: deps.db, ledger, hooks: deps.marketplaceHooks }),
     ...createCheckoutActivities({ db: deps.db, ledger, stripe: deps.stripe }),
+    ...createAutoTopupActivities({ db: deps.db, ledger, stripe: deps.stripe }),
     ...createRefundActivities({
       db: deps.db,
       ledger,

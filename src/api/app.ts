@@ -18,6 +18,7 @@ import { notificationRoutes } from './notifications/routes.js';
 import { orderRoutes } from './orders/routes.js';
 import { createMetrics } from '../metrics.js';
 import { walletAlertRoutes } from './wallet/alerts.js';
+import { autoTopupRoutes } from './wallet/auto-topup.js';
 import { createWalletEventHub } from './wallet/events.js';
 import { walletRoutes } from './wallet/routes.js';
 import { priceRoutes } from './prices/routes.js';
@@ -113,6 +114,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   const walletEvents = deps.walletEvents ?? createWalletEventHub(deps.db.sql, deps.logger);
   app.route('/', walletRoutes({ ...deps, walletEvents }));
   app.route('/', walletAlertRoutes(deps));
+  app.route('/', autoTopupRoutes(deps));
   app.route('/', adjustmentRoutes(deps));
   app.route('/', notificationRoutes(deps));
   app.route('/', priceRoutes(deps));

@@ -778,6 +778,15 @@ export const autoTopupSettings = pgTable(
     enabled: boolean('enabled').notNull().default(false),
     threshold: bigint('threshold', { mode: 'number' }).notNull(),
     pack: text('pack').notNull(),
+    /**
+     * The pack as it was when the customer agreed to it: an off-session charge takes exactly the
+     * amount they saw, even if CREDIT_PACKS changes later.
+     */
+    packCredits: bigint('pack_credits', { mode: 'number' }).notNull(),
+    packAmount: bigint('pack_amount', { mode: 'number' }).notNull(),
+    packCurrency: text('pack_currency').notNull(),
+    /** Days the credits of a charge stay spendable (none: they do not expire). */
+    packExpiresInDays: integer('pack_expires_in_days'),
     monthlyCap: integer('monthly_cap').notNull(),
     /** True while the available balance is at or above the threshold (a crossing can fire). */
     armed: boolean('armed').notNull().default(true),
@@ -813,6 +822,8 @@ export const autoTopupCharges = pgTable(
     credits: bigint('credits', { mode: 'number' }).notNull(),
     amount: bigint('amount', { mode: 'number' }).notNull(),
     currency: text('currency').notNull(),
+    /** Days the grant this charge credits stays spendable (none: it does not expire). */
+    expiresInDays: integer('expires_in_days'),
     paymentIntentId: text('payment_intent_id'),
     grantId: uuid('grant_id').references(() => grants.id),
     failureCode: text('failure_code'),

@@ -74,6 +74,35 @@ describe('Stripe gateway against stripe-mock', () => {
     expect(err.message).toMatch(/unit_amount/);
   });
 
+  it('creates a session that keeps the card for off-session use, new or existing customer', async () => {
+    const created = await gateway.createCheckoutSession(sessionRequest({ saveCard: true }));
+    expect(created.id).toMatch(/^cs_/);
+    const reused = await gateway.createCheckoutSession(
+      sessionRequest({ saveCard: true, stripeCustomerId: 'cus_gateway_test' }),
+    );
+    expect(reused.id).toMatch(/^cs_/);
+  });
+
+  it('reads the card and customer of a payment intent with a request Stripe accepts', async () => {
+    const card = await gateway.retrievePaymentIntentCard('pi_gateway_test');
+    expect(card.paymentIntentId).toMatch(/^pi_/);
+    expect(typeof card.status).toBe('string');
+  });
+
+  it('charges a saved card off-session with parameters Stripe accepts', async () => {
+    const result = await gateway.chargeSavedCard({
+      stripeCustomerId: 'cus_gateway_test',
+      paymentMethodId: 'pm_gateway_test',
+      amount: 500,
+      currency: 'eur',
+      description: 'Auto top-up: 100 credits (small pack)',
+      metadata: { autoTopupChargeId: 'auto-topup:x:1' },
+      idempotencyKey: `auto-topup:${randomUUID()}:1`,
+    });
+    // stripe-mock answers from its fixture (an intent still wanting a payment method).
+    expect(result.paymentIntentId).toMatch(/^pi_/);
+  });
+
   it('expires a session with a request Stripe accepts', async () => {
     const session = await gateway.expireCheckoutSession('cs_test_gateway', randomUUID());
     // stripe-mock answers every expire from its fixture; the gateway reports what Stripe said.
@@ -83,6 +112,49 @@ describe('Stripe gateway against stripe-mock', () => {
 });
 
 describe('Stripe gateway against the stateful double', () => {
+  it('charges a saved card once per key; a decline and authentication required are outcomes, not errors', async () => {
+    const card = stripe.saveCard();
+    const charge = (key: string) =>
+      stripe.gateway.chargeSavedCard({
+        stripeCustomerId: card.stripeCustomerId,
+        paymentMethodId: card.paymentMethodId,
+        amount: 500,
+        currency: 'eur',
+        description: 'Auto top-up',
+        metadata: {},
+        idempotencyKey: key,
+      });
+    const key = `auto-topup:${randomUUID()}:1`;
+    const first = await charge(key);
+    expect(first).toMatchObject({ outcome: 'succeeded', status: 'succeeded' });
+    expect(await charge(key)).toEqual(first);
+
+    stripe.offSessionScript.push('card_declined', 'authentication_required');
+    expect(await charge(`auto-topup:${randomUUID()}:2`)).toMatchObject({
+      outcome: 'declined',
+      code: 'card_declined',
+      declineCode: 'generic_decline',
+      status: 'requires_payment_method',
+    });
+    expect(await charge(`auto-topup:${randomUUID()}:3`)).toMatchObject({
+      outcome: 'requires_action',
+      code: 'authentication_required',
+      status: 'requires_action',
+    });
+    const err = await refusal(
+      stripe.gateway.chargeSavedCard({
+        stripeCustomerId: card.stripeCustomerId,
+        paymentMethodId: 'pm_removed',
+        amount: 500,
+        currency: 'eur',
+        description: 'Auto top-up',
+        metadata: {},
+        idempotencyKey: randomUUID(),
+      }),
+    );
+    expect(err.code).toBe('resource_missing');
+  });
+
   it('creates a session once per idempotency key and sends the key it was given', async () => {
     const request = sessionRequest();
     const first = await stripe.gateway.createCheckoutSession(request);

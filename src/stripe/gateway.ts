@@ -15,6 +15,13 @@ export interface CheckoutSessionRequest {
   expiresAt: number;
   /** Derived from the workflow id and step, so a retried call creates nothing new. */
   idempotencyKey: string;
+  /**
+   * Keep the card for off-session charges (auto top-up): the session creates a Stripe customer,
+   * or uses `stripeCustomerId`, and the payment intent is set up for future off-session use.
+   */
+  saveCard?: boolean;
+  /** The customer's Stripe customer from an earlier saved card, reused when saving another. */
+  stripeCustomerId?: string | null;
 }
 
 /** What the service keeps of a Checkout Session. */
@@ -74,6 +81,48 @@ export interface PaymentIntentInfo {
   created: number;
 }
 
+/** The card a paid payment intent used, and the Stripe customer it is attached to. */
+export interface PaymentIntentCard {
+  paymentIntentId: string;
+  status: string;
+  /** The Stripe customer (`cus_…`), or null when the payment was made without one. */
+  stripeCustomerId: string | null;
+  paymentMethodId: string | null;
+  /** off_session when the card was set up for charges without the customer present. */
+  setupFutureUsage: string | null;
+  cardBrand: string | null;
+  cardLast4: string | null;
+}
+
+/** An off-session charge of a saved card (auto top-up). */
+export interface OffSessionChargeRequest {
+  stripeCustomerId: string;
+  paymentMethodId: string;
+  /** Minor units. */
+  amount: number;
+  currency: string;
+  description: string;
+  metadata: Record<string, string>;
+  /** From the charge id, so a retried call charges nothing twice. */
+  idempotencyKey: string;
+}
+
+/**
+ * What an off-session charge came to. `succeeded`: the money is taken. `declined` (card_declined
+ * and other card errors) and `requires_action` (the bank wants the customer present, e.g. 3-D
+ * Secure): nothing was taken, and trying again without the customer will not help.
+ */
+export type OffSessionChargeResult =
+  | { outcome: 'succeeded'; paymentIntentId: string; status: string }
+  | {
+      outcome: 'declined' | 'requires_action';
+      paymentIntentId: string | null;
+      status: string | null;
+      code: string;
+      declineCode: string | null;
+      message: string;
+    };
+
 export interface DisputeInfo {
   id: string;
   paymentIntentId: string | null;
@@ -115,6 +164,10 @@ export interface StripeGateway {
   listCheckoutSessions(params: ListParams): Promise<Page<CheckoutSessionSummary>>;
   listPaymentIntents(params: ListParams): Promise<Page<PaymentIntentInfo>>;
   listDisputes(params: ListParams): Promise<Page<DisputeInfo>>;
+  /** The card and Stripe customer of a payment intent (to save a card after a checkout). */
+  retrievePaymentIntentCard(paymentIntentId: string): Promise<PaymentIntentCard>;
+  /** Charges a saved card without the customer present; the same key answers the same charge. */
+  chargeSavedCard(request: OffSessionChargeRequest): Promise<OffSessionChargeResult>;
 }
 
 /** Stripe refused the request itself (bad parameters, key reused): retrying cannot help. */
@@ -248,6 +301,43 @@ function disputeInfo(dispute: Stripe.Dispute): DisputeInfo {
   };
 }
 
+function paymentIntentCard(intent: Stripe.PaymentIntent): PaymentIntentCard {
+  const method = intent.payment_method;
+  const card = typeof method === 'object' && method !== null ? method.card : undefined;
+  return {
+    paymentIntentId: intent.id,
+    status: intent.status,
+    stripeCustomerId: idOrNull(intent.customer),
+    paymentMethodId: idOrNull(method),
+    setupFutureUsage: intent.setup_future_usage ?? null,
+    cardBrand: card?.brand ?? null,
+    cardLast4: card?.last4 ?? null,
+  };
+}
+
+/** An off-session intent that came back without a card error: succeeded, or still wants the customer. */
+function offSessionResult(intent: Stripe.PaymentIntent): OffSessionChargeResult {
+  if (intent.status === 'succeeded') {
+    return { outcome: 'succeeded', paymentIntentId: intent.id, status: intent.status };
+  }
+  if (intent.status === 'processing') {
+    // Cards settle at once; an intent still processing may yet take the money, so it is neither
+    // a success to credit nor a decline to give up on: the activity retries and alerts.
+    throw new Error(`off-session payment intent ${intent.id} is still processing`);
+  }
+  const error = intent.last_payment_error;
+  return {
+    outcome: intent.status === 'requires_action' ? 'requires_action' : 'declined',
+    paymentIntentId: intent.id,
+    status: intent.status,
+    code:
+      error?.code ??
+      (intent.status === 'requires_action' ? 'authentication_required' : intent.status),
+    declineCode: error?.decline_code ?? null,
+    message: error?.message ?? `The payment intent is ${intent.status}.`,
+  };
+}
+
 /** Stripe's list parameters for a window and a cursor. */
 function listQuery(params: ListParams) {
   const created: { gte?: number; lt?: number } = {};
@@ -296,7 +386,15 @@ export function createStripeGateway(options: StripeGatewayOptions): StripeGatewa
             mode: 'payment',
             client_reference_id: request.paymentId,
             metadata,
-            payment_intent_data: { metadata },
+            payment_intent_data: {
+              metadata,
+              ...(request.saveCard ? { setup_future_usage: 'off_session' as const } : {}),
+            },
+            ...(request.saveCard
+              ? request.stripeCustomerId
+                ? { customer: request.stripeCustomerId }
+                : { customer_creation: 'always' as const }
+              : {}),
             expires_at: request.expiresAt,
             line_items: [
               {
@@ -384,6 +482,51 @@ export function createStripeGateway(options: StripeGatewayOptions): StripeGatewa
       try {
         return page(await stripe.disputes.list(listQuery(params)), disputeInfo);
       } catch (err) {
+        return classify(err);
+      }
+    },
+
+    async retrievePaymentIntentCard(paymentIntentId) {
+      try {
+        const intent = await stripe.paymentIntents.retrieve(paymentIntentId, {
+          expand: ['payment_method'],
+        });
+        return paymentIntentCard(intent);
+      } catch (err) {
+        return classify(err);
+      }
+    },
+
+    async chargeSavedCard(request) {
+      try {
+        const intent = await stripe.paymentIntents.create(
+          {
+            amount: request.amount,
+            currency: request.currency,
+            customer: request.stripeCustomerId,
+            payment_method: request.paymentMethodId,
+            off_session: true,
+            confirm: true,
+            description: request.description,
+            metadata: request.metadata,
+          },
+          { idempotencyKey: request.idempotencyKey },
+        );
+        return offSessionResult(intent);
+      } catch (err) {
+        // A card error is Stripe's verdict on this card, not an outage: never retried.
+        if (err instanceof Stripe.errors.StripeCardError) {
+          const raw = err.raw as { payment_intent?: { id?: string; status?: string } } | undefined;
+          const code = err.code ?? 'card_declined';
+          return {
+            outcome: code === 'authentication_required' ? 'requires_action' : 'declined',
+            paymentIntentId: raw?.payment_intent?.id ?? null,
+            status: raw?.payment_intent?.status ?? null,
+            code,
+            declineCode: err.decline_code ?? null,
+            message: err.message,
+          };
+        }
         return classify(err);
       }
     },

@@ -43,6 +43,13 @@ const {
   retry,
 });
 
+// Saving the card is a convenience for auto top-up: a few tries, then the checkout ends anyway.
+const { saveCheckoutCard } = proxyActivities<Activities>({
+  startToCloseTimeout: STRIPE_STEP_START_TO_CLOSE_MS,
+  heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
+  retry: { ...retry, maximumAttempts: 5 },
+});
+
 /** How long the update that hands the API the checkout URL waits for the session. */
 const SESSION_WAIT = '1 minute';
 /** A session paid by a slow method (bank debit) settles within days, not the session's expiry. */
@@ -50,6 +57,8 @@ const ASYNC_PAYMENT_WAIT_MS = 14 * 24 * 60 * 60 * 1000;
 
 /** Patch: compensations run in a non-cancellable scope, and an operator's cancel expires the session. */
 const SHIELD_COMPENSATIONS = 'checkout-compensation-non-cancellable';
+/** Patch: a saveCard checkout stores the card for auto top-up once it is credited. */
+const SAVE_CARD = 'checkout-save-card';
 
 const FINAL: readonly CheckoutStatus[] = [
   'credited',
@@ -140,6 +149,7 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
     state.paymentIntentId = state.paymentIntentId ?? outcome.paymentIntentId;
     if (topup.balanceAfter !== null) state.balanceAfter = topup.balanceAfter;
     move(topup.status);
+    if (input.saveCard && patched(SAVE_CARD)) await saveCard();
     // Histories recorded before the outbox notify here; new runs queue it with the top-up entry.
     if (patched('notifications-outbox')) return;
     await notify({
@@ -152,6 +162,15 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
       ...(topup.balanceAfter !== null ? { balanceAfter: topup.balanceAfter } : {}),
       data: { paymentId: input.paymentId },
     });
+  };
+
+  /** Keeps the card for auto top-up; a card that cannot be saved never holds up the credit. */
+  const saveCard = async () => {
+    try {
+      await saveCheckoutCard({ paymentId: input.paymentId });
+    } catch (err) {
+      log.warn('card not saved for auto top-up', { paymentId: input.paymentId, err });
+    }
   };
 
   const giveUp = async (to: 'expired' | 'failed', cause: string) => {
@@ -195,7 +214,12 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
   const decided = () => outcomes.some((o) => o.kind !== 'processing');
   if (input.startedBy === 'api' && state.status === 'init' && !state.sessionId && !decided()) {
     const expiresAt = Math.floor(startTime.getTime() / 1000) + input.expiresInSeconds;
-    const session = { paymentId: input.paymentId, workflowId, expiresAt };
+    const session = {
+      paymentId: input.paymentId,
+      workflowId,
+      expiresAt,
+      ...(input.saveCard ? { saveCard: true } : {}),
+    };
     try {
       apply(await openCheckoutSession(session));
     } catch (err) {

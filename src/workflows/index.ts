@@ -6,3 +6,4 @@ export { checkout } from './checkout.js';
 export { refund } from './refund/index.js';
 export { reconciliation } from './reconciliation.js';
 export { grant } from './grant.js';
+export { autoTopup } from './auto-topup.js';

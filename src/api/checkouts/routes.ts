@@ -40,6 +40,10 @@ const CreateCheckoutSchema = z
     pack: plainText({ max: 32, missing: 'must name a credit pack, e.g. "small"' }).openapi({
       example: 'small',
     }),
+    saveCard: z
+      .boolean({ error: 'must be true or false' })
+      .optional()
+      .openapi({ description: 'Keep the card for auto top-up (charged later without you)' }),
   })
   .strict()
   .openapi('CreateCheckout');
@@ -176,7 +180,7 @@ export function checkoutRoutes({ db, temporal, taskQueue, logger, checkout: opti
   /** Starts (or finds, for a repeated Idempotency-Key) a checkout and returns its Stripe URL. */
   app.openapi(createCheckout, async (c) => {
     const principal = c.get('auth');
-    const { pack: packName } = c.req.valid('json');
+    const { pack: packName, saveCard } = c.req.valid('json');
     const pack = Object.hasOwn(packs, packName) ? packs[packName] : undefined;
     if (!pack) {
       throw new ApiError(
@@ -202,6 +206,7 @@ export function checkoutRoutes({ db, temporal, taskQueue, logger, checkout: opti
       currency: pack.currency,
       expiresInSeconds,
       startedBy: 'api',
+      ...(saveCard ? { saveCard: true } : {}),
     };
     let state: CheckoutState | undefined;
     try {
