@@ -427,9 +427,6 @@ describe('the dispatcher', () => {
 });
 
 describe('expiring credits', () => {
-  // Skipped until the ledger core stores a grant's expiresAt: src/ledger/grants.ts `toIso` hands
-  // postgres.js a Date, which the drizzle-wrapped pool cannot serialise (TypeError), so any grant
-  // with an expiry fails to post. Passes with that fixed (toIso(...).toISOString() in createGrant).
   it('a pack whose credits expire: the grant carries the expiry and its expiry workflow starts', async () => {
     const customer = await customerWithCard(600);
     await enable(customer.token, { threshold: 500 });
