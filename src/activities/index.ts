@@ -8,6 +8,7 @@ import { SimulatedSmsProvider, type SmsProvider } from '../sms/provider.js';
 import type { StripeGateway } from '../stripe/gateway.js';
 import { createCheckoutActivities } from './checkout.js';
 import { guardActivities } from './failures.js';
+import { createGrantActivities } from './grants.js';
 import { createLedgerActivities } from './ledger.js';
 import { createMarketplaceActivities, type MarketplaceHooks } from './marketplace.js';
 import { createNotificationActivities } from './notifications.js';
@@ -52,6 +53,8 @@ const MUST_FINISH = new Set([
   'markPaymentPaid',
   'creditTopup',
   'notify',
+  'expireGrant',
+  'voidGrant',
   ...REFUND_MUST_FINISH,
   ...RECONCILIATION_MUST_FINISH,
 ]);
@@ -70,6 +73,7 @@ export function createActivities(deps: ActivityDeps) {
     );
   const activities = {
     ...createLedgerActivities({ db: deps.db, ledger }),
+    ...createGrantActivities({ db: deps.db, ledger }),
     ...createNotificationActivities({ db: deps.db, metrics: deps.metrics }),
     ...createVerificationActivities({
       db: deps.db,

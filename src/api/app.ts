@@ -11,6 +11,7 @@ import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
 import { disputeRoutes } from './disputes/routes.js';
 import { docsRoutes } from './docs/routes.js';
+import { grantRoutes } from './grants/routes.js';
 import { ApiError, errorBody, handleError, validationHook } from './errors.js';
 import { healthRoutes } from './health/routes.js';
 import { itemRoutes } from './items/routes.js';
@@ -112,6 +113,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   const walletEvents = deps.walletEvents ?? createWalletEventHub(deps.db.sql, deps.logger);
   app.route('/', walletRoutes({ ...deps, walletEvents }));
   app.route('/', adjustmentRoutes(deps));
+  app.route('/', grantRoutes(deps));
   app.route('/', notificationRoutes(deps));
   app.route('/', priceRoutes(deps));
   app.route('/', verificationRoutes(deps));
