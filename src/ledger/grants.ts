@@ -287,8 +287,9 @@ async function createGrant(
   credits: bigint,
 ): Promise<GrantShare> {
   validateNewGrant(grant, input.idempotencyKey);
-  const effectiveAt = grant.effectiveAt ? toIso(grant.effectiveAt) : null;
-  const expiresAt = grant.expiresAt ? toIso(grant.expiresAt) : null;
+  // As ISO text: the pool drizzle shares serialises timestamps as text, so a Date param fails.
+  const effectiveAt = grant.effectiveAt ? toIso(grant.effectiveAt).toISOString() : null;
+  const expiresAt = grant.expiresAt ? toIso(grant.expiresAt).toISOString() : null;
   const [row] = await tx<{ id: string }[]>`
     insert into grants (id, customer_id, category, source, credits, remaining, priority,
                         effective_at, expires_at, entry_id, reason, metadata)
