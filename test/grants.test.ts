@@ -73,7 +73,7 @@ interface WalletView {
 
 const auth = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
 
-function postGrant(body: unknown, key: string | null = uniqueId('grant-key')) {
+async function postGrant(body: unknown, key: string | null = uniqueId('grant-key')) {
   return bench.app.request(
     '/v1/admin/grants',
     jsonRequest('POST', body, admin, key === null ? {} : { 'idempotency-key': key }),
@@ -410,10 +410,7 @@ describe('wallet views', () => {
     expect(left).toMatchObject({ available: 30, byCategory: { paid: 0, promotional: 30 } });
     expect(left.grants.map((g) => g.id)).toEqual([promo.id]);
 
-    const list = await bench.app.request(
-      `/v1/admin/grants?customerId=${customer.id}`,
-      auth(admin),
-    );
+    const list = await bench.app.request(`/v1/admin/grants?customerId=${customer.id}`, auth(admin));
     const items = ((await list.json()) as { items: GrantView[] }).items;
     expect(items.map((g) => [g.id, g.remaining]).sort()).toEqual(
       [
