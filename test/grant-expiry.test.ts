@@ -20,6 +20,7 @@ import {
   uniqueId,
   useTestApp,
 } from './helpers.js';
+import { keepHistory } from './history-recorder.js';
 import { RecordingLogger } from './recording-logger.js';
 
 const bench = useTestApp('grant-expiry', {}, { checkLedger: true });
@@ -123,6 +124,7 @@ describe('grant expiry', () => {
       status: 'expired',
       closedCredits: 25,
     });
+    await keepHistory(bench.temporal, 'grant-expired', started.workflowId);
 
     // Asked again, by the ledger and by the activity run twice: nothing moves.
     const again = await ledger.closeGrant({ grantId: started.id, kind: 'expiry' });

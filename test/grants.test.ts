@@ -17,6 +17,7 @@ import {
   uniqueId,
   useTestApp,
 } from './helpers.js';
+import { keepHistory } from './history-recorder.js';
 
 const bench = useTestApp('grants', {}, { checkLedger: true });
 let ledger: Ledger;
@@ -157,6 +158,11 @@ describe('POST /v1/admin/grants', () => {
     const description = await bench.temporal.workflow.getHandle(started.workflowId).describe();
     expect(description.typedSearchAttributes.get(searchAttributes.customerId)).toBe(customer.id);
     expect(description.typedSearchAttributes.get(searchAttributes.flowStatus)).toBe('open');
+    // Without an expiry the run ends once the grant is posted.
+    expect(await bench.temporal.workflow.getHandle(started.workflowId).result()).toMatchObject({
+      status: 'open',
+    });
+    await keepHistory(bench.temporal, 'grant-posted', started.workflowId);
   });
 
   it('answers the same grant for the same key and body, 409 for another body, 400 without a key', async () => {
@@ -332,6 +338,7 @@ describe('POST /v1/admin/grants/{id}/void', () => {
       status: 'voided',
       closedCredits: 15,
     });
+    await keepHistory(bench.temporal, 'grant-voided-while-waiting', workflowId);
     expect(await getGrant(id)).toMatchObject({ status: 'voided', remaining: 0 });
     expect(await ledger.walletBalance(customer.id)).toBe(0);
 
