@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { grantIdFor } from '../src/api/grants/routes.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
-import { searchAttributes, workflowIds } from '../src/shared.js';
+import { grantStateQuery, searchAttributes, workflowIds } from '../src/shared.js';
 import {
   adminToken,
   createCustomer,
@@ -327,8 +327,10 @@ describe('POST /v1/admin/grants/{id}/void', () => {
       expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
       reason: 'expires in an hour',
     });
-    const { id, workflowId } = (await res.json()) as GrantView;
+    const { id, workflowId, expiresAt } = (await res.json()) as GrantView;
     await waitForGrant(id, 'open');
+    const waiting = await bench.temporal.workflow.getHandle(workflowId).query(grantStateQuery);
+    expect(waiting).toMatchObject({ status: 'open', expiresAt, voidRequested: null });
     const voided = await bench.app.request(
       `/v1/admin/grants/${id}/void`,
       jsonRequest('POST', { reason: 'issued by mistake' }, admin),
