@@ -19,6 +19,8 @@ export const workflowIds = {
   reconciliation: (runId: string) => `reconciliation-${runId}`,
   /** One auto top-up run at a time per customer works through its requested charges. */
   autoTopup: (customerId: string) => `auto-topup-${customerId}`,
+  /** One lifecycle per grant: posting (admin grants), then its expiry or void. */
+  grant: (grantId: string) => `grant-${grantId}`,
 };
 
 /** Temporal Schedules the worker keeps in place at start. */
@@ -83,6 +85,34 @@ export interface AdjustmentState {
 }
 
 export const adjustmentStateQuery = defineQuery<AdjustmentState>('state');
+
+/** Where a grant's lifecycle workflow is: posting it, open (waiting for expiry or a void), closed. */
+export type GrantFlowStatus = 'pending' | 'open' | 'expired' | 'voided' | 'rejected';
+
+/** An operator's request to remove what is left of a grant. */
+export interface VoidGrantRequest {
+  reason: string;
+  requestedBy: string;
+}
+
+/** What the grant workflow answers to its state query. */
+export interface GrantFlowState {
+  grantId: string;
+  customerId: string;
+  workflowId: string;
+  status: GrantFlowStatus;
+  expiresAt: string | null;
+  /** The entry that posted the grant (admin grants), once posted. */
+  entryId: number | null;
+  /** Credits its expiry or void moved to breakage, once closed. */
+  closedCredits: number | null;
+  voidRequested: VoidGrantRequest | null;
+  error: { code: string; message: string } | null;
+}
+
+export const grantStateQuery = defineQuery<GrantFlowState>('state');
+/** Void the grant: whatever is left goes to breakage (signal-with-start `grant-<id>`). */
+export const voidGrantSignal = defineSignal<[VoidGrantRequest]>('void');
 
 export interface VerificationInput {
   verificationId: string;

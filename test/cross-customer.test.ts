@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/api/app.js';
 import type { Database } from '../src/db/client.js';
+import { createLedger } from '../src/ledger/ledger.js';
 import { workflowIds } from '../src/shared.js';
 import {
   adminToken,
@@ -32,6 +33,8 @@ interface Fixtures {
   itemForSale: string;
   /** An item A bought from another seller. */
   itemBought: string;
+  /** A's open grant: never in B's wallet views. */
+  grantId: string;
 }
 
 type Params = Record<string, string>;
@@ -77,6 +80,22 @@ const ROUTES: Record<string, RouteCase> = {
     body: { customerId: '00000000-0000-4000-8000-000000000000', amount: 5, reason: 'goodwill' },
   },
   'GET /v1/admin/adjustments/{id}': { kind: 'admin', params: () => [{ id: 'adj_x' }] },
+  'POST /v1/admin/grants': {
+    kind: 'admin',
+    body: {
+      customerId: '00000000-0000-4000-8000-000000000000',
+      credits: 5,
+      category: 'promotional',
+      reason: 'goodwill',
+    },
+  },
+  'GET /v1/admin/grants': { kind: 'admin' },
+  'GET /v1/admin/grants/{id}': { kind: 'admin', params: (f) => [{ id: f.grantId }] },
+  'POST /v1/admin/grants/{id}/void': {
+    kind: 'admin',
+    params: (f) => [{ id: f.grantId }],
+    body: { reason: 'B wants A’s grant gone' },
+  },
   'POST /v1/admin/reconciliations': {
     kind: 'admin',
     body: { from: '2026-11-20T00:00:00Z', to: '2026-11-21T00:00:00Z' },
@@ -224,6 +243,19 @@ beforeAll(async () => {
   await db.sql`
     insert into notification_preferences (customer_id, kinds, min_amount)
     values (${a.id}, ${null}, 3)`;
+  const grant = await createLedger(db.sql).postEntry({
+    idempotencyKey: uniqueId('cross-grant'),
+    type: 'grant',
+    description: 'A’s promotional grant',
+    lines: [
+      {
+        account: { wallet: a.id },
+        amount: 25,
+        credit: { grant: { category: 'promotional', source: 'promotion' } },
+      },
+      { account: { system: 'adjustments' }, amount: -25 },
+    ],
+  });
   f = {
     a,
     b,
@@ -234,6 +266,7 @@ beforeAll(async () => {
     disputeId,
     itemForSale: forSale!.id,
     itemBought: bought!.id,
+    grantId: grant.grants[0]!.grantId,
   };
 });
 
@@ -314,6 +347,7 @@ describe('every route of the OpenAPI document, walked with another customer’s 
           const res = await call(op, base, tokenB);
           expect(res.status, label).toBe(200);
           expect(res.text, label).not.toContain(f.a.id);
+          expect(res.text, label).not.toContain(f.grantId);
         } else if (op.hasBody) {
           // Acting for A by naming A in the body is refused (the schemas are strict).
           const res = await call(op, base, tokenB, { ...(body as object), customerId: f.a.id });
@@ -339,7 +373,10 @@ describe('every route of the OpenAPI document, walked with another customer’s 
     const admin = await adminToken();
     const get = (url: string) =>
       app.request(url, { headers: { authorization: `Bearer ${admin}` } });
-    expect((await get(`/v1/wallet?customerId=${f.a.id}`)).status).toBe(200);
+    const wallet = await get(`/v1/wallet?customerId=${f.a.id}`);
+    expect(wallet.status).toBe(200);
+    expect(await wallet.text()).toContain(f.grantId);
+    expect((await get(`/v1/admin/grants/${f.grantId}`)).status).toBe(200);
     expect((await get(`/v1/notifications?customerId=${f.a.id}`)).status).toBe(200);
     expect((await get(`/v1/verifications/${f.verificationId}`)).status).toBe(200);
     expect((await get(`/v1/orders/${f.orderId}`)).status).toBe(200);

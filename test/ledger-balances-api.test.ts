@@ -56,7 +56,13 @@ describe('balances in the API', () => {
 
     const wallet = await get('/v1/wallet', customer.id);
     expect(wallet.status).toBe(200);
-    expect(await wallet.json()).toEqual({ customerId: customer.id, balance: '9007199254740993' });
+    expect(await wallet.json()).toMatchObject({
+      customerId: customer.id,
+      balance: '9007199254740993',
+      available: '9007199254740993',
+      byCategory: { paid: '9007199254740993', promotional: 0 },
+      grants: [expect.objectContaining({ remaining: '9007199254740993' })],
+    });
 
     const history = await get('/v1/wallet/transactions', customer.id);
     const page = (await history.json()) as {
@@ -72,9 +78,11 @@ describe('balances in the API', () => {
     const customer = await createCustomer(db);
     await fund(ledger, customer.id, 120);
     await spend(customer.id, 20);
-    expect(await (await get('/v1/wallet', customer.id)).json()).toEqual({
+    expect(await (await get('/v1/wallet', customer.id)).json()).toMatchObject({
       customerId: customer.id,
       balance: 100,
+      available: 100,
+      byCategory: { paid: 100, promotional: 0 },
     });
     const page = (await (await get('/v1/wallet/transactions', customer.id)).json()) as {
       items: Array<{ balanceAfter: unknown }>;

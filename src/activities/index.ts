@@ -9,6 +9,7 @@ import type { StripeGateway } from '../stripe/gateway.js';
 import { createAutoTopupActivities } from './auto-topup.js';
 import { createCheckoutActivities } from './checkout.js';
 import { guardActivities } from './failures.js';
+import { createGrantActivities } from './grants.js';
 import { createLedgerActivities } from './ledger.js';
 import { createMarketplaceActivities, type MarketplaceHooks } from './marketplace.js';
 import { createNotificationActivities } from './notifications.js';
@@ -56,6 +57,8 @@ const MUST_FINISH = new Set([
   // A card that was charged is credited; a decline is recorded (and the customer told).
   'creditAutoTopup',
   'recordAutoTopupFailure',
+  'expireGrant',
+  'voidGrant',
   ...REFUND_MUST_FINISH,
   ...RECONCILIATION_MUST_FINISH,
 ]);
@@ -74,6 +77,7 @@ export function createActivities(deps: ActivityDeps) {
     );
   const activities = {
     ...createLedgerActivities({ db: deps.db, ledger }),
+    ...createGrantActivities({ db: deps.db, ledger }),
     ...createNotificationActivities({ db: deps.db, metrics: deps.metrics }),
     ...createVerificationActivities({
       db: deps.db,

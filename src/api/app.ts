@@ -11,6 +11,7 @@ import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
 import { disputeRoutes } from './disputes/routes.js';
 import { docsRoutes } from './docs/routes.js';
+import { grantRoutes } from './grants/routes.js';
 import { ApiError, errorBody, handleError, validationHook } from './errors.js';
 import { healthRoutes } from './health/routes.js';
 import { itemRoutes } from './items/routes.js';
@@ -116,6 +117,7 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.route('/', walletAlertRoutes(deps));
   app.route('/', autoTopupRoutes(deps));
   app.route('/', adjustmentRoutes(deps));
+  app.route('/', grantRoutes(deps));
   app.route('/', notificationRoutes(deps));
   app.route('/', priceRoutes(deps));
   app.route('/', verificationRoutes(deps));

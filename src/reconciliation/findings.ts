@@ -24,6 +24,8 @@ export const FINDING_KINDS = [
   'unknown_payment',
   /** The ledger checker found an invariant broken. */
   'ledger_violation',
+  /** A grant still open minutes after its expiresAt (its workflow's timer did not close it). */
+  'grant_expiry_overdue',
 ] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
 
@@ -57,7 +59,8 @@ export const FLAG_ONLY: ReadonlySet<FindingKind> = new Set([
 export function severityOf(kind: FindingKind): 'warning' | 'critical' {
   return kind === 'verification_unsettled' ||
     kind === 'order_escrow_left' ||
-    kind === 'payment_init_expired'
+    kind === 'payment_init_expired' ||
+    kind === 'grant_expiry_overdue'
     ? 'warning'
     : 'critical';
 }

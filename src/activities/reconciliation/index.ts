@@ -18,9 +18,14 @@ import {
 } from '../../reconciliation/findings.js';
 import { CANARY_EXTERNAL_ID } from '../../reconciliation/plan.js';
 import { reportDispute, reportStripeRefund } from '../../refunds/start.js';
-import type { ReconciliationCategory, ReconciliationSummary } from '../../shared.js';
+import {
+  workflowIds,
+  type ReconciliationCategory,
+  type ReconciliationSummary,
+} from '../../shared.js';
 import type { Page, StripeGateway } from '../../stripe/gateway.js';
 import { readPayment, type PaymentRecord } from '../checkout.js';
+import { expireGrantOnce } from '../grants.js';
 import { refundVerificationDebit } from '../verification.js';
 
 export interface ReconciliationActivityDeps {
@@ -35,6 +40,8 @@ export interface ReconciliationActivityDeps {
   settleGraceMs?: number;
   /** How long a repair may take to resolve its finding before a run flags it (1 hour). */
   repairGraceMs?: number;
+  /** How long past its expiresAt an open grant is left to its workflow's timer (5 minutes). */
+  grantExpiryGraceMs?: number;
   /** Stripe list page size (100; tests make it small to cross pages). */
   pageSize?: number;
   /** The expiry a checkout run started by a repair gets. */
@@ -49,6 +56,7 @@ export interface ReconciliationActivityDeps {
 export const RECONCILIATION_MUST_FINISH: readonly string[] = [];
 
 const DEFAULT_SETTLE_GRACE_MS = 15 * 60_000;
+const DEFAULT_GRANT_EXPIRY_GRACE_MS = 5 * 60_000;
 /** A repaired finding still found this long after its repair is flagged for a person. */
 const DEFAULT_REPAIR_GRACE_MS = 60 * 60_000;
 /** Flows in limbo are looked for this far before the window, since they outlive it. */
@@ -96,6 +104,7 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
   const sql = db.sql;
   const grace = deps.settleGraceMs ?? DEFAULT_SETTLE_GRACE_MS;
   const repairGrace = deps.repairGraceMs ?? DEFAULT_REPAIR_GRACE_MS;
+  const grantGrace = deps.grantExpiryGraceMs ?? DEFAULT_GRANT_EXPIRY_GRACE_MS;
   const pageSize = deps.pageSize ?? 100;
   const check = deps.checkLedger ?? checkLedger;
 
@@ -732,6 +741,37 @@ export function createReconciliationActivities(deps: ReconciliationActivityDeps)
             return paid
               ? `the session was paid after all: reported paid to ${payment.workflowId}`
               : `expired the session and reported it to ${payment.workflowId}`;
+          },
+        );
+      }
+
+      // The backstop for grant expiry: a grant its timer did not close (a lost workflow, a worker
+      // down for long) is expired here, exactly as the timer would (closeGrant is idempotent).
+      const overdue = await sql<
+        { id: string; customer_id: string; remaining: string; expires_at: Date | string }[]
+      >`
+        select id, customer_id, remaining::text, expires_at from grants
+        where status = 'open' and expires_at is not null
+          and expires_at < now() - make_interval(secs => ${grantGrace / 1000})
+          and (${scope}::uuid[] is null or customer_id = any(${scope}::uuid[]))
+        order by expires_at limit 500`;
+      for (const g of overdue) {
+        await act(
+          input.runId,
+          {
+            key: `grant_expiry_overdue:${g.id}`,
+            kind: 'grant_expiry_overdue',
+            refs: { grantId: g.id, workflowId: workflowIds.grant(g.id) },
+            amount: Number(g.remaining),
+            currency: 'credits',
+            customerId: g.customer_id,
+            message: `grant ${g.id} was still open after its expiry at ${new Date(g.expires_at).toISOString()}`,
+          },
+          async () => {
+            const closed = await expireGrantOnce(deps.ledger, { grantId: g.id });
+            return closed.closedNow
+              ? `expired it: ${closed.credits} credits to breakage`
+              : `already ${closed.status}`;
           },
         );
       }

@@ -57,7 +57,13 @@ describe('POST /v1/customers', () => {
     const wallet = await app.request(`/v1/wallet?customerId=${body.id}`, {
       headers: { authorization: `Bearer ${admin}` },
     });
-    expect(await wallet.json()).toEqual({ customerId: body.id, balance: 0 });
+    expect(await wallet.json()).toEqual({
+      customerId: body.id,
+      balance: 0,
+      available: 0,
+      byCategory: { paid: 0, promotional: 0 },
+      grants: [],
+    });
   });
 
   it('answers 409 for an e-mail already in use, in any letter case', async () => {

@@ -95,7 +95,21 @@ describe('GET /v1/wallet', () => {
     await fund(ledger, customer.id, 1234);
     const res = await get('/v1/wallet', await customerToken(customer.id));
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ customerId: customer.id, balance: 1234 });
+    expect(await res.json()).toEqual({
+      customerId: customer.id,
+      balance: 1234,
+      available: 1234,
+      byCategory: { paid: 1234, promotional: 0 },
+      grants: [
+        expect.objectContaining({
+          category: 'paid',
+          source: 'adjustment',
+          remaining: 1234,
+          expiresAt: null,
+          spendable: true,
+        }),
+      ],
+    });
   });
 
   it('asks admins to name the customer', async () => {

@@ -1,6 +1,7 @@
 // The caller's wallet: balance, and history with the balance after each transaction.
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
+import { sharesByEntry, walletCredits } from '../../credits/grants-read.js';
 import { toDate } from '../../db/client.js';
 import { jsonBalance } from '../../ledger/ledger.js';
 import { actingCustomer, type AuthEnv } from '../auth.js';
@@ -17,7 +18,44 @@ import type { WalletEvent, WalletEventHub } from './events.js';
 
 const HEARTBEAT_MS = 15_000;
 
-const WalletSchema = z.object({ customerId: z.string(), balance: balanceSchema }).openapi('Wallet');
+const WalletGrantSchema = z
+  .object({
+    id: z.string(),
+    category: z.enum(['paid', 'promotional']),
+    source: z.string(),
+    remaining: balanceSchema,
+    priority: z.number().int(),
+    effectiveAt: z.string(),
+    expiresAt: z.string().nullable(),
+    spendable: z
+      .boolean()
+      .openapi({ description: 'False before effectiveAt, and once past expiresAt' }),
+  })
+  .openapi('WalletGrant');
+
+const WalletSchema = z
+  .object({
+    customerId: z.string(),
+    balance: balanceSchema.openapi({ description: 'Every credit held, spendable or not' }),
+    available: balanceSchema.openapi({ description: 'Credits spendable now' }),
+    byCategory: z.object({ paid: balanceSchema, promotional: balanceSchema }).openapi({
+      description: 'Credits spendable now, by category',
+    }),
+    grants: z.array(WalletGrantSchema).openapi({
+      description: 'Open grants with credits left, in the order debits draw from them',
+    }),
+  })
+  .openapi('Wallet');
+
+const TransactionGrantSchema = z
+  .object({
+    grantId: z.string(),
+    amount: balanceSchema,
+    kind: z.string().openapi({
+      description: 'grant, draw, return, breakage, expiry, void or opening',
+    }),
+  })
+  .openapi('TransactionGrant');
 
 const TransactionSchema = z
   .object({
@@ -27,6 +65,9 @@ const TransactionSchema = z
     balanceAfter: balanceSchema,
     description: z.string(),
     createdAt: z.string(),
+    grants: z
+      .array(TransactionGrantSchema)
+      .openapi({ description: "How the entry moved the wallet's grants" }),
   })
   .openapi('Transaction');
 
@@ -127,7 +168,8 @@ export function walletRoutes({
   app.openapi(getWallet, async (c) => {
     const customerId = actingCustomer(c.get('auth'), c.req.valid('query').customerId);
     const wallet = await walletOf(customerId);
-    return c.json({ customerId, balance: wallet.balance }, 200);
+    const credits = await walletCredits(db.sql, customerId);
+    return c.json({ customerId, balance: wallet.balance, ...credits }, 200);
   });
 
   /** Paged history of the caller's wallet, with filters on type and time. */
@@ -164,6 +206,11 @@ export function walletRoutes({
       limit ${q.limit + 1}`;
     const page = rows.slice(0, q.limit);
     const last = page[page.length - 1];
+    const shares = await sharesByEntry(
+      db.sql,
+      customerId,
+      page.map((r) => Number(r.entry_id)),
+    );
     return c.json(
       {
         items: page.map((r) => ({
@@ -173,6 +220,7 @@ export function walletRoutes({
           balanceAfter: jsonBalance(r.balance_after),
           description: r.description,
           createdAt: toDate(r.created_at).toISOString(),
+          grants: shares.get(Number(r.entry_id)) ?? [],
         })),
         nextCursor: rows.length > q.limit && last ? encodeCursor(Number(last.posting_id)) : null,
       },
