@@ -61,9 +61,26 @@ export function createLedgerActivities({ db, ledger }: LedgerActivityDeps) {
             type: 'adjustment',
             description: `Adjustment: ${input.reason}`,
             workflowId: input.workflowId,
-            metadata: { adjustmentId: input.adjustmentId, requestedBy: input.requestedBy },
+            metadata: {
+              adjustmentId: input.adjustmentId,
+              requestedBy: input.requestedBy,
+              ...(input.amount > 0 ? { category: input.category ?? 'paid' } : {}),
+            },
             lines: [
-              { account: { wallet: input.customerId }, amount: input.amount },
+              input.amount > 0
+                ? {
+                    account: { wallet: input.customerId },
+                    amount: input.amount,
+                    credit: {
+                      grant: {
+                        category: input.category ?? 'paid',
+                        source: 'adjustment',
+                        reason: input.reason.slice(0, 500),
+                        metadata: { adjustmentId: input.adjustmentId },
+                      },
+                    },
+                  }
+                : { account: { wallet: input.customerId }, amount: input.amount },
               { account: { system: 'adjustments' }, amount: -input.amount },
             ],
           },
@@ -80,7 +97,7 @@ export function createLedgerActivities({ db, ledger }: LedgerActivityDeps) {
               insert into audit_log (idempotency_key, actor, action, target_type, target_id, reason, details)
               values (${`${input.workflowId}:audit`}, ${input.requestedBy}, 'credit_adjustment',
                       'customer', ${input.customerId}, ${input.reason},
-                      ${JSON.stringify({ adjustmentId: input.adjustmentId, amount: input.amount, entryId: entry.entryId, outcome: 'completed' })}::jsonb)
+                      ${JSON.stringify({ adjustmentId: input.adjustmentId, amount: input.amount, ...(input.amount > 0 ? { category: input.category ?? 'paid', grantId: entry.grants.find((g) => g.kind === 'grant')?.grantId } : {}), entryId: entry.entryId, outcome: 'completed' })}::jsonb)
               on conflict (idempotency_key) do nothing`;
           },
         );

@@ -10,6 +10,9 @@ import { itemSold, orderDebited, orderRefunded } from '../notifications/messages
 import { finalRefusalClosesStep, refusalsAreFinal } from './ledger.js';
 import { enqueueNotifications } from './notifications.js';
 
+/** The idempotency (and fence) key of an order's debit: refunds give back to what it drew. */
+export const orderDebitKey = (workflowId: string) => `${workflowId}:debit`;
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Test seams: a test can hold one item's transfer to change the world between two steps. */
@@ -134,7 +137,7 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
     async debitOrder(
       input: OrderStepInput & { total: number; itemIds: string[] },
     ): Promise<{ entryId: number; balanceAfter: number; replayed: boolean }> {
-      const key = `${input.workflowId}:debit`;
+      const key = orderDebitKey(input.workflowId);
       // A refusal closes the debit's fence: an attempt still running cannot charge a failed order.
       return refusalsAreFinal(() =>
         finalRefusalClosesStep(db, key, async () => {
@@ -196,7 +199,18 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
             metadata: { orderId: input.orderId, itemId: item.itemId, buyerId: input.buyerId },
             lines: [
               { account: { system: 'order_escrow' }, amount: -item.price },
-              { account: { wallet: item.sellerId }, amount: item.price },
+              {
+                account: { wallet: item.sellerId },
+                amount: item.price,
+                credit: {
+                  grant: {
+                    category: 'paid',
+                    source: 'sale',
+                    reason: `sale of item ${item.itemId}`,
+                    metadata: { orderId: input.orderId, itemId: item.itemId },
+                  },
+                },
+              },
             ],
           },
           async (tx, entry) => {
@@ -268,7 +282,12 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
           metadata: { orderId: input.orderId, itemIds: input.itemIds },
           lines: [
             { account: { system: 'order_escrow' }, amount: -input.amount },
-            { account: { wallet: input.buyerId }, amount: input.amount },
+            // Back to the grants the order's debit drew from; a share whose grant closed is breakage.
+            {
+              account: { wallet: input.buyerId },
+              amount: input.amount,
+              credit: { returnTo: orderDebitKey(input.workflowId) },
+            },
           ],
         },
         (tx, entry) =>

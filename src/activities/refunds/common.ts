@@ -4,6 +4,7 @@ import { ApplicationFailure, log } from '@temporalio/activity';
 import type postgres from 'postgres';
 import type { Database } from '../../db/client.js';
 import { BusinessError } from '../../errors.js';
+import { spendable } from '../../ledger/grants.js';
 import type { OutboxMessage } from '../../notifications/outbox.js';
 import type { RefundState } from '../../shared.js';
 
@@ -156,3 +157,30 @@ export const activityAlertLog = {
     log.error(message, fields);
   },
 };
+
+/**
+ * The paid grant a payment's top-up created: what taking that payment's credits back (refund,
+ * Stripe refund, dispute hold) draws from first. Undefined for a payment not credited, or whose
+ * credits all settled a debt.
+ */
+export async function topupGrantOf(db: Database, paymentId: string): Promise<string | undefined> {
+  const [row] = await db.sql<{ id: string }[]>`
+    select g.id from payments p join grants g on g.entry_id = p.topup_entry_id
+    where p.id = ${paymentId} and g.source = 'topup'
+    order by g.created_at limit 1`;
+  return row?.id;
+}
+
+/** How a claw-back of a payment's credits draws: its top-up grant first, then burn-down order. */
+export async function drawTopupFirst(db: Database, paymentId: string) {
+  const grantId = await topupGrantOf(db, paymentId);
+  return grantId ? { debit: { prefer: [grantId] } } : {};
+}
+
+/**
+ * Credits a wallet can give now: its open, effective, unexpired grants (a future-dated grant or one
+ * past its expiry is in the balance but cannot be drawn). What a claw-back can take at most.
+ */
+export async function spendableCredits(db: Database, customerId: string): Promise<number> {
+  return Number(await db.sql.begin((tx) => spendable(tx, customerId)));
+}
