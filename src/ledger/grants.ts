@@ -287,8 +287,9 @@ async function createGrant(
   credits: bigint,
 ): Promise<GrantShare> {
   validateNewGrant(grant, input.idempotencyKey);
-  const effectiveAt = grant.effectiveAt ? toIso(grant.effectiveAt) : null;
-  const expiresAt = grant.expiresAt ? toIso(grant.expiresAt) : null;
+  // ISO text, not Date: drizzle makes the shared pool pass timestamps through unserialised.
+  const effectiveAt = grant.effectiveAt ? toIso(grant.effectiveAt).toISOString() : null;
+  const expiresAt = grant.expiresAt ? toIso(grant.expiresAt).toISOString() : null;
   const [row] = await tx<{ id: string }[]>`
     insert into grants (id, customer_id, category, source, credits, remaining, priority,
                         effective_at, expires_at, entry_id, reason, metadata)
