@@ -19,6 +19,7 @@ import {
   uniqueId,
 } from './helpers.js';
 import { keepHistory } from './history-recorder.js';
+import { stripeEvent } from './stripe.js';
 import { workflowBench, type WorkflowBench } from './workflow-bench.js';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -213,6 +214,103 @@ describe('a top-up refund', () => {
       [paid]: 50,
     });
     expect(await checkouts.ledger.walletBalance(customer.id)).toBe(120);
+  });
+});
+
+describe('taking a payment back when part of the balance is not spendable', () => {
+  /**
+   * A customer with a credited `monthly` top-up of which 30 were spent (70 left in its grant) and
+   * a promotion of 200 that becomes spendable only tomorrow: balance 270, spendable 70.
+   */
+  async function withFutureGrant() {
+    const topped = await creditedTopup(checkouts, 'monthly');
+    const [topup] = await grantsOf(checkouts, topped.customer.id);
+    const posted = await checkouts.ledger.postEntry({
+      idempotencyKey: uniqueId('future'),
+      type: 'adjustment',
+      description: 'promotion from tomorrow',
+      lines: [
+        {
+          account: { wallet: topped.customer.id },
+          amount: 200,
+          credit: {
+            grant: {
+              category: 'promotional',
+              source: 'promotion',
+              effectiveAt: new Date(Date.now() + DAY),
+            },
+          },
+        },
+        { account: { system: 'adjustments' }, amount: -200 },
+      ],
+    });
+    await checkouts.ledger.postEntry({
+      idempotencyKey: uniqueId('spend'),
+      type: 'verification_purchase',
+      description: 'test purchase',
+      lines: [
+        { account: { wallet: topped.customer.id }, amount: -30 },
+        { account: { system: 'revenue' }, amount: 30 },
+      ],
+    });
+    expect(await checkouts.ledger.walletBalance(topped.customer.id)).toBe(270);
+    return { ...topped, topupGrant: topup!.id, future: posted.grants[0]!.grantId };
+  }
+
+  async function deliver(event: unknown) {
+    const res = await checkouts.deliver(event);
+    expect(res.status, await res.clone().text()).toBe(200);
+  }
+
+  it('a dispute holds what is spendable, from the top-up’s grant, and a win gives it back there', async () => {
+    const { customer, paymentId, topupGrant, future } = await withFutureGrant();
+    const dispute = checkouts.stripe.openDispute(paymentId);
+    await deliver(stripeEvent('charge.dispute.created', checkouts.stripe.disputeObject(dispute)));
+    const held = await eventually(async () => {
+      const [row] = await checkouts.db.sql<{ held_credits: string }[]>`
+        select held_credits from disputes where id = ${dispute.id}`;
+      return Number(row?.held_credits) > 0 ? Number(row!.held_credits) : undefined;
+    });
+    expect(held).toBe(70);
+    expect(await sharesUnder(checkouts, `dispute:${dispute.id}:hold`)).toEqual([
+      [topupGrant, -70, 'draw'],
+    ]);
+
+    checkouts.stripe.closeDispute(dispute.id, 'won');
+    await deliver(stripeEvent('charge.dispute.closed', checkouts.stripe.disputeObject(dispute)));
+    await eventually(async () => {
+      const [row] = await checkouts.db.sql<{ status: string }[]>`
+        select status from disputes where id = ${dispute.id}`;
+      return row?.status === 'won' ? true : undefined;
+    });
+    expect(await sharesUnder(checkouts, `dispute:${dispute.id}:close`)).toEqual([
+      [topupGrant, 70, 'return'],
+    ]);
+    expect(await remaining(checkouts, [topupGrant, future])).toEqual({
+      [topupGrant]: 70,
+      [future]: 200,
+    });
+    expect(await checkouts.ledger.walletBalance(customer.id)).toBe(270);
+  });
+
+  it('a refund made at Stripe takes what is spendable from the top-up’s grant; the rest is debt', async () => {
+    const { customer, paymentId, topupGrant, future } = await withFutureGrant();
+    const refund = checkouts.stripe.refundAtStripe(paymentId);
+    await deliver(stripeEvent('charge.refunded', checkouts.stripe.chargeObject(paymentId)));
+    const row = await eventually(async () => {
+      const [r] = await checkouts.db.sql<{ credits: string; debt_credits: string }[]>`
+        select credits, debt_credits from refunds where stripe_refund_id = ${refund.id}`;
+      return r;
+    });
+    expect(row).toEqual({ credits: '100', debt_credits: '30' });
+    expect(await sharesUnder(checkouts, `stripe-refund:${refund.id}`)).toEqual([
+      [topupGrant, -70, 'draw'],
+    ]);
+    expect(await remaining(checkouts, [topupGrant, future])).toEqual({
+      [topupGrant]: 0,
+      [future]: 200,
+    });
+    expect(await checkouts.ledger.walletBalance(customer.id)).toBe(200);
   });
 });
 
