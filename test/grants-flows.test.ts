@@ -19,7 +19,7 @@ import {
   uniqueId,
 } from './helpers.js';
 import { keepHistory } from './history-recorder.js';
-import { stripeEvent } from './stripe.js';
+import { sessionObject, stripeEvent } from './stripe.js';
 import { workflowBench, type WorkflowBench } from './workflow-bench.js';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -311,6 +311,17 @@ describe('taking a payment back when part of the balance is not spendable', () =
       [future]: 200,
     });
     expect(await checkouts.ledger.walletBalance(customer.id)).toBe(200);
+
+    // The next top-up settles the debt inside its own entry: its grant holds only the rest.
+    const res = await checkouts.buy(customer.token, 'monthly');
+    const next = (await res.json()) as { id: string };
+    expect(checkouts.stripe.pay(next.id)).toBe(true);
+    const session = checkouts.stripe.session(next.id);
+    await deliver(stripeEvent('checkout.session.completed', sessionObject(session)));
+    await checkouts.waitFor(customer.token, next.id, 'credited');
+    const grants = await grantsOf(checkouts, customer.id);
+    expect(grants.filter((g) => g.source === 'topup').map((g) => g.credits)).toEqual(['100', '70']);
+    expect(await checkouts.ledger.walletBalance(customer.id)).toBe(270);
   });
 });
 

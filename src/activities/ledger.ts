@@ -3,12 +3,21 @@ import { ApplicationFailure, log } from '@temporalio/activity';
 import type { Database } from '../db/client.js';
 import { BusinessError } from '../errors.js';
 import { closeUnlessPosted } from '../ledger/fences.js';
+import { spendable } from '../ledger/grants.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { AdjustmentInput } from '../shared.js';
 
 export interface LedgerActivityDeps {
   db: Database;
   ledger: Ledger;
+}
+
+/**
+ * Credits a wallet can give now: its open, effective, unexpired grants (a future-dated grant or one
+ * past its expiry is in the balance but cannot be drawn). What a debit or claw-back can take.
+ */
+export async function spendableCredits(db: Database, customerId: string): Promise<number> {
+  return Number(await db.sql.begin((tx) => spendable(tx, customerId)));
 }
 
 /** Business refusals become non-retryable failures with a stable type; the rest retries. */

@@ -7,7 +7,7 @@ import type { Ledger } from '../ledger/ledger.js';
 import type { OrderItemFailureReason, OrderState } from '../shared.js';
 import { closeUnlessPosted } from '../ledger/fences.js';
 import { itemSold, orderDebited, orderRefunded } from '../notifications/messages.js';
-import { finalRefusalClosesStep, refusalsAreFinal } from './ledger.js';
+import { finalRefusalClosesStep, refusalsAreFinal, spendableCredits } from './ledger.js';
 import { enqueueNotifications } from './notifications.js';
 
 /** The idempotency (and fence) key of an order's debit: refunds give back to what it drew. */
@@ -36,6 +36,7 @@ export interface PricedItem {
 export interface OrderValidation {
   valid: PricedItem[];
   invalid: Array<{ itemId: string; reason: OrderItemFailureReason }>;
+  /** The buyer's spendable credits (grants open, effective and unexpired now). */
   balance: number;
 }
 
@@ -123,7 +124,10 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
           if (reason || !row) invalid.push({ itemId, reason: reason ?? 'item_not_found' });
           else valid.push({ itemId, price: Number(row.price), sellerId: row.seller_id });
         }
-        const balance = await ledger.walletBalance(input.buyerId);
+        // Refuses a buyer without a wallet; then what the order can spend (a future-dated or
+        // expired grant is in the balance, not here).
+        await ledger.walletBalance(input.buyerId);
+        const balance = await spendableCredits(db, input.buyerId);
         log.info('order items checked', {
           orderId: input.orderId,
           valid: valid.length,

@@ -4,7 +4,6 @@ import { ApplicationFailure, log } from '@temporalio/activity';
 import type postgres from 'postgres';
 import type { Database } from '../../db/client.js';
 import { BusinessError } from '../../errors.js';
-import { spendable } from '../../ledger/grants.js';
 import type { OutboxMessage } from '../../notifications/outbox.js';
 import type { RefundState } from '../../shared.js';
 
@@ -177,10 +176,4 @@ export async function drawTopupFirst(db: Database, paymentId: string) {
   return grantId ? { debit: { prefer: [grantId] } } : {};
 }
 
-/**
- * Credits a wallet can give now: its open, effective, unexpired grants (a future-dated grant or one
- * past its expiry is in the balance but cannot be drawn). What a claw-back can take at most.
- */
-export async function spendableCredits(db: Database, customerId: string): Promise<number> {
-  return Number(await db.sql.begin((tx) => spendable(tx, customerId)));
-}
+export { spendableCredits } from '../ledger.js';
