@@ -4,7 +4,7 @@
 // give the credits back to the grants they drew from. Real Temporal, PostgreSQL and Stripe double.
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TransferItemInput } from '../src/activities/marketplace.js';
 import type { GrantCategory } from '../src/ledger/grants.js';
 import type { Ledger } from '../src/ledger/ledger.js';
@@ -48,6 +48,11 @@ beforeAll(async () => {
       },
     }),
   ]);
+});
+
+// The checker, grant invariants included, is clean after every flow.
+afterEach(async () => {
+  await expectLedgerConsistent(flows.db);
 });
 
 afterAll(async () => {
@@ -346,7 +351,6 @@ describe('purchases give credits back to the grants they drew from', () => {
     ]);
     expect(await remaining(flows, [promo, paid])).toEqual({ [promo]: 30, [paid]: 100 });
     expect(await flows.ledger.walletBalance(customer.id)).toBe(130);
-    await expectLedgerConsistent(flows.db);
   });
 
   it('an order that sold part of its cart, then a goodwill refund of an item: shares back, never more than drawn', async () => {
@@ -407,6 +411,5 @@ describe('purchases give credits back to the grants they drew from', () => {
       [promo]: 30,
       [paid]: 15,
     });
-    await expectLedgerConsistent(flows.db);
   });
 });
