@@ -334,8 +334,8 @@ export function createCheckoutActivities({ db, ledger, stripe, packs }: Checkout
           ? `topup:${payment.paymentIntentId}`
           : `topup:payment:${payment.id}`;
         // What the customer owes (a refund at Stripe the wallet could not cover) is settled
-        // first; the posting re-checks it under the debts' lock and retries if it moved.
-        // The debt is settled inside this entry: the wallet (and the paid grant) gets only the rest.
+        // first, inside this entry: the wallet, and so the paid grant, gets only the rest. The
+        // posting re-checks it under the debts' lock and retries if it moved.
         const settled = Math.min(payment.credits, await openDebt(db, payment.customerId));
         const pack = Object.hasOwn(onSale, payment.pack) ? onSale[payment.pack] : undefined;
         const expiresAt = packExpiry(pack, new Date());
