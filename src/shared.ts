@@ -64,6 +64,8 @@ export interface AdjustmentInput {
   amount: number;
   reason: string;
   requestedBy: string;
+  /** The category of the grant a credit creates (paid when absent); a debit ignores it. */
+  category?: 'paid' | 'promotional';
 }
 
 export type AdjustmentStatus = 'pending' | 'completed' | 'rejected';
@@ -75,6 +77,8 @@ export interface AdjustmentState {
   amount: number;
   reason: string;
   requestedBy: string;
+  /** Of a credit: the category of the grant it creates. */
+  category?: 'paid' | 'promotional';
   status: AdjustmentStatus;
   entryId: number | null;
   /** A number while it is a safe integer, else the exact decimal string (read model only). */

@@ -103,6 +103,7 @@ export async function startWorker(
       sms: smsProviderFromConfig(config),
       temporal,
       taskQueue: config.temporal.taskQueue,
+      packs: config.checkout.packs,
       // Without a key the worker still runs everything else; checkouts retry until it is set.
       stripe: config.stripe.secretKey
         ? createStripeGateway({

@@ -7,6 +7,7 @@ import { createActivities, type Activities } from '../src/activities/index.js';
 import type { App } from '../src/api/app.js';
 import type { Database } from '../src/db/client.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
+import type { CreditPacks } from '../src/payments/packs.js';
 import { CREDITED_STATUSES } from '../src/payments/state-machine.js';
 import type { CheckoutState } from '../src/shared.js';
 import {
@@ -59,25 +60,35 @@ export async function startCheckoutBench(
     worker?: boolean;
     /** Replaces activities; receives the real ones to wrap. */
     wrap?: (real: Activities) => Partial<Activities>;
+    /** The packs on sale, for the API and the worker alike (the defaults when absent). */
+    packs?: CreditPacks;
   } = {},
 ): Promise<CheckoutBench> {
   const taskQueue = uniqueId(name);
   const db = testDatabase();
   const temporal = await connectTestClient();
   const stripe = await StripeDouble.start();
-  const real = createActivities({ db, stripe: stripe.gateway });
+  const packs = options.packs ? { packs: options.packs } : {};
+  const real = createActivities({ db, stripe: stripe.gateway, ...packs });
   const worker =
     options.worker === false
       ? undefined
       : await startTestWorker(
           db,
           taskQueue,
-          { stripe: stripe.gateway },
+          { stripe: stripe.gateway, ...packs },
           options.wrap?.(real) ?? {},
         );
   const app = testApp(db, temporal, taskQueue, {
     stripeWebhookSecret: TEST_WEBHOOK_SECRET,
-    ...(options.expirySeconds ? { checkout: { expirySeconds: options.expirySeconds } } : {}),
+    ...(options.expirySeconds || options.packs
+      ? {
+          checkout: {
+            ...packs,
+            ...(options.expirySeconds ? { expirySeconds: options.expirySeconds } : {}),
+          },
+        }
+      : {}),
   });
   const customers: string[] = [];
 

@@ -15,6 +15,7 @@ const branches = [
   'adjustment-completed',
   'adjustment-rejected',
   'checkout-credited',
+  'checkout-credited-grant-expiry',
   'checkout-expired',
   'checkout-failed',
   'checkout-paid-before-wait',

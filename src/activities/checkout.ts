@@ -3,13 +3,15 @@
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { toDate, type Database } from '../db/client.js';
 import { BusinessError } from '../errors.js';
-import type { Ledger, PostedEntry, Tx } from '../ledger/ledger.js';
+import type { NewGrant } from '../ledger/grants.js';
+import type { Ledger, PostedEntry, PostingLine, Tx } from '../ledger/ledger.js';
 import {
   CREDITED_STATUSES,
   transitionPayment,
   type PaymentStatus,
   type TransitionResult,
 } from '../payments/state-machine.js';
+import { DEFAULT_CREDIT_PACKS, packExpiry, type CreditPacks } from '../payments/packs.js';
 import type { CheckoutInput } from '../shared.js';
 import {
   StripeRequestRefused,
@@ -84,6 +86,8 @@ export interface CheckoutActivityDeps {
   ledger: Ledger;
   /** Absent in processes that run no checkouts; a checkout then retries until it is configured. */
   stripe?: StripeGateway | undefined;
+  /** The packs on sale (CREDIT_PACKS): a pack's `expiresInDays` dates its top-up grant. */
+  packs?: CreditPacks | undefined;
 }
 
 export interface TopupResult {
@@ -92,6 +96,25 @@ export interface TopupResult {
   balanceAfter: number | null;
   replayed: boolean;
   status: PaymentStatus;
+  /** The paid grant the top-up created (none when every credit settled a debt). */
+  grantId?: string | null;
+  /** When that grant expires (ISO), from the pack's `expiresInDays`; null when it never does. */
+  expiresAt?: string | null;
+}
+
+/** The grant a top-up entry created, if any, with its expiry. */
+async function topupGrant(
+  db: Database,
+  entryId: number | null,
+): Promise<{ grantId: string | null; expiresAt: string | null }> {
+  if (entryId === null) return { grantId: null, expiresAt: null };
+  const [row] = await db.sql<{ id: string; expires_at: Date | string | null }[]>`
+    select id, expires_at from grants where entry_id = ${entryId} and source = 'topup'
+    order by created_at limit 1`;
+  return {
+    grantId: row?.id ?? null,
+    expiresAt: row?.expires_at ? toDate(row.expires_at).toISOString() : null,
+  };
 }
 
 function requirePayment(payment: PaymentRecord | undefined, paymentId: string): PaymentRecord {
@@ -163,7 +186,8 @@ async function cardToSave(db: Database, customerId: string) {
   return { saveCard: true, stripeCustomerId: saved?.stripe_customer_id ?? null };
 }
 
-export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivityDeps) {
+export function createCheckoutActivities({ db, ledger, stripe, packs }: CheckoutActivityDeps) {
+  const onSale = packs ?? DEFAULT_CREDIT_PACKS;
   const gateway = (): StripeGateway => {
     // Configuration an operator can fix; the activity retries until then.
     if (!stripe) throw new Error('Stripe is not configured: set STRIPE_SECRET_KEY on the worker');
@@ -299,6 +323,7 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
             balanceAfter: null,
             replayed: true,
             status: payment.status,
+            ...(await topupGrant(db, payment.topupEntryId)),
           };
         }
         if (payment.status !== 'paid') {
@@ -318,12 +343,28 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
           ? `topup:${payment.paymentIntentId}`
           : `topup:payment:${payment.id}`;
         // What the customer owes (a refund at Stripe the wallet could not cover) is settled
-        // first; the posting re-checks it under the debts' lock and retries if it moved.
+        // first, inside this entry: the wallet, and so the paid grant, gets only the rest. The
+        // posting re-checks it under the debts' lock and retries if it moved.
         const settled = Math.min(payment.credits, await openDebt(db, payment.customerId));
-        const lines = [
+        const pack = Object.hasOwn(onSale, payment.pack) ? onSale[payment.pack] : undefined;
+        const expiresAt = packExpiry(pack, new Date());
+        const grant: NewGrant = {
+          category: 'paid',
+          source: 'topup',
+          expiresAt,
+          reason: `${payment.pack} pack`,
+          metadata: { paymentId: payment.id, pack: payment.pack },
+        };
+        const lines: PostingLine[] = [
           { account: { system: 'stripe_clearing' }, amount: -payment.credits },
           ...(settled < payment.credits
-            ? [{ account: { wallet: payment.customerId }, amount: payment.credits - settled }]
+            ? [
+                {
+                  account: { wallet: payment.customerId },
+                  amount: payment.credits - settled,
+                  credit: { grant },
+                },
+              ]
             : []),
           ...(settled > 0 ? [{ account: { system: 'receivables' }, amount: settled }] : []),
         ];
@@ -387,6 +428,7 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
           entryId: posted.entryId,
           credits: payment.credits,
           settledDebt: settled,
+          grantId: posted.grants.find((g) => g.kind === 'grant')?.grantId ?? null,
           replayed: posted.replayed,
         });
         return {
@@ -397,6 +439,12 @@ export function createCheckoutActivities({ db, ledger, stripe }: CheckoutActivit
             : await ledger.walletBalance(payment.customerId),
           replayed: posted.replayed,
           status: 'credited',
+          ...(posted.replayed
+            ? await topupGrant(db, posted.entryId)
+            : {
+                grantId: posted.grants.find((g) => g.kind === 'grant')?.grantId ?? null,
+                expiresAt: expiresAt?.toISOString() ?? null,
+              }),
         };
       });
     },

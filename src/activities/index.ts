@@ -5,6 +5,7 @@ import type { Database } from '../db/client.js';
 import { createLedger, type Ledger } from '../ledger/ledger.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { SimulatedSmsProvider, type SmsProvider } from '../sms/provider.js';
+import type { CreditPacks } from '../payments/packs.js';
 import type { StripeGateway } from '../stripe/gateway.js';
 import { createAutoTopupActivities } from './auto-topup.js';
 import { createCheckoutActivities } from './checkout.js';
@@ -30,6 +31,8 @@ export interface ActivityDeps {
   marketplaceHooks?: MarketplaceHooks;
   /** Stripe for checkouts; tests pass a recording double in front of stripe-mock. */
   stripe?: StripeGateway | undefined;
+  /** The credit packs on sale (CREDIT_PACKS, as the API has them); the defaults when absent. */
+  packs?: CreditPacks | undefined;
   /** Failed attempts from which an activity that keeps retrying is alerted on (default 5). */
   alertAfterAttempts?: number;
   /** For activities that start or signal workflows (reconciliation repairs). */
@@ -86,7 +89,7 @@ export function createActivities(deps: ActivityDeps) {
       metrics: deps.metrics,
     }),
     ...createMarketplaceActivities({ db: deps.db, ledger, hooks: deps.marketplaceHooks }),
-    ...createCheckoutActivities({ db: deps.db, ledger, stripe: deps.stripe }),
+    ...createCheckoutActivities({ db: deps.db, ledger, stripe: deps.stripe, packs: deps.packs }),
     ...createAutoTopupActivities({ db: deps.db, ledger, stripe: deps.stripe }),
     ...createRefundActivities({
       db: deps.db,

@@ -3,12 +3,21 @@ import { ApplicationFailure, log } from '@temporalio/activity';
 import type { Database } from '../db/client.js';
 import { BusinessError } from '../errors.js';
 import { closeUnlessPosted } from '../ledger/fences.js';
+import { spendable } from '../ledger/grants.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { AdjustmentInput } from '../shared.js';
 
 export interface LedgerActivityDeps {
   db: Database;
   ledger: Ledger;
+}
+
+/**
+ * Credits a wallet can give now: its open, effective, unexpired grants (a future-dated grant or one
+ * past its expiry is in the balance but cannot be drawn). What a debit or claw-back can take.
+ */
+export async function spendableCredits(db: Database, customerId: string): Promise<number> {
+  return Number(await db.sql.begin((tx) => spendable(tx, customerId)));
 }
 
 /** Business refusals become non-retryable failures with a stable type; the rest retries. */
@@ -61,9 +70,26 @@ export function createLedgerActivities({ db, ledger }: LedgerActivityDeps) {
             type: 'adjustment',
             description: `Adjustment: ${input.reason}`,
             workflowId: input.workflowId,
-            metadata: { adjustmentId: input.adjustmentId, requestedBy: input.requestedBy },
+            metadata: {
+              adjustmentId: input.adjustmentId,
+              requestedBy: input.requestedBy,
+              ...(input.amount > 0 ? { category: input.category ?? 'paid' } : {}),
+            },
             lines: [
-              { account: { wallet: input.customerId }, amount: input.amount },
+              input.amount > 0
+                ? {
+                    account: { wallet: input.customerId },
+                    amount: input.amount,
+                    credit: {
+                      grant: {
+                        category: input.category ?? 'paid',
+                        source: 'adjustment',
+                        reason: input.reason.slice(0, 500),
+                        metadata: { adjustmentId: input.adjustmentId },
+                      },
+                    },
+                  }
+                : { account: { wallet: input.customerId }, amount: input.amount },
               { account: { system: 'adjustments' }, amount: -input.amount },
             ],
           },
@@ -80,7 +106,7 @@ export function createLedgerActivities({ db, ledger }: LedgerActivityDeps) {
               insert into audit_log (idempotency_key, actor, action, target_type, target_id, reason, details)
               values (${`${input.workflowId}:audit`}, ${input.requestedBy}, 'credit_adjustment',
                       'customer', ${input.customerId}, ${input.reason},
-                      ${JSON.stringify({ adjustmentId: input.adjustmentId, amount: input.amount, entryId: entry.entryId, outcome: 'completed' })}::jsonb)
+                      ${JSON.stringify({ adjustmentId: input.adjustmentId, amount: input.amount, ...(input.amount > 0 ? { category: input.category ?? 'paid', grantId: entry.grants.find((g) => g.kind === 'grant')?.grantId } : {}), entryId: entry.entryId, outcome: 'completed' })}::jsonb)
               on conflict (idempotency_key) do nothing`;
           },
         );

@@ -7,8 +7,11 @@ import type { Ledger } from '../ledger/ledger.js';
 import type { OrderItemFailureReason, OrderState } from '../shared.js';
 import { closeUnlessPosted } from '../ledger/fences.js';
 import { itemSold, orderDebited, orderRefunded } from '../notifications/messages.js';
-import { finalRefusalClosesStep, refusalsAreFinal } from './ledger.js';
+import { finalRefusalClosesStep, refusalsAreFinal, spendableCredits } from './ledger.js';
 import { enqueueNotifications } from './notifications.js';
+
+/** The idempotency (and fence) key of an order's debit: refunds give back to what it drew. */
+export const orderDebitKey = (workflowId: string) => `${workflowId}:debit`;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -33,6 +36,7 @@ export interface PricedItem {
 export interface OrderValidation {
   valid: PricedItem[];
   invalid: Array<{ itemId: string; reason: OrderItemFailureReason }>;
+  /** The buyer's spendable credits (grants open, effective and unexpired now). */
   balance: number;
 }
 
@@ -120,7 +124,10 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
           if (reason || !row) invalid.push({ itemId, reason: reason ?? 'item_not_found' });
           else valid.push({ itemId, price: Number(row.price), sellerId: row.seller_id });
         }
-        const balance = await ledger.walletBalance(input.buyerId);
+        // Refuses a buyer without a wallet; then what the order can spend (a future-dated or
+        // expired grant is in the balance, not here).
+        await ledger.walletBalance(input.buyerId);
+        const balance = await spendableCredits(db, input.buyerId);
         log.info('order items checked', {
           orderId: input.orderId,
           valid: valid.length,
@@ -134,7 +141,7 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
     async debitOrder(
       input: OrderStepInput & { total: number; itemIds: string[] },
     ): Promise<{ entryId: number; balanceAfter: number; replayed: boolean }> {
-      const key = `${input.workflowId}:debit`;
+      const key = orderDebitKey(input.workflowId);
       // A refusal closes the debit's fence: an attempt still running cannot charge a failed order.
       return refusalsAreFinal(() =>
         finalRefusalClosesStep(db, key, async () => {
@@ -196,7 +203,18 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
             metadata: { orderId: input.orderId, itemId: item.itemId, buyerId: input.buyerId },
             lines: [
               { account: { system: 'order_escrow' }, amount: -item.price },
-              { account: { wallet: item.sellerId }, amount: item.price },
+              {
+                account: { wallet: item.sellerId },
+                amount: item.price,
+                credit: {
+                  grant: {
+                    category: 'paid',
+                    source: 'sale',
+                    reason: `sale of item ${item.itemId}`,
+                    metadata: { orderId: input.orderId, itemId: item.itemId },
+                  },
+                },
+              },
             ],
           },
           async (tx, entry) => {
@@ -268,7 +286,12 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
           metadata: { orderId: input.orderId, itemIds: input.itemIds },
           lines: [
             { account: { system: 'order_escrow' }, amount: -input.amount },
-            { account: { wallet: input.buyerId }, amount: input.amount },
+            // Back to the grants the order's debit drew from; a share whose grant closed is breakage.
+            {
+              account: { wallet: input.buyerId },
+              amount: input.amount,
+              credit: { returnTo: orderDebitKey(input.workflowId) },
+            },
           ],
         },
         (tx, entry) =>

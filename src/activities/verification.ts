@@ -14,7 +14,8 @@ import { enqueueNotifications } from './notifications.js';
 
 type Ids = VerificationInput & { workflowId: string };
 
-const debitKey = (workflowId: string) => `${workflowId}:debit`;
+/** The idempotency (and fence) key of a verification's debit: its refunds give back to what it drew. */
+export const verificationDebitKey = (workflowId: string) => `${workflowId}:debit`;
 
 export function createVerificationActivities(deps: {
   db: Database;
@@ -28,8 +29,8 @@ export function createVerificationActivities(deps: {
   async function post(input: Ids): Promise<{ entryId: number; balanceAfter: number }> {
     const posted = await ledger.postEntry(
       {
-        idempotencyKey: debitKey(input.workflowId),
-        fence: debitKey(input.workflowId),
+        idempotencyKey: verificationDebitKey(input.workflowId),
+        fence: verificationDebitKey(input.workflowId),
         type: 'verification_purchase',
         description: `${input.service} verification (${input.country})`,
         workflowId: input.workflowId,
@@ -60,7 +61,7 @@ export function createVerificationActivities(deps: {
     /** Takes the price from the wallet and records the verification, in one transaction. */
     async debitVerification(input: Ids): Promise<{ entryId: number; balanceAfter: number }> {
       return refusalsAreFinal(() =>
-        finalRefusalClosesStep(db, debitKey(input.workflowId), () => post(input)),
+        finalRefusalClosesStep(db, verificationDebitKey(input.workflowId), () => post(input)),
       );
     },
 
@@ -187,7 +188,7 @@ export async function refundVerificationDebit(
   // Under the debit's fence: either the debit is there to reverse, or it never can be.
   const debit = await closeUnlessPosted(
     db.sql,
-    debitKey(input.workflowId),
+    verificationDebitKey(input.workflowId),
     `${input.workflowId}:refund`,
     async (tx) => {
       await tx`
@@ -214,7 +215,12 @@ export async function refundVerificationDebit(
           debitEntryId: debit.entryId,
         },
         lines: [
-          { account: { wallet: input.customerId }, amount: input.price },
+          // Back to the grants the debit drew from; a share whose grant closed is breakage.
+          {
+            account: { wallet: input.customerId },
+            amount: input.price,
+            credit: { returnTo: verificationDebitKey(input.workflowId) },
+          },
           { account: { system: 'revenue' }, amount: -input.price },
         ],
       },

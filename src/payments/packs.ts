@@ -7,6 +7,8 @@ export interface CreditPack {
   amount: number;
   /** ISO 4217, lower case as Stripe uses it. */
   currency: string;
+  /** Days after crediting at which the pack's credits expire (their grant's expiresAt); none: never. */
+  expiresInDays?: number;
 }
 
 export type CreditPacks = Record<string, CreditPack>;
@@ -20,6 +22,12 @@ export const DEFAULT_CREDIT_PACKS: CreditPacks = {
 
 const positiveInt = z.number().int().positive().max(1_000_000_000);
 
+/** When credits of `pack` credited at `creditedAt` expire, or null when the pack's never do. */
+export function packExpiry(pack: CreditPack | undefined, creditedAt: Date): Date | null {
+  if (!pack?.expiresInDays) return null;
+  return new Date(creditedAt.getTime() + pack.expiresInDays * 24 * 60 * 60 * 1000);
+}
+
 export const creditPacksSchema = z
   .record(
     z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'pack names are lower-case words'),
@@ -31,6 +39,12 @@ export const creditPacksSchema = z
           .string()
           .regex(/^[a-zA-Z]{3}$/, 'must be a three-letter currency code')
           .transform((v) => v.toLowerCase()),
+        expiresInDays: z
+          .number()
+          .int('must be a whole number of days')
+          .min(1, 'must be at least 1 day')
+          .max(3650, 'must be at most 3650 days (10 years)')
+          .optional(),
       })
       .strict(),
   )

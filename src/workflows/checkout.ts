@@ -24,6 +24,7 @@ import {
   type StripeOutcome,
 } from '../shared.js';
 import { businessFailure } from './failures.js';
+import { watchGrantExpiry } from './grant.js';
 import { HEARTBEAT_TIMEOUT_MS, STRIPE_STEP_START_TO_CLOSE_MS } from './timeouts.js';
 
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' };
@@ -149,6 +150,11 @@ export async function checkout(input: CheckoutInput): Promise<CheckoutState> {
     state.paymentIntentId = state.paymentIntentId ?? outcome.paymentIntentId;
     if (topup.balanceAfter !== null) state.balanceAfter = topup.balanceAfter;
     move(topup.status);
+    // A pack whose credits expire: the grant's own workflow expires them on time (runs started
+    // before grants existed credited no such grant).
+    if (topup.grantId && topup.expiresAt && patched('topup-grant-expiry')) {
+      await watchGrantExpiry(topup.grantId, state.customerId, topup.expiresAt);
+    }
     if (input.saveCard && patched(SAVE_CARD)) await saveCard();
     // Histories recorded before the outbox notify here; new runs queue it with the top-up entry.
     if (patched('notifications-outbox')) return;

@@ -156,3 +156,24 @@ export const activityAlertLog = {
     log.error(message, fields);
   },
 };
+
+/**
+ * The paid grant a payment's top-up created: what taking that payment's credits back (refund,
+ * Stripe refund, dispute hold) draws from first. Undefined for a payment not credited, or whose
+ * credits all settled a debt.
+ */
+export async function topupGrantOf(db: Database, paymentId: string): Promise<string | undefined> {
+  const [row] = await db.sql<{ id: string }[]>`
+    select g.id from payments p join grants g on g.entry_id = p.topup_entry_id
+    where p.id = ${paymentId} and g.source = 'topup'
+    order by g.created_at limit 1`;
+  return row?.id;
+}
+
+/** How a claw-back of a payment's credits draws: its top-up grant first, then burn-down order. */
+export async function drawTopupFirst(db: Database, paymentId: string) {
+  const grantId = await topupGrantOf(db, paymentId);
+  return grantId ? { debit: { prefer: [grantId] } } : {};
+}
+
+export { spendableCredits } from '../ledger.js';

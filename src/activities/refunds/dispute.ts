@@ -12,7 +12,7 @@ import { settleRefundStatus } from '../../payments/state-machine.js';
 import type { DisputeReport } from '../../shared.js';
 import { refusalsAreFinal } from '../ledger.js';
 import type { RefundActivityDeps } from './deps.js';
-import { activityAlertLog } from './common.js';
+import { activityAlertLog, drawTopupFirst, spendableCredits } from './common.js';
 import { creditsShare } from './stripe.js';
 
 /** Activities of this kind that must finish whatever the error (compensations). */
@@ -133,7 +133,8 @@ export function createDisputeActivities({ db, ledger, metrics }: RefundActivityD
         for (let attempt = 1; record.status === 'open'; attempt++) {
           const [posted] = await db.sql`select id from entries where idempotency_key = ${key}`;
           if (posted) break;
-          const wallet = await ledger.walletBalance(record.customerId);
+          // What the wallet can give now (spendable grants), the payment's own grant first.
+          const wallet = await spendableCredits(db, record.customerId);
           const hold = Math.max(0, Math.min(record.credits, wallet));
           if (hold === 0) break;
           try {
@@ -151,7 +152,11 @@ export function createDisputeActivities({ db, ledger, metrics }: RefundActivityD
                   currency: report.currency,
                 },
                 lines: [
-                  { account: { wallet: record.customerId }, amount: -hold },
+                  {
+                    account: { wallet: record.customerId },
+                    amount: -hold,
+                    ...(await drawTopupFirst(db, record.paymentId)),
+                  },
                   { account: { system: 'disputes_held' }, amount: hold },
                 ],
               },
@@ -298,7 +303,12 @@ export function createDisputeActivities({ db, ledger, metrics }: RefundActivityD
               lines: [
                 { account: { system: 'disputes_held' }, amount: -held },
                 outcome === 'won'
-                  ? { account: { wallet: record.customerId }, amount: held }
+                  ? // Back to the grants the hold drew from; a share whose grant closed is breakage.
+                    {
+                      account: { wallet: record.customerId },
+                      amount: held,
+                      credit: { returnTo: disputeHoldKey(disputeId) },
+                    }
                   : { account: { system: 'chargebacks' }, amount: held },
               ],
             },

@@ -5,7 +5,9 @@ import { log } from '@temporalio/activity';
 import type postgres from 'postgres';
 import type { Database } from '../../db/client.js';
 import type { RefundInput } from '../../shared.js';
+import { orderDebitKey } from '../marketplace.js';
 import { enqueueNotifications } from '../notifications.js';
+import { verificationDebitKey } from '../verification.js';
 import {
   REFUND_ENTRY_TYPES,
   entryUnderKey,
@@ -27,6 +29,8 @@ export interface PurchaseTarget {
   refundable: number;
   /** The goodwill posting's idempotency key: one per verification, order or order item. */
   key: string;
+  /** The key of the purchase's debit entry: the credits go back to the grants it drew from. */
+  purchaseKey: string;
   /** For the customer's message. */
   what: string;
 }
@@ -62,8 +66,14 @@ export async function purchaseTarget(
   const lock = forUpdate ? sql`for update` : sql``;
   if (input.verificationId) {
     const [v] = await sql<
-      { customer_id: string; status: string; price: string; goodwill_refunded: string }[]
-    >`select customer_id, status, price, goodwill_refunded from verifications
+      {
+        customer_id: string;
+        workflow_id: string;
+        status: string;
+        price: string;
+        goodwill_refunded: string;
+      }[]
+    >`select customer_id, workflow_id, status, price, goodwill_refunded from verifications
       where id = ${input.verificationId} ${lock}`;
     if (!v) throw refusal('verification_not_found', `No verification ${input.verificationId}.`);
     if (v.status === 'refunded') {
@@ -84,19 +94,21 @@ export async function purchaseTarget(
       customerId: v.customer_id,
       refundable: Number(v.price) - Number(v.goodwill_refunded),
       key: goodwillKey(input),
+      purchaseKey: verificationDebitKey(v.workflow_id),
       what: `verification ${input.verificationId}`,
     };
   }
   const [o] = await sql<
     {
       buyer_id: string;
+      workflow_id: string;
       status: string;
       purchased: string[];
       charged: string;
       refunded: string;
       goodwill_refunded: string;
     }[]
-  >`select buyer_id, status, purchased, charged, refunded, goodwill_refunded from orders
+  >`select buyer_id, workflow_id, status, purchased, charged, refunded, goodwill_refunded from orders
     where id = ${input.orderId ?? ''} ${lock}`;
   if (!o) throw refusal('order_not_found', `No order ${input.orderId}.`);
   const kept = Number(o.charged) - Number(o.refunded) - Number(o.goodwill_refunded);
@@ -113,6 +125,7 @@ export async function purchaseTarget(
       customerId: o.buyer_id,
       refundable: kept,
       key: goodwillKey(input),
+      purchaseKey: orderDebitKey(o.workflow_id),
       what: `order ${input.orderId}`,
     };
   }
@@ -134,6 +147,7 @@ export async function purchaseTarget(
     customerId: o.buyer_id,
     refundable: Math.min(price, kept),
     key: goodwillKey({ ...input, itemId }),
+    purchaseKey: orderDebitKey(o.workflow_id),
     what: `item ${itemId} of order ${input.orderId}`,
   };
 }
@@ -200,6 +214,8 @@ export function createPurchaseRefundActivities({ db, ledger }: RefundActivityDep
       itemId: string | null;
     }): Promise<{ entryId: number; balanceAfter: number; replayed: boolean }> {
       const key = goodwillKey(input);
+      // Read before posting (the transaction re-reads and locks it): which debit to give back to.
+      const { purchaseKey } = await purchaseTarget(db.sql, input);
       const posted = await refusingWith(
         { idempotency_conflict: 'already_refunded', invalid_data: 'refund_exceeds_purchase' },
         () =>
@@ -217,7 +233,12 @@ export function createPurchaseRefundActivities({ db, ledger }: RefundActivityDep
               },
               lines: [
                 { account: { system: 'refunds' }, amount: -input.credits },
-                { account: { wallet: input.customerId }, amount: input.credits },
+                // Back to the grants the purchase drew from; a share whose grant closed is breakage.
+                {
+                  account: { wallet: input.customerId },
+                  amount: input.credits,
+                  credit: { returnTo: purchaseKey },
+                },
               ],
             },
             async (tx, entry) => {

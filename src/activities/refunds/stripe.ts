@@ -10,7 +10,7 @@ import type { PostingLine } from '../../ledger/ledger.js';
 import { enqueueMessage } from '../../notifications/outbox.js';
 import { CREDITED_STATUSES, settleRefundStatus } from '../../payments/state-machine.js';
 import type { RefundInfo, StripeGateway } from '../../stripe/gateway.js';
-import { activityAlertLog } from './common.js';
+import { activityAlertLog, drawTopupFirst, spendableCredits } from './common.js';
 import type { RefundActivityDeps } from './deps.js';
 import { recreditTopup } from './topup.js';
 
@@ -323,11 +323,18 @@ export function createStripeRefundActivities({ db, ledger, stripe, metrics }: Re
               replayed: false,
             };
           }
-          const wallet = await ledger.walletBalance(customerId);
+          // What the wallet can give now (spendable grants), the payment's own grant first.
+          const wallet = await spendableCredits(db, customerId);
           const held = Math.max(0, Math.min(share, wallet));
           const debt = share - held;
           const lines: PostingLine[] = [{ account: { system: 'refunds' }, amount: share }];
-          if (held > 0) lines.push({ account: { wallet: customerId }, amount: -held });
+          if (held > 0) {
+            lines.push({
+              account: { wallet: customerId },
+              amount: -held,
+              ...(await drawTopupFirst(db, payment.id)),
+            });
+          }
           if (debt > 0) lines.push({ account: { system: 'receivables' }, amount: -debt });
           const posted = await ledger.postEntry(
             {
@@ -346,7 +353,8 @@ export function createStripeRefundActivities({ db, ledger, stripe, metrics }: Re
             },
             async (tx, entry) => {
               await recordRefund(tx, debt, entry.entryId);
-              const balanceAfter = held > 0 ? entry.lines[1]!.balanceAfter : wallet;
+              const balanceAfter =
+                held > 0 ? entry.lines[1]!.balanceAfter : await ledger.walletBalance(customerId);
               await enqueueMessage(
                 tx,
                 { taskQueue, entryId: entry.entryId },

@@ -10,6 +10,7 @@ import { StripeRequestRefused, type StripeGateway } from '../../stripe/gateway.j
 import { enqueueNotifications } from '../notifications.js';
 import {
   activityAlertLog,
+  drawTopupFirst,
   REFUND_ENTRY_TYPES,
   refusal,
   refusingWith,
@@ -218,6 +219,8 @@ export function createTopupRefundActivities({ db, ledger, stripe, metrics }: Ref
       credits: number;
     }): Promise<{ entryId: number; amount: number; currency: string; replayed: boolean }> {
       const key = clawbackKey(input.workflowId);
+      // The top-up's own grant gives its credits back first; then burn-down order.
+      const draw = await drawTopupFirst(db, input.paymentId);
       let fixed: { amount: number; currency: string } | undefined;
       const posted = await refusingWith(
         { insufficient_credits: 'credits_already_spent', invalid_data: 'refund_exceeds_payment' },
@@ -231,7 +234,7 @@ export function createTopupRefundActivities({ db, ledger, stripe, metrics }: Ref
               workflowId: input.workflowId,
               metadata: { paymentId: input.paymentId, refundId: input.refundId },
               lines: [
-                { account: { wallet: input.customerId }, amount: -input.credits },
+                { account: { wallet: input.customerId }, amount: -input.credits, ...draw },
                 { account: { system: 'refunds' }, amount: input.credits },
               ],
             },
@@ -387,7 +390,12 @@ export async function recreditTopup(
       metadata: { paymentId: input.paymentId, refundId: input.refundId },
       lines: [
         { account: { system: 'refunds' }, amount: -input.credits },
-        { account: { wallet: input.customerId }, amount: input.credits },
+        // Back to the grants the claw-back drew from; a share whose grant closed is breakage.
+        {
+          account: { wallet: input.customerId },
+          amount: input.credits,
+          credit: { returnTo: clawbackKey(input.workflowId) },
+        },
       ],
     },
     async (tx, entry) => {

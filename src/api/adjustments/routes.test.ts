@@ -203,6 +203,51 @@ describe('POST /v1/admin/adjustments', () => {
     ).rejects.toBeInstanceOf(WorkflowNotFoundError);
   });
 
+  it('credits a grant of the category asked (paid by default), and refuses an unknown one', async () => {
+    const customer = await createCustomer(db);
+    const grantOf = async (body: Record<string, unknown>, key = uniqueId('key')) => {
+      const res = await postAdjustment({ customerId: customer.id, reason: 'grant', ...body }, key);
+      expect(res.status, await res.clone().text()).toBe(202);
+      const state = await waitForOutcome(((await res.json()) as Started).id);
+      expect(state.status).toBe('completed');
+      const [row] = await db.sql<{ category: string; source: string; credits: string }[]>`
+        select category, source, credits from grants where entry_id = ${state.entryId}`;
+      return { state, grant: row };
+    };
+    const promo = await grantOf({ amount: 30, category: 'promotional' });
+    expect(promo.grant).toEqual({ category: 'promotional', source: 'adjustment', credits: '30' });
+    expect(promo.state.category).toBe('promotional');
+    const paid = await grantOf({ amount: 20 });
+    expect(paid.grant).toEqual({ category: 'paid', source: 'adjustment', credits: '20' });
+
+    // The promotional credits are spent first.
+    const debit = await grantOf({ amount: -25 });
+    expect(debit.grant).toBeUndefined();
+    const [left] = await db.sql<{ promo: string; paid: string }[]>`
+      select sum(remaining) filter (where category = 'promotional') as promo,
+             sum(remaining) filter (where category = 'paid') as paid
+      from grants where customer_id = ${customer.id}`;
+    expect(left).toEqual({ promo: '5', paid: '20' });
+
+    const bad = await postAdjustment({
+      customerId: customer.id,
+      amount: 10,
+      reason: 'grant',
+      category: 'gift',
+    });
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain('category');
+
+    // The same key with another category is another adjustment.
+    const key = uniqueId('key');
+    await grantOf({ amount: 10, category: 'promotional' }, key);
+    const other = await postAdjustment(
+      { customerId: customer.id, amount: 10, reason: 'grant' },
+      key,
+    );
+    expect(other.status).toBe(409);
+  });
+
   it('answers 400 without an Idempotency-Key, 404 for an unknown customer, 403 for customers', async () => {
     const customer = await createCustomer(db);
     const body = { customerId: customer.id, amount: 5, reason: 'no key' };

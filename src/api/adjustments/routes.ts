@@ -3,6 +3,7 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { type Client, type WorkflowExecutionDescription } from '@temporalio/client';
 import { createHash } from 'node:crypto';
 import { toDate, type Database } from '../../db/client.js';
+import { GRANT_CATEGORIES } from '../../ledger/grants.js';
 import { MAX_POSTING_AMOUNT, jsonBalance } from '../../ledger/ledger.js';
 import {
   adjustmentStateQuery,
@@ -41,6 +42,14 @@ const CreateAdjustmentSchema = z
       })
       .openapi({ example: 500 }),
     reason: plainText({ min: 3, max: 500, what: 'a reason' }),
+    category: z
+      .enum(GRANT_CATEGORIES, { error: 'must be "paid" or "promotional"' })
+      .optional()
+      .openapi({
+        example: 'promotional',
+        description:
+          'Category of the grant a credit creates (default paid): promotional credits are spent before paid ones. A debit ignores it.',
+      }),
   })
   .strict()
   .openapi('CreateAdjustment');
@@ -63,6 +72,9 @@ const AdjustmentSchema = z
     amount: z.number().int(),
     reason: z.string(),
     requestedBy: z.string(),
+    category: z.enum(GRANT_CATEGORIES).optional().openapi({
+      description: 'Category of the grant a credit created (paid unless asked otherwise)',
+    }),
     status: z.enum(['pending', 'completed', 'rejected']),
     entryId: z.number().int().nullable(),
     balanceAfter: balanceSchema.nullable(),
@@ -180,8 +192,10 @@ async function adjustmentRecord(db: Database, id: string): Promise<AdjustmentSta
       error_message: string | null;
       created_at: Date | string;
       updated_at: Date | string;
+      category: 'paid' | 'promotional' | null;
     }[]
-  >`select * from adjustments where id = ${id}`;
+  >`select a.*, (select g.category from grants g where g.entry_id = a.entry_id limit 1) as category
+    from adjustments a where a.id = ${id}`;
   if (!row) return undefined;
   return {
     id: row.id,
@@ -190,6 +204,7 @@ async function adjustmentRecord(db: Database, id: string): Promise<AdjustmentSta
     amount: Number(row.amount),
     reason: row.reason,
     requestedBy: row.requested_by,
+    ...(row.category ? { category: row.category } : {}),
     status: row.status,
     entryId: row.entry_id === null ? null : Number(row.entry_id),
     balanceAfter: row.balance_after === null ? null : jsonBalance(row.balance_after),
@@ -222,6 +237,7 @@ export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
       amount: body.amount,
       reason: body.reason,
       requestedBy: principal.sub,
+      ...(body.amount > 0 ? { category: body.category ?? 'paid' } : {}),
     };
     await startOrFindFlow<typeof adjustment>(temporal, {
       workflowType: 'adjustment',
@@ -239,7 +255,8 @@ export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
     if (
       state.customerId !== input.customerId ||
       state.amount !== input.amount ||
-      state.reason !== input.reason
+      state.reason !== input.reason ||
+      (state.amount > 0 && (state.category ?? 'paid') !== (input.category ?? 'paid'))
     ) {
       throw new ApiError(
         409,
