@@ -440,7 +440,10 @@ describe('expiring credits', () => {
     const days = (toDate(grant!.expires_at).getTime() - Date.now()) / (24 * 60 * 60 * 1000);
     expect(days).toBeGreaterThan(29.9);
     expect(days).toBeLessThanOrEqual(30);
-    const watcher = await bench.temporal.workflow.getHandle(`grant-${charge!.grant_id}`).describe();
+    // The charge row settles with the credit; the expiry workflow starts just after it.
+    const watcher = await eventually(() =>
+      bench.temporal.workflow.getHandle(`grant-${charge!.grant_id}`).describe(),
+    );
     expect(watcher.type).toBe('grant');
   });
 });
