@@ -6,7 +6,13 @@ import type { Database } from '../src/db/client.js';
 import { BusinessError } from '../src/errors.js';
 import type { NewGrant, WalletCredit, WalletDebit } from '../src/ledger/grants.js';
 import { createLedger, type Ledger, type PostedEntry } from '../src/ledger/ledger.js';
-import { createCustomer, expectLedgerConsistent, testDatabase, uniqueId } from './helpers.js';
+import {
+  createCustomer,
+  expectLedgerConsistent,
+  postGrant,
+  testDatabase,
+  uniqueId,
+} from './helpers.js';
 
 let db: Database;
 let ledger: Ledger;
@@ -33,28 +39,8 @@ async function customer(): Promise<string> {
 }
 
 /** Credits a grant of `credits` (an admin adjustment), answering its id. */
-async function grant(
-  customerId: string,
-  credits: number,
-  options: Partial<NewGrant> = {},
-): Promise<string> {
-  const posted = await ledger.postEntry({
-    idempotencyKey: uniqueId('grant'),
-    type: 'adjustment',
-    description: 'test grant',
-    lines: [
-      {
-        account: { wallet: customerId },
-        amount: credits,
-        credit: { grant: { category: 'paid', source: 'adjustment', ...options } },
-      },
-      { account: { system: 'adjustments' }, amount: -credits },
-    ],
-  });
-  const created = posted.grants.filter((g) => g.kind === 'grant');
-  expect(created).toHaveLength(1);
-  return created[0]!.grantId;
-}
+const grant = (customerId: string, credits: number, options: Partial<NewGrant> = {}) =>
+  postGrant(ledger, customerId, credits, options);
 
 /** A purchase of `credits` (wallet → revenue), drawing as `debit` says. */
 function spend(

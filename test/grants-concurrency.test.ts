@@ -7,7 +7,13 @@ import type { Database } from '../src/db/client.js';
 import { BusinessError } from '../src/errors.js';
 import type { GrantShare, NewGrant, WalletDebit } from '../src/ledger/grants.js';
 import { createLedger, type Ledger, type PostedEntry } from '../src/ledger/ledger.js';
-import { createCustomer, expectLedgerConsistent, testDatabase, uniqueId } from './helpers.js';
+import {
+  createCustomer,
+  expectLedgerConsistent,
+  postGrant,
+  testDatabase,
+  uniqueId,
+} from './helpers.js';
 
 let db: Database;
 let ledger: Ledger;
@@ -25,18 +31,8 @@ afterAll(async () => {
 const DAY = 86_400_000;
 
 /** Credits a grant of `credits` to the wallet; returns the grant's id. */
-async function grant(customerId: string, credits: number, newGrant: NewGrant): Promise<string> {
-  const posted = await ledger.postEntry({
-    idempotencyKey: uniqueId('grant'),
-    type: 'adjustment',
-    description: 'Test grant',
-    lines: [
-      { account: { wallet: customerId }, amount: credits, credit: { grant: newGrant } },
-      { account: { system: 'adjustments' }, amount: -credits },
-    ],
-  });
-  return posted.grants[0]!.grantId;
-}
+const grant = (customerId: string, credits: number, newGrant: NewGrant) =>
+  postGrant(ledger, customerId, credits, newGrant);
 
 async function grantRow(id: string) {
   const [row] = await db.sql<

@@ -16,6 +16,7 @@ import {
   eventually,
   expectLedgerConsistent,
   jsonRequest,
+  postGrant,
   uniqueId,
 } from './helpers.js';
 import { keepHistory } from './history-recorder.js';
@@ -61,28 +62,12 @@ afterAll(async () => {
   await checkouts?.close();
 });
 
-/** Credits a grant of `credits` to a wallet (an admin adjustment), answering its id. */
-async function grant(
-  ledger: Ledger,
-  customerId: string,
-  credits: number,
-  category: GrantCategory,
-): Promise<string> {
-  const posted = await ledger.postEntry({
-    idempotencyKey: uniqueId('grant'),
-    type: 'adjustment',
-    description: 'test grant',
-    lines: [
-      {
-        account: { wallet: customerId },
-        amount: credits,
-        credit: { grant: { category, source: category === 'paid' ? 'adjustment' : 'promotion' } },
-      },
-      { account: { system: 'adjustments' }, amount: -credits },
-    ],
+/** Credits a grant of `credits` in `category`, answering its id. */
+const grant = (ledger: Ledger, customerId: string, credits: number, category: GrantCategory) =>
+  postGrant(ledger, customerId, credits, {
+    category,
+    source: category === 'paid' ? 'adjustment' : 'promotion',
   });
-  return posted.grants[0]!.grantId;
-}
 
 interface GrantRow {
   id: string;

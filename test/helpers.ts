@@ -12,6 +12,7 @@ import { createActivities, type ActivityDeps, type Activities } from '../src/act
 import { createDatabase, runMigrations, type Database } from '../src/db/client.js';
 import { checkLedger } from '../src/ledger/check.js';
 import { createLedger, type Ledger } from '../src/ledger/ledger.js';
+import type { NewGrant } from '../src/ledger/grants.js';
 import { processEnv } from '../src/config.js';
 import { createAutoTopupDispatcher } from '../src/credits/auto-topup-dispatcher.js';
 import { createLogger, type Logger } from '../src/logger.js';
@@ -147,6 +148,35 @@ export async function seedBalance(db: Database, customerId: string, amount: bigi
     await tx`insert into grant_postings (entry_id, grant_id, customer_id, amount, kind)
              values (${entry!.id}, ${grant!.id}, ${customerId}, ${text}::bigint, 'grant')`;
   });
+}
+
+/**
+ * Credits `credits` to a wallet as one grant (an adjustment from the `adjustments` account) and
+ * answers the grant's id; `grant` says its category, source, dates and priority.
+ */
+export async function postGrant(
+  ledger: Ledger,
+  customerId: string,
+  credits: number,
+  grant: Partial<NewGrant> = {},
+): Promise<string> {
+  const posted = await ledger.postEntry({
+    idempotencyKey: uniqueId('grant'),
+    type: 'adjustment',
+    description: 'test grant',
+    lines: [
+      {
+        account: { wallet: customerId },
+        amount: credits,
+        credit: { grant: { category: 'paid', source: 'adjustment', ...grant } },
+      },
+      { account: { system: 'adjustments' }, amount: -credits },
+    ],
+  });
+  const created = posted.grants.filter((g) => g.kind === 'grant');
+  if (created.length !== 1)
+    throw new Error(`expected one grant, the entry created ${created.length}`);
+  return created[0]!.grantId;
 }
 
 export async function expectLedgerConsistent(db: Database): Promise<void> {
