@@ -5,6 +5,7 @@ import type { Sql } from '../db/client.js';
 import type { Logger } from '../logger.js';
 import { searchAttributes, workflowIds } from '../shared.js';
 import type { autoTopup } from '../workflows/auto-topup.js';
+import { createPollLoop } from '../poll-loop.js';
 
 export interface AutoTopupDispatcherSettings {
   /** How often to look for requested charges. */
@@ -41,9 +42,6 @@ const describe = (err: unknown) =>
 
 export function createAutoTopupDispatcher(deps: AutoTopupDispatcherDeps): AutoTopupDispatcher {
   const { sql, temporal, taskQueue, logger, settings } = deps;
-  let loop: Promise<void> | undefined;
-  let stopping = false;
-  let wake: (() => void) | undefined;
 
   async function runOnce(): Promise<number> {
     return sql.begin(async (tx) => {
@@ -86,39 +84,19 @@ export function createAutoTopupDispatcher(deps: AutoTopupDispatcherDeps): AutoTo
     });
   }
 
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-
-  async function run(): Promise<void> {
-    while (!stopping) {
-      try {
-        await runOnce();
-      } catch (err) {
-        // Database or Temporal unreachable: the requests stay requested; try again.
-        logger.warn({ error: describe(err), taskQueue }, 'auto top-up dispatch failed; will retry');
-      }
-      if (!stopping) await pause(settings.pollIntervalMs);
-    }
-  }
+  const loop = createPollLoop({
+    pollIntervalMs: settings.pollIntervalMs,
+    round: async () => {
+      await runOnce();
+      return false;
+    },
+    // Database or Temporal unreachable: the requests stay requested; try again.
+    onError: (err) =>
+      logger.warn({ error: describe(err), taskQueue }, 'auto top-up dispatch failed; will retry'),
+  });
 
   return {
-    start() {
-      if (loop) return;
-      stopping = false;
-      loop = run();
-    },
-    async stop() {
-      stopping = true;
-      wake?.();
-      await loop;
-      loop = undefined;
-    },
+    ...loop,
     runOnce,
   };
 }

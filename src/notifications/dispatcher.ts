@@ -6,6 +6,7 @@ import type { Logger } from '../logger.js';
 import type { OutboxMetrics } from '../metrics.js';
 import { deliverInApp, type DeliveryOutcome } from './in-app.js';
 import type { NotificationKind, OutboxPayload, OutboxRow } from './outbox.js';
+import { createPollLoop } from '../poll-loop.js';
 
 /** Delivers one message inside the claiming transaction; throws to have it retried. */
 export type DeliverMessage = (
@@ -85,9 +86,6 @@ const describe = (err: unknown) =>
 export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispatcher {
   const { sql, taskQueue, logger, metrics, settings } = deps;
   const deliver = deps.deliver ?? deliverToInbox;
-  let loop: Promise<void> | undefined;
-  let stopping = false;
-  let wake: (() => void) | undefined;
 
   async function runOnce(): Promise<number> {
     // Metrics and logs are reported once the batch committed, so they never count a rollback.
@@ -210,41 +208,20 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
     }
   }
 
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-
-  async function run(): Promise<void> {
-    while (!stopping) {
-      let handled = 0;
-      try {
-        handled = await runOnce();
-        await refreshGauges();
-      } catch (err) {
-        // The database is unreachable or the batch failed as a whole: nothing was lost, try again.
-        logger.warn({ error: describe(err), taskQueue }, 'outbox dispatch failed; will retry');
-      }
-      if (handled < settings.batchSize && !stopping) await pause(settings.pollIntervalMs);
-    }
-  }
+  const loop = createPollLoop({
+    pollIntervalMs: settings.pollIntervalMs,
+    round: async () => {
+      const handled = await runOnce();
+      await refreshGauges();
+      return handled >= settings.batchSize;
+    },
+    // The database is unreachable or the batch failed as a whole: nothing was lost, try again.
+    onError: (err) =>
+      logger.warn({ error: describe(err), taskQueue }, 'outbox dispatch failed; will retry'),
+  });
 
   return {
-    start() {
-      if (loop) return;
-      stopping = false;
-      loop = run();
-    },
-    async stop() {
-      stopping = true;
-      wake?.();
-      await loop;
-      loop = undefined;
-    },
+    ...loop,
     runOnce,
     refreshGauges,
   };
