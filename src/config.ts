@@ -135,6 +135,27 @@ const schema = z.object({
   // More than this many transactions of one customer within ALERT_VELOCITY_MINUTES alert.
   ALERT_VELOCITY_COUNT: z.coerce.number().int().min(1).max(100_000).default(10),
   ALERT_VELOCITY_MINUTES: z.coerce.number().int().min(1).max(1440).default(5),
+  // Requests per RATE_LIMIT_WINDOW_SECONDS on /v1, per principal and per client IP; 0 = no limit.
+  RATE_LIMIT_PER_CUSTOMER: z.coerce.number().int().min(0).max(1_000_000).default(1200),
+  RATE_LIMIT_PER_IP: z.coerce.number().int().min(0).max(1_000_000).default(2400),
+  RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  // Shares the rate-limit counts between API processes; unset: each process counts its own.
+  REDIS_URL: z
+    .string()
+    .trim()
+    .transform((v) => (v === '' ? undefined : v))
+    .pipe(
+      z
+        .string()
+        .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+        .optional(),
+    )
+    .optional(),
+  // true: the API sits behind a proxy of ours, so X-Forwarded-For names the client.
+  TRUST_PROXY: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
   CREDITFLOW_DATA_DIR: z.string().min(1).optional(),
   CREDITFLOW_TOOLS_DIR: z.string().min(1).optional(),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
@@ -201,6 +222,15 @@ export interface Config {
     velocityCount: number;
     velocityMinutes: number;
   };
+  /** Limits on /v1 (0 = none); counted in Redis when `redisUrl` is set. */
+  rateLimit: {
+    perCustomer: number;
+    perIp: number;
+    windowSeconds: number;
+    redisUrl: string | undefined;
+  };
+  /** Behind a trusted proxy: the client is the last X-Forwarded-For entry, not the socket peer. */
+  trustProxy: boolean;
   /** The notification outbox dispatcher that runs in every worker. */
   outbox: {
     pollIntervalMs: number;
@@ -297,6 +327,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       velocityCount: e.ALERT_VELOCITY_COUNT,
       velocityMinutes: e.ALERT_VELOCITY_MINUTES,
     },
+    rateLimit: {
+      perCustomer: e.RATE_LIMIT_PER_CUSTOMER,
+      perIp: e.RATE_LIMIT_PER_IP,
+      windowSeconds: e.RATE_LIMIT_WINDOW_SECONDS,
+      redisUrl: e.REDIS_URL,
+    },
+    trustProxy: e.TRUST_PROXY,
     paths: {
       dataDir: e.CREDITFLOW_DATA_DIR,
       toolsDir: e.CREDITFLOW_TOOLS_DIR,

@@ -1,6 +1,7 @@
 // The API process: connects to PostgreSQL and Temporal, serves the Hono app on PORT.
 import { serve, type ServerType } from '@hono/node-server';
 import { createApp } from './api/app.js';
+import { createRateLimits } from './api/rate-limit.js';
 import { loadConfigOrExit, required, type Config, ConfigError } from './config.js';
 import { createDatabase } from './db/client.js';
 import { createLedger } from './ledger/ledger.js';
@@ -42,6 +43,10 @@ export async function startApi(
     apiKey: config.temporal.apiKey,
     tls: config.temporal.tls,
   });
+  const rateLimits = createRateLimits(config.rateLimit, logger);
+  if (rateLimits.backend === 'redis' && !(await rateLimits.ready())) {
+    logger.warn('REDIS_URL does not answer yet: rate limits are off until it does');
+  }
   const app = createApp(
     {
       db,
@@ -57,6 +62,8 @@ export async function startApi(
       checkout: { packs: config.checkout.packs, expirySeconds: config.checkout.expirySeconds },
       stripeWebhookSecret: config.stripe.webhookSecret,
       refundWindowDays: config.refunds.windowDays,
+      rateLimits,
+      trustProxy: config.trustProxy,
     },
     { defaultMetrics: true },
   );
@@ -80,6 +87,7 @@ export async function startApi(
     stop: async () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await temporal.connection.close();
+      await rateLimits.close();
       await db.close();
       logger.info('API stopped');
     },

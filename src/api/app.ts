@@ -17,6 +17,13 @@ import { healthRoutes } from './health/routes.js';
 import { itemRoutes } from './items/routes.js';
 import { notificationRoutes } from './notifications/routes.js';
 import { orderRoutes } from './orders/routes.js';
+import {
+  DEFAULT_RATE_LIMITS,
+  createRateLimits,
+  rateLimitByCustomer,
+  rateLimitByIp,
+  rateLimitMetrics,
+} from './rate-limit.js';
 import { createMetrics } from '../metrics.js';
 import { walletAlertRoutes } from './wallet/alerts.js';
 import { autoTopupRoutes } from './wallet/auto-topup.js';
@@ -95,12 +102,21 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   app.use('/webhooks/stripe', capBody(BODY_LIMITS.stripeWebhook));
   app.route('/', stripeWebhookRoutes({ ...deps, metrics }));
 
+  // Only /v1 is limited: webhooks (Stripe retries), health and metrics never are. Per IP before
+  // authentication, so floods of bad tokens are limited too; per principal after it.
+  const rateLimits = deps.rateLimits ?? createRateLimits(DEFAULT_RATE_LIMITS, deps.logger);
+  const limitMetrics = rateLimitMetrics(metrics.registry);
+  app.use(
+    '/v1/*',
+    rateLimitByIp(rateLimits, limitMetrics, { trustProxy: deps.trustProxy ?? false }),
+  );
   app.use(
     '/v1/*',
     authenticate(deps.jwtSecret, {
       ...(deps.maxTokenLifetimeSeconds ? { maxLifetimeSeconds: deps.maxTokenLifetimeSeconds } : {}),
     }),
   );
+  app.use('/v1/*', rateLimitByCustomer(rateLimits, limitMetrics));
   app.use('/v1/*', capBody(BODY_LIMITS.api));
   // Role before validation: a customer token on an admin route is 403 whatever it sent.
   app.use('/v1/admin/*', adminOnly);

@@ -6,6 +6,7 @@ import type { Database } from '../db/client.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import type { RateLimits } from './rate-limit.js';
 import type { WalletEventHub } from './wallet/events.js';
 import type { CreditPacks } from '../payments/packs.js';
 
@@ -31,6 +32,10 @@ export interface AppDeps {
   stripeWebhookSecret?: string | undefined;
   /** Days a customer may refund a top-up's unused credits themselves (14 when absent). */
   refundWindowDays?: number | undefined;
+  /** Limits on /v1 per principal and per IP; in-memory with the default limits when absent. */
+  rateLimits?: RateLimits;
+  /** Behind a trusted proxy: the client IP comes from X-Forwarded-For (TRUST_PROXY). */
+  trustProxy?: boolean | undefined;
 }
 
 export const ErrorSchema = z
