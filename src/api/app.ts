@@ -74,6 +74,19 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
     );
     if (c.res.status >= 500) {
       deps.logger.warn({ method: c.req.method, route, status: c.res.status }, 'request failed');
+    } else if (deps.logger.isLevelEnabled('debug')) {
+      // Headers and URL as received: the logger's redaction censors credentials and masks e-mails.
+      const url = new URL(c.req.url);
+      deps.logger.debug(
+        {
+          method: c.req.method,
+          url: url.pathname + url.search,
+          route,
+          status: c.res.status,
+          headers: Object.fromEntries(c.req.raw.headers),
+        },
+        'request',
+      );
     }
   });
 
