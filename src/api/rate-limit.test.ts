@@ -1,6 +1,8 @@
 // Rate limits on /v1: per principal and per client IP, each on its own count; 429 with
 // Retry-After; webhooks and health never limited; counts shared through Redis; Redis down fails open.
+import { serve } from '@hono/node-server';
 import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -180,6 +182,28 @@ describe('in memory (the default)', () => {
         () => get(proxied, token, proxy, via('203.0.113.6')),
       ]),
     ).toEqual([200, 200, 429, 200]);
+  });
+
+  it('takes the address from the socket when served over HTTP', async () => {
+    const { app } = limitedApp({ perIp: 2 });
+    const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+      const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));
+    });
+    try {
+      const { port } = server.address() as AddressInfo;
+      const token = await customer();
+      const codes: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`http://127.0.0.1:${port}/v1/prices`, {
+          headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': `10.9.9.${i}` },
+        });
+        codes.push(res.status);
+        await res.body?.cancel();
+      }
+      expect(codes).toEqual([200, 200, 429]);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('never limits the webhooks, health, metrics or docs', async () => {

@@ -171,7 +171,8 @@ export function clientIp(c: Context, trustProxy: boolean): string | undefined {
     if (forwarded) return forwarded;
   }
   try {
-    return getConnInfo(c).remote.address || undefined;
+    // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d; count it as a.b.c.d.
+    return getConnInfo(c).remote.address?.replace(/^::ffff:(?=\d+\.)/i, '') || undefined;
   } catch {
     return undefined;
   }
