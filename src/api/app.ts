@@ -5,7 +5,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { routePath } from 'hono/route';
 import { adjustmentRoutes } from './adjustments/routes.js';
 import { adminRoutes } from './admin/routes.js';
-import { adminOnly, authenticate, type AuthEnv } from './auth.js';
+import { adminOnly, authenticate, type AuthEnv, type AuthSettings } from './auth.js';
 import { checkoutRoutes } from './checkouts/routes.js';
 import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
@@ -20,10 +20,11 @@ import { orderRoutes } from './orders/routes.js';
 import { createMetrics } from '../metrics.js';
 import { walletAlertRoutes } from './wallet/alerts.js';
 import { autoTopupRoutes } from './wallet/auto-topup.js';
-import { createWalletEventHub } from './wallet/events.js';
+import { createStreamSlots, createWalletEventHub } from './wallet/events.js';
 import { walletRoutes } from './wallet/routes.js';
 import { priceRoutes } from './prices/routes.js';
 import { reconciliationRoutes } from './reconciliations/routes.js';
+import { corsAllowList, guardMetrics, secureResponses, type SecurityOptions } from './security.js';
 import { refundRoutes } from './refunds/routes.js';
 import { verificationRoutes } from './verifications/routes.js';
 import { smsWebhookRoutes } from './webhooks/sms.js';
@@ -52,7 +53,17 @@ function capBody(maxSize: number): MiddlewareHandler {
   });
 }
 
-export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } = {}) {
+export interface AppOptions {
+  defaultMetrics?: boolean;
+  /** Secure headers, CORS allow-list and who may read /metrics (open when absent). */
+  security?: SecurityOptions;
+  /** Token verification beyond `deps.jwtSecret`: a JWKS, required issuer and audience. */
+  auth?: Omit<AuthSettings, 'maxLifetimeSeconds'>;
+  /** Open wallet event streams per customer (5 when absent). */
+  sseMaxStreamsPerCustomer?: number;
+}
+
+export function createApp(deps: AppDeps, options: AppOptions = {}) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
   const metrics = deps.metrics ?? createMetrics(options);
 
@@ -69,6 +80,9 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
       deps.logger.warn({ method: c.req.method, route, status: c.res.status }, 'request failed');
     }
   });
+  app.use('*', secureResponses(options.security));
+  app.use('*', corsAllowList(options.security?.corsOrigins ?? []));
+  app.use('/metrics', guardMetrics(options.security?.metrics ?? { mode: 'open' }));
 
   app.route('/', healthRoutes(deps, metrics.registry));
   app.doc31('/openapi.json', {
@@ -97,8 +111,11 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
 
   app.use(
     '/v1/*',
-    authenticate(deps.jwtSecret, {
-      ...(deps.maxTokenLifetimeSeconds ? { maxLifetimeSeconds: deps.maxTokenLifetimeSeconds } : {}),
+    authenticate({
+      // An empty secret means HS256 is off (an identity provider's JWKS verifies the tokens).
+      secret: deps.jwtSecret || undefined,
+      maxLifetimeSeconds: deps.maxTokenLifetimeSeconds,
+      ...options.auth,
     }),
   );
   app.use('/v1/*', capBody(BODY_LIMITS.api));
@@ -113,7 +130,8 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   });
   app.route('/', customerRoutes(deps));
   const walletEvents = deps.walletEvents ?? createWalletEventHub(deps.db.sql, deps.logger);
-  app.route('/', walletRoutes({ ...deps, walletEvents }));
+  const streamSlots = createStreamSlots(options.sseMaxStreamsPerCustomer);
+  app.route('/', walletRoutes({ ...deps, walletEvents, streamSlots }));
   app.route('/', walletAlertRoutes(deps));
   app.route('/', autoTopupRoutes(deps));
   app.route('/', adjustmentRoutes(deps));
