@@ -55,11 +55,9 @@ export async function startApi(
     'by the API (host:port)',
   );
   if (!config.auth.jwtSecret && !config.auth.jwksUrl) {
-    required(
-      config.auth.jwtSecret,
-      'AUTH_JWT_SECRET',
-      'to verify bearer tokens (32+ characters), unless AUTH_JWKS_URL names an identity provider',
-    );
+    throw new ConfigError([
+      'AUTH_JWT_SECRET: required to verify bearer tokens (32+ characters), unless AUTH_JWKS_URL names an identity provider',
+    ]);
   }
   const metricsExposure = metricsAccess(config);
   if (config.metrics.port !== undefined && config.metrics.port === config.port) {
@@ -107,21 +105,33 @@ export async function startApi(
       sseMaxStreamsPerCustomer: config.http.sseMaxStreamsPerCustomer,
     },
   );
-  const server = await listen(app.fetch, config.port, undefined, 'PORT');
+  const closeConnections = async () => {
+    await temporal.connection.close();
+    await db.close();
+  };
+  let server: ServerType;
   let metricsServer: ServerType | undefined;
-  let metricsUrl: string | undefined;
-  if (config.metrics.port !== undefined) {
+  try {
+    server = await listen(app.fetch, config.port, undefined, 'PORT');
     try {
-      metricsServer = await listen(
-        metricsApp(metrics.registry, config.metrics.token).fetch,
-        config.metrics.port,
-        config.metrics.host,
-        'METRICS_PORT',
-      );
+      if (config.metrics.port !== undefined) {
+        metricsServer = await listen(
+          metricsApp(metrics.registry, config.metrics.token).fetch,
+          config.metrics.port,
+          config.metrics.host,
+          'METRICS_PORT',
+        );
+      }
     } catch (err) {
       await closeServer(server);
       throw err;
     }
+  } catch (err) {
+    await closeConnections();
+    throw err;
+  }
+  let metricsUrl: string | undefined;
+  if (config.metrics.port !== undefined) {
     const host = config.metrics.host.includes(':')
       ? `[${config.metrics.host}]`
       : config.metrics.host;
@@ -143,8 +153,7 @@ export async function startApi(
     stop: async () => {
       await closeServer(server);
       if (metricsServer) await closeServer(metricsServer);
-      await temporal.connection.close();
-      await db.close();
+      await closeConnections();
       logger.info('API stopped');
     },
   };
