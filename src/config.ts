@@ -64,6 +64,47 @@ const schema = z.object({
     .min(60, 'must be at least 60 seconds')
     .max(30 * 24 * 60 * 60, 'must be at most 2592000 seconds (30 days)')
     .default(24 * 60 * 60),
+  // An identity provider's tokens: RS256/ES256 keys from this JWKS, and the iss/aud they must carry.
+  AUTH_JWKS_URL: optionalUrl,
+  AUTH_JWT_ISSUER: z.string().trim().min(1).optional(),
+  AUTH_JWT_AUDIENCE: z.string().trim().min(1).optional(),
+  // Browser origins allowed to call the API (CORS); unset: same-origin only.
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const origins = v
+        .split(',')
+        .map((o) => o.trim())
+        .filter(Boolean);
+      for (const origin of origins) {
+        let parsed: URL | undefined;
+        try {
+          parsed = new URL(origin);
+        } catch {
+          parsed = undefined;
+        }
+        if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `${JSON.stringify(origin)} is not an origin; write scheme://host[:port], no path or trailing slash`,
+          });
+          return z.NEVER;
+        }
+      }
+      return origins;
+    }),
+  // true: X-Forwarded-Proto from the proxy in front says whether the client used TLS (HSTS), and
+  // the last X-Forwarded-For entry is the client's address (rate limits).
+  TRUST_PROXY: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
+  SSE_MAX_STREAMS_PER_CUSTOMER: z.coerce.number().int().min(1).max(1000).default(5),
+  // /metrics on its own port (on METRICS_HOST), or on the API port behind a bearer token.
+  METRICS_PORT: port.optional(),
+  METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   STRIPE_SECRET_KEY: z
     .string()
     .regex(/^(sk|rk)_(test|live)_/, 'must be a Stripe secret key (sk_test_… or sk_live_…)')
@@ -151,11 +192,6 @@ const schema = z.object({
         .optional(),
     )
     .optional(),
-  // true: the API sits behind a proxy of ours, so X-Forwarded-For names the client.
-  TRUST_PROXY: z
-    .enum(['true', 'false'])
-    .default('false')
-    .transform((v) => v === 'true'),
   CREDITFLOW_DATA_DIR: z.string().min(1).optional(),
   CREDITFLOW_TOOLS_DIR: z.string().min(1).optional(),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
@@ -186,7 +222,20 @@ export interface Config {
     tls: boolean;
     uiUrl: string | undefined;
   };
-  auth: { jwtSecret: string | undefined; maxTokenLifetimeSeconds: number };
+  auth: {
+    jwtSecret: string | undefined;
+    maxTokenLifetimeSeconds: number;
+    jwksUrl: string | undefined;
+    issuer: string | undefined;
+    audience: string | undefined;
+  };
+  http: {
+    corsOrigins: string[];
+    trustProxy: boolean;
+    /** Open wallet event streams one customer may hold per API process. */
+    sseMaxStreamsPerCustomer: number;
+  };
+  metrics: { port: number | undefined; host: string; token: string | undefined };
   stripe: {
     secretKey: string | undefined;
     webhookSecret: string | undefined;
@@ -229,8 +278,6 @@ export interface Config {
     windowSeconds: number;
     redisUrl: string | undefined;
   };
-  /** Behind a trusted proxy: the client is the last X-Forwarded-For entry, not the socket peer. */
-  trustProxy: boolean;
   /** The notification outbox dispatcher that runs in every worker. */
   outbox: {
     pollIntervalMs: number;
@@ -282,7 +329,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       tls: e.TEMPORAL_TLS,
       uiUrl: e.TEMPORAL_UI_URL,
     },
-    auth: { jwtSecret: e.AUTH_JWT_SECRET, maxTokenLifetimeSeconds: e.AUTH_MAX_TOKEN_LIFETIME },
+    auth: {
+      jwtSecret: e.AUTH_JWT_SECRET,
+      maxTokenLifetimeSeconds: e.AUTH_MAX_TOKEN_LIFETIME,
+      jwksUrl: e.AUTH_JWKS_URL,
+      issuer: e.AUTH_JWT_ISSUER,
+      audience: e.AUTH_JWT_AUDIENCE,
+    },
+    http: {
+      corsOrigins: e.CORS_ORIGINS,
+      trustProxy: e.TRUST_PROXY,
+      sseMaxStreamsPerCustomer: e.SSE_MAX_STREAMS_PER_CUSTOMER,
+    },
+    metrics: { port: e.METRICS_PORT, host: e.METRICS_HOST, token: e.METRICS_TOKEN },
     stripe: {
       secretKey: e.STRIPE_SECRET_KEY,
       webhookSecret: e.STRIPE_WEBHOOK_SECRET,
@@ -333,7 +392,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       windowSeconds: e.RATE_LIMIT_WINDOW_SECONDS,
       redisUrl: e.REDIS_URL,
     },
-    trustProxy: e.TRUST_PROXY,
     paths: {
       dataDir: e.CREDITFLOW_DATA_DIR,
       toolsDir: e.CREDITFLOW_TOOLS_DIR,

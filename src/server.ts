@@ -1,19 +1,47 @@
-// The API process: connects to PostgreSQL and Temporal, serves the Hono app on PORT.
+// The API process: connects to PostgreSQL and Temporal, serves the Hono app on PORT (and the
+// Prometheus metrics on METRICS_PORT when set).
 import { serve, type ServerType } from '@hono/node-server';
 import { createApp } from './api/app.js';
 import { createRateLimits } from './api/rate-limit.js';
+import { metricsAccess, metricsApp } from './api/security.js';
 import { loadConfigOrExit, required, type Config, ConfigError } from './config.js';
 import { createDatabase } from './db/client.js';
 import { createLedger } from './ledger/ledger.js';
 import { createLogger } from './logger.js';
 import { isMainModule } from './main.js';
-import type { Metrics } from './metrics.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { connectClient } from './temporal.js';
 
 export interface RunningApi {
   url: string;
+  /** Where GET /metrics answers when it has a port of its own. */
+  metricsUrl: string | undefined;
   stop: () => Promise<void>;
 }
+
+/** Listens on `port`; a port in use is a configuration error naming `variable`, not a stack trace. */
+function listen(
+  fetch: (request: Request) => Response | Promise<Response>,
+  port: number,
+  hostname: string | undefined,
+  variable: string,
+): Promise<ServerType> {
+  return new Promise((resolve, reject) => {
+    const s = serve({ fetch, port, ...(hostname ? { hostname } : {}) }, () => resolve(s));
+    s.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new ConfigError([
+              `${variable}: ${port} is already in use; set ${variable} to a free port`,
+            ])
+          : err,
+      ),
+    );
+  });
+}
+
+const closeServer = (server: ServerType) =>
+  new Promise<void>((resolve) => server.close(() => resolve()));
 
 /** Starts the API; the returned stop() closes the socket, then the connections. */
 export async function startApi(
@@ -27,11 +55,16 @@ export async function startApi(
     'TEMPORAL_ADDRESS',
     'by the API (host:port)',
   );
-  const jwtSecret = required(
-    config.auth.jwtSecret,
-    'AUTH_JWT_SECRET',
-    'to verify bearer tokens (32+ characters)',
-  );
+  if (!config.auth.jwtSecret && !config.auth.jwksUrl) {
+    throw new ConfigError([
+      'AUTH_JWT_SECRET: required to verify bearer tokens (32+ characters), unless AUTH_JWKS_URL names an identity provider',
+    ]);
+  }
+  const metricsExposure = metricsAccess(config);
+  if (config.metrics.port !== undefined && config.metrics.port === config.port) {
+    throw new ConfigError([`METRICS_PORT: must differ from PORT (${config.port})`]);
+  }
+  const metrics = options.metrics ?? createMetrics({ defaultMetrics: true });
 
   const db = createDatabase(databaseUrl, {
     max: config.databasePoolSize,
@@ -53,30 +86,69 @@ export async function startApi(
       ledger: createLedger(db.sql),
       temporal,
       logger,
-      jwtSecret,
+      jwtSecret: config.auth.jwtSecret ?? '',
       maxTokenLifetimeSeconds: config.auth.maxTokenLifetimeSeconds,
       taskQueue: config.temporal.taskQueue,
       temporalUiUrl: config.temporal.uiUrl,
-      metrics: options.metrics,
+      metrics,
       smsWebhookSecret: config.sms.webhookSecret,
       checkout: { packs: config.checkout.packs, expirySeconds: config.checkout.expirySeconds },
       stripeWebhookSecret: config.stripe.webhookSecret,
       refundWindowDays: config.refunds.windowDays,
       rateLimits,
-      trustProxy: config.trustProxy,
     },
-    { defaultMetrics: true },
+    {
+      security: {
+        trustProxy: config.http.trustProxy,
+        corsOrigins: config.http.corsOrigins,
+        metrics: metricsExposure,
+      },
+      auth: {
+        jwks: config.auth.jwksUrl,
+        issuer: config.auth.issuer,
+        audience: config.auth.audience,
+      },
+      sseMaxStreamsPerCustomer: config.http.sseMaxStreamsPerCustomer,
+    },
   );
-  const server: ServerType = await new Promise((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: config.port }, () => resolve(s));
-    s.once('error', (err: NodeJS.ErrnoException) =>
-      reject(
-        err.code === 'EADDRINUSE'
-          ? new ConfigError([`PORT: ${config.port} is already in use; set PORT to a free port`])
-          : err,
-      ),
+  const closeConnections = async () => {
+    await temporal.connection.close();
+    await rateLimits.close();
+    await db.close();
+  };
+  let server: ServerType;
+  let metricsServer: ServerType | undefined;
+  try {
+    server = await listen(app.fetch, config.port, undefined, 'PORT');
+    try {
+      if (config.metrics.port !== undefined) {
+        metricsServer = await listen(
+          metricsApp(metrics.registry, config.metrics.token).fetch,
+          config.metrics.port,
+          config.metrics.host,
+          'METRICS_PORT',
+        );
+      }
+    } catch (err) {
+      await closeServer(server);
+      throw err;
+    }
+  } catch (err) {
+    await closeConnections();
+    throw err;
+  }
+  let metricsUrl: string | undefined;
+  if (config.metrics.port !== undefined) {
+    const host = config.metrics.host.includes(':')
+      ? `[${config.metrics.host}]`
+      : config.metrics.host;
+    metricsUrl = `http://${host}:${config.metrics.port}/metrics`;
+    logger.info({ url: metricsUrl }, 'API metrics listening');
+  } else if (metricsExposure.mode === 'open') {
+    logger.warn(
+      'GET /metrics is open to anyone on the API port; set METRICS_PORT or METRICS_TOKEN before exposing the API',
     );
-  });
+  }
   const url = `http://localhost:${config.port}`;
   logger.info({ url }, 'API listening');
   if (!config.stripe.webhookSecret) {
@@ -84,11 +156,11 @@ export async function startApi(
   }
   return {
     url,
+    metricsUrl,
     stop: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await temporal.connection.close();
-      await rateLimits.close();
-      await db.close();
+      await closeServer(server);
+      if (metricsServer) await closeServer(metricsServer);
+      await closeConnections();
       logger.info('API stopped');
     },
   };

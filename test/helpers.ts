@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { mintToken, type Principal } from '../src/api/auth.js';
-import { createApp, type AppDeps } from '../src/api/app.js';
+import { createApp, type AppDeps, type AppOptions } from '../src/api/app.js';
 import { createActivities, type ActivityDeps, type Activities } from '../src/activities/index.js';
 import { createDatabase, runMigrations, type Database } from '../src/db/client.js';
 import { checkLedger } from '../src/ledger/check.js';
@@ -335,17 +335,21 @@ export function testApp(
   temporal: Client,
   taskQueue: string,
   extra: Partial<AppDeps> = {},
+  options: AppOptions = {},
 ) {
-  return createApp({
-    db,
-    ledger: createLedger(db.sql),
-    temporal,
-    logger: silentLogger,
-    jwtSecret: JWT_SECRET,
-    taskQueue,
-    smsWebhookSecret: SMS_SECRET,
-    ...extra,
-  });
+  return createApp(
+    {
+      db,
+      ledger: createLedger(db.sql),
+      temporal,
+      logger: silentLogger,
+      jwtSecret: JWT_SECRET,
+      taskQueue,
+      smsWebhookSecret: SMS_SECRET,
+      ...extra,
+    },
+    options,
+  );
 }
 
 export function tokenFor(principal: Principal): Promise<string> {

@@ -5,7 +5,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { routePath } from 'hono/route';
 import { adjustmentRoutes } from './adjustments/routes.js';
 import { adminRoutes } from './admin/routes.js';
-import { adminOnly, authenticate, type AuthEnv } from './auth.js';
+import { adminOnly, authenticate, type AuthEnv, type AuthSettings } from './auth.js';
 import { checkoutRoutes } from './checkouts/routes.js';
 import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
@@ -27,10 +27,11 @@ import {
 import { createMetrics } from '../metrics.js';
 import { walletAlertRoutes } from './wallet/alerts.js';
 import { autoTopupRoutes } from './wallet/auto-topup.js';
-import { createWalletEventHub } from './wallet/events.js';
+import { createStreamSlots, createWalletEventHub } from './wallet/events.js';
 import { walletRoutes } from './wallet/routes.js';
 import { priceRoutes } from './prices/routes.js';
 import { reconciliationRoutes } from './reconciliations/routes.js';
+import { corsAllowList, guardMetrics, secureResponses, type SecurityOptions } from './security.js';
 import { refundRoutes } from './refunds/routes.js';
 import { verificationRoutes } from './verifications/routes.js';
 import { smsWebhookRoutes } from './webhooks/sms.js';
@@ -59,7 +60,17 @@ function capBody(maxSize: number): MiddlewareHandler {
   });
 }
 
-export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } = {}) {
+export interface AppOptions {
+  defaultMetrics?: boolean;
+  /** Secure headers, CORS allow-list and who may read /metrics (open when absent). */
+  security?: SecurityOptions;
+  /** Token verification beyond `deps.jwtSecret`: a JWKS, required issuer and audience. */
+  auth?: Omit<AuthSettings, 'maxLifetimeSeconds'>;
+  /** Open wallet event streams per customer (5 when absent). */
+  sseMaxStreamsPerCustomer?: number;
+}
+
+export function createApp(deps: AppDeps, options: AppOptions = {}) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
   const metrics = deps.metrics ?? createMetrics(options);
 
@@ -89,6 +100,9 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
       );
     }
   });
+  app.use('*', secureResponses(options.security));
+  app.use('*', corsAllowList(options.security?.corsOrigins ?? []));
+  app.use('/metrics', guardMetrics(options.security?.metrics ?? { mode: 'open' }));
 
   app.route('/', healthRoutes(deps, metrics.registry));
   app.doc31('/openapi.json', {
@@ -121,12 +135,15 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   const limitMetrics = rateLimitMetrics(metrics.registry);
   app.use(
     '/v1/*',
-    rateLimitByIp(rateLimits, limitMetrics, { trustProxy: deps.trustProxy ?? false }),
+    rateLimitByIp(rateLimits, limitMetrics, { trustProxy: options.security?.trustProxy ?? false }),
   );
   app.use(
     '/v1/*',
-    authenticate(deps.jwtSecret, {
-      ...(deps.maxTokenLifetimeSeconds ? { maxLifetimeSeconds: deps.maxTokenLifetimeSeconds } : {}),
+    authenticate({
+      // An empty secret means HS256 is off (an identity provider's JWKS verifies the tokens).
+      secret: deps.jwtSecret || undefined,
+      maxLifetimeSeconds: deps.maxTokenLifetimeSeconds,
+      ...options.auth,
     }),
   );
   app.use('/v1/*', rateLimitByCustomer(rateLimits, limitMetrics));
@@ -142,7 +159,8 @@ export function createApp(deps: AppDeps, options: { defaultMetrics?: boolean } =
   });
   app.route('/', customerRoutes(deps));
   const walletEvents = deps.walletEvents ?? createWalletEventHub(deps.db.sql, deps.logger);
-  app.route('/', walletRoutes({ ...deps, walletEvents }));
+  const streamSlots = createStreamSlots(options.sseMaxStreamsPerCustomer);
+  app.route('/', walletRoutes({ ...deps, walletEvents, streamSlots }));
   app.route('/', walletAlertRoutes(deps));
   app.route('/', autoTopupRoutes(deps));
   app.route('/', adjustmentRoutes(deps));

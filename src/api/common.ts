@@ -34,8 +34,6 @@ export interface AppDeps {
   refundWindowDays?: number | undefined;
   /** Limits on /v1 per principal and per IP; in-memory with the default limits when absent. */
   rateLimits?: RateLimits;
-  /** Behind a trusted proxy: the client IP comes from X-Forwarded-For (TRUST_PROXY). */
-  trustProxy?: boolean | undefined;
 }
 
 export const ErrorSchema = z

@@ -66,11 +66,13 @@ function limitedApp(
     logger,
   );
   opened.push(limits);
-  const app = testApp(t.db, t.temporal, t.taskQueue, {
-    rateLimits: limits,
-    trustProxy: options.trustProxy ?? false,
-    logger,
-  });
+  const app = testApp(
+    t.db,
+    t.temporal,
+    t.taskQueue,
+    { rateLimits: limits, logger },
+    { security: { trustProxy: options.trustProxy ?? false } },
+  );
   return { app, limits };
 }
 

@@ -53,3 +53,34 @@ export function createWalletEventHub(sql: Sql, logger: Logger): WalletEventHub {
     },
   };
 }
+
+/** The open event streams one customer may hold per API process when nothing else is configured. */
+export const DEFAULT_MAX_STREAMS_PER_CUSTOMER = 5;
+
+/**
+ * Open event streams per customer in this process: a stream takes a slot before it opens and
+ * gives it back when it closes, so one customer cannot hold every connection of the process.
+ */
+export interface StreamSlots {
+  /** A release function, or undefined when the customer already holds every slot. */
+  acquire(customerId: string): (() => void) | undefined;
+}
+
+export function createStreamSlots(maxPerCustomer = DEFAULT_MAX_STREAMS_PER_CUSTOMER): StreamSlots {
+  const open = new Map<string, number>();
+  return {
+    acquire(customerId) {
+      const held = open.get(customerId) ?? 0;
+      if (held >= maxPerCustomer) return undefined;
+      open.set(customerId, held + 1);
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        const left = (open.get(customerId) ?? 1) - 1;
+        if (left <= 0) open.delete(customerId);
+        else open.set(customerId, left);
+      };
+    },
+  };
+}

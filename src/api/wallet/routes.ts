@@ -13,10 +13,12 @@ import {
   security,
   type AppDeps,
 } from '../common.js';
-import { ApiError, validationHook } from '../errors.js';
-import type { WalletEvent, WalletEventHub } from './events.js';
+import { ApiError, errorBody, validationHook } from '../errors.js';
+import type { StreamSlots, WalletEvent, WalletEventHub } from './events.js';
 
 const HEARTBEAT_MS = 15_000;
+/** Seconds a customer at the stream cap is told to wait before trying again. */
+const STREAMS_RETRY_AFTER_SECONDS = 30;
 
 const WalletGrantSchema = z
   .object({
@@ -148,13 +150,15 @@ const walletEvents = createRoute({
     401: errorResponse('No or bad token'),
     403: errorResponse('Another customer'),
     404: errorResponse('No wallet'),
+    429: errorResponse('The customer already has as many open streams as allowed'),
   },
 });
 
 export function walletRoutes({
   db,
   walletEvents: hub,
-}: AppDeps & { walletEvents: WalletEventHub }) {
+  streamSlots,
+}: AppDeps & { walletEvents: WalletEventHub; streamSlots: StreamSlots }) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
   async function walletOf(customerId: string): Promise<{ id: number; balance: number | string }> {
@@ -232,19 +236,33 @@ export function walletRoutes({
   app.openapi(walletEvents, async (c) => {
     const customerId = actingCustomer(c.get('auth'), c.req.valid('query').customerId);
     await walletOf(customerId); // 404 before the stream opens
+    const release = streamSlots.acquire(customerId);
+    if (!release) {
+      return c.json(
+        errorBody(
+          'too_many_streams',
+          'This customer already has as many open event streams as allowed; close one (or wait) and retry.',
+        ),
+        429,
+        { 'Retry-After': String(STREAMS_RETRY_AFTER_SECONDS) },
+      );
+    }
     return streamSSE(c, async (stream) => {
+      // Given back as soon as the client goes away, not when the loop notices.
+      stream.onAbort(release);
       const queue: WalletEvent[] = [];
       let wake: (() => void) | undefined;
-      const unsubscribe = await hub.subscribe(customerId, (event) => {
-        queue.push(event);
-        wake?.();
-      });
+      let unsubscribe: (() => void) | undefined;
       let open = true;
       stream.onAbort(() => {
         open = false;
         wake?.();
       });
       try {
+        unsubscribe = await hub.subscribe(customerId, (event) => {
+          queue.push(event);
+          wake?.();
+        });
         const current = await walletOf(customerId);
         await stream.writeSSE({
           event: 'balance',
@@ -272,7 +290,8 @@ export function walletRoutes({
           if (queue.length === 0 && open) await stream.write(': keep-alive\n\n');
         }
       } finally {
-        unsubscribe();
+        unsubscribe?.();
+        release();
       }
     });
   });
