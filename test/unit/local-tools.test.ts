@@ -155,6 +155,23 @@ describe('the scripts against an API over HTTP', () => {
       req.on('data', (d: Buffer) => (body += d.toString()));
       req.on('end', () => {
         seen.push({ url: req.url ?? '', headers: req.headers, body });
+        if (req.method === 'GET' && req.url === '/v1/checkouts/pay_viaapi') {
+          // What GET /v1/checkouts/{id} answers once the session is open.
+          const ok = req.headers.authorization === 'Bearer admin-token-for-tools';
+          res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' }).end(
+            JSON.stringify({
+              id: 'pay_viaapi',
+              workflowId: 'checkout-pay_viaapi',
+              pack: 'small',
+              credits: 100,
+              amount: 500,
+              currency: 'eur',
+              status: 'open',
+              sessionId: 'cs_test_viaapi',
+            }),
+          );
+          return;
+        }
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"received":true}');
       });
     });
@@ -218,6 +235,30 @@ describe('the scripts against an API over HTTP', () => {
       amount_total: 500,
       currency: 'eur',
       payment_status: 'paid',
+    });
+  });
+
+  it('stripe:simulate with --token reads the checkout from the API and posts its event', async () => {
+    const secret = 'whsec_tools_test_api';
+    const result = await run(
+      'stripe-simulate.ts',
+      ['pay_viaapi', '--token', 'admin-token-for-tools', '--url', base, '--event', 'expired'],
+      { STRIPE_WEBHOOK_SECRET: secret },
+    );
+    expect(result).toMatchObject({ code: 0 });
+    const request = seen.filter((s) => s.url === '/webhooks/stripe').at(-1);
+    const event = new Stripe('sk_test_unused').webhooks.constructEvent(
+      request!.body,
+      String(request!.headers['stripe-signature']),
+      secret,
+    );
+    expect(event.type).toBe('checkout.session.expired');
+    expect(event.data.object).toMatchObject({
+      id: 'cs_test_viaapi',
+      client_reference_id: 'pay_viaapi',
+      amount_total: 500,
+      currency: 'eur',
+      metadata: { paymentId: 'pay_viaapi', workflowId: 'checkout-pay_viaapi', pack: 'small' },
     });
   });
 
