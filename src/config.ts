@@ -56,6 +56,8 @@ const schema = z.object({
     .default('false')
     .transform((v) => v === 'true'),
   TEMPORAL_UI_URL: optionalUrl,
+  // Where the local tools (sms:code, stripe:simulate) send their requests; localhost:PORT unset.
+  API_URL: optionalUrl,
   AUTH_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   // Seconds; bearer tokens without `exp`, or living longer than this, are refused.
   AUTH_MAX_TOKEN_LIFETIME: z.coerce
@@ -287,6 +289,8 @@ export interface Config {
     alertAfterAttempts: number;
     maxAttempts: number;
   };
+  /** The API the local tools talk to (sms:code, stripe:simulate); http://localhost:PORT unset. */
+  apiUrl: string | undefined;
   paths: {
     dataDir: string | undefined;
     toolsDir: string | undefined;
@@ -392,6 +396,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       windowSeconds: e.RATE_LIMIT_WINDOW_SECONDS,
       redisUrl: e.REDIS_URL,
     },
+    apiUrl: e.API_URL,
     paths: {
       dataDir: e.CREDITFLOW_DATA_DIR,
       toolsDir: e.CREDITFLOW_TOOLS_DIR,

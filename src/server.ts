@@ -48,7 +48,11 @@ export async function startApi(
   config: Config,
   options: { metrics?: Metrics } = {},
 ): Promise<RunningApi> {
-  const logger = createLogger({ level: config.logLevel, name: 'creditflow-api' });
+  const logger = createLogger({
+    level: config.logLevel,
+    name: 'creditflow-api',
+    nodeEnv: config.nodeEnv,
+  });
   const databaseUrl = required(config.databaseUrl, 'DATABASE_URL', 'by the API (postgres://…)');
   const temporalAddress = required(
     config.temporal.address,

@@ -16,6 +16,7 @@ import { smsProviderFromConfig } from './sms/provider.js';
 import { createStripeGateway } from './stripe/gateway.js';
 import { ensureReconciliationSchedules } from './reconciliation/schedules.js';
 import { connectClient, createWorker } from './temporal.js';
+import { installWorkerLogging } from './worker-logging.js';
 
 export interface RunningWorker {
   worker: Worker;
@@ -42,7 +43,13 @@ export async function startWorker(
   config: Config,
   options: WorkerOptions = {},
 ): Promise<RunningWorker> {
-  const logger = createLogger({ level: config.logLevel, name: 'creditflow-worker' });
+  const logger = createLogger({
+    level: config.logLevel,
+    name: 'creditflow-worker',
+    nodeEnv: config.nodeEnv,
+  });
+  // Before the first connection creates the runtime: SDK and native logs as pino JSON lines.
+  installWorkerLogging(logger, config.logLevel);
   const databaseUrl = required(config.databaseUrl, 'DATABASE_URL', 'by the worker (postgres://…)');
   const address = required(
     config.temporal.address,

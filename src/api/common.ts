@@ -112,12 +112,37 @@ export const customerIdSchema = z
   .transform((v) => v.toLowerCase())
   .openapi({ example: '7f1c2d4e-8a9b-4c3d-9e8f-0a1b2c3d4e5f' });
 
+/** An operator's link to a workflow in the Temporal UI; present only when TEMPORAL_UI_URL is set. */
+export const temporalUiUrlSchema = z.string().optional().openapi({
+  description:
+    "The workflow's page in the Temporal UI, for operators; present when the API has TEMPORAL_UI_URL",
+  example: 'https://temporal-ui.example.com/namespaces/default/workflows/adjustment-adj_1',
+});
+
+/**
+ * `{ temporalUiUrl }` naming the workflow's page in the Temporal UI
+ * (`<TEMPORAL_UI_URL>/namespaces/<namespace>/workflows/<workflowId>`), or `{}` without
+ * TEMPORAL_UI_URL: spread into the responses operators read.
+ */
+export function temporalUiLink(
+  deps: Pick<AppDeps, 'temporalUiUrl' | 'temporal'>,
+  workflowId: string,
+): { temporalUiUrl?: string } {
+  if (!deps.temporalUiUrl) return {};
+  const base = deps.temporalUiUrl.replace(/\/+$/, '');
+  const namespace = encodeURIComponent(deps.temporal.options.namespace);
+  return {
+    temporalUiUrl: `${base}/namespaces/${namespace}/workflows/${encodeURIComponent(workflowId)}`,
+  };
+}
+
 /** What every POST that starts work answers (202). */
 export const StartedSchema = z
   .object({
     id: z.string(),
     workflowId: z.string().openapi({ description: 'The Temporal workflow id, for the UI' }),
     status: z.string(),
+    temporalUiUrl: temporalUiUrlSchema,
   })
   .openapi('Started');
 

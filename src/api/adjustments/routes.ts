@@ -22,6 +22,8 @@ import {
   security,
   type AppDeps,
   StartedSchema,
+  temporalUiLink,
+  temporalUiUrlSchema,
   balanceSchema,
 } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
@@ -78,6 +80,7 @@ const AdjustmentSchema = z
     status: z.enum(['pending', 'completed', 'rejected']),
     entryId: z.number().int().nullable(),
     balanceAfter: balanceSchema.nullable(),
+    temporalUiUrl: temporalUiUrlSchema,
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     createdAt: z.string(),
     updatedAt: z.string(),
@@ -214,7 +217,8 @@ async function adjustmentRecord(db: Database, id: string): Promise<AdjustmentSta
   };
 }
 
-export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
+export function adjustmentRoutes(deps: AppDeps) {
+  const { db, temporal, taskQueue, logger } = deps;
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
   /** Starts (or finds, for a repeated Idempotency-Key) the adjustment workflow. */
@@ -268,7 +272,10 @@ export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
       { adjustmentId: id, workflowId, customerId: input.customerId, amount: input.amount },
       'adjustment accepted',
     );
-    return c.json({ id, workflowId, status: state.status }, 202);
+    return c.json(
+      { id, workflowId, status: state.status, ...temporalUiLink(deps, workflowId) },
+      202,
+    );
   });
 
   /** Reads an adjustment's state. */
@@ -276,7 +283,7 @@ export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
     const { id } = c.req.valid('param');
     const state = await readAdjustment(temporal, db, id, { live: true });
     if (!state) throw new ApiError(404, 'adjustment_not_found', `No adjustment with id ${id}.`);
-    return c.json(state, 200);
+    return c.json({ ...state, ...temporalUiLink(deps, state.workflowId) }, 200);
   });
 
   return app;

@@ -69,6 +69,10 @@ const CheckoutSchema = z
     currency: z.string(),
     status: z.enum(PAYMENT_STATUSES),
     checkoutUrl: z.string().optional(),
+    sessionId: z
+      .string()
+      .optional()
+      .openapi({ description: 'The Stripe Checkout Session id, once the session is open' }),
     createdAt: z.string(),
     updatedAt: z.string(),
   })
@@ -167,6 +171,7 @@ function view(state: CheckoutState) {
     currency: state.currency,
     status: state.status,
     ...(state.checkoutUrl ? { checkoutUrl: state.checkoutUrl } : {}),
+    ...(state.sessionId ? { sessionId: state.sessionId } : {}),
     createdAt: state.createdAt,
     updatedAt: state.updatedAt,
   };

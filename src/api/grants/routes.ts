@@ -25,6 +25,8 @@ import {
   UUID_PATTERN,
   balanceSchema,
   customerIdSchema,
+  temporalUiLink,
+  temporalUiUrlSchema,
   errorResponse,
   plainText,
   security,
@@ -113,6 +115,7 @@ const GrantSchema = z
     createdAt: z.string(),
     closedAt: z.string().nullable(),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
+    temporalUiUrl: temporalUiUrlSchema,
   })
   .openapi('Grant');
 
@@ -370,8 +373,10 @@ async function findGrant(
   return late ? { posted: true, record: late, view: viewOfRecord(late) } : undefined;
 }
 
-export function grantRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
+export function grantRoutes(deps: AppDeps) {
+  const { db, temporal, taskQueue, logger } = deps;
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
+  const linked = (view: GrantView) => ({ ...view, ...temporalUiLink(deps, view.workflowId) });
 
   const same = (found: FoundGrant, hash: string) =>
     (found.posted ? found.record.requestHash : found.requestHash) === hash;
@@ -397,7 +402,7 @@ export function grantRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
     if (existing) {
       if (!same(existing, hash)) throw conflict();
       c.header('Location', location);
-      return c.json(existing.view, 202);
+      return c.json(linked(existing.view), 202);
     }
 
     const now = new Date();
@@ -440,7 +445,7 @@ export function grantRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
       'grant accepted',
     );
     c.header('Location', location);
-    return c.json(found.view, 202);
+    return c.json(linked(found.view), 202);
   });
 
   /** Reads a grant with its history (every share it gave, got back, lost to expiry or void). */
@@ -449,7 +454,7 @@ export function grantRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
     const found = await findGrant(temporal, db, id);
     if (!found) throw new ApiError(404, 'grant_not_found', `No grant with id ${id}.`);
     const history: GrantHistoryItem[] = found.posted ? await grantHistory(db.sql, id) : [];
-    return c.json({ ...found.view, history }, 200);
+    return c.json({ ...linked(found.view), history }, 200);
   });
 
   /** Lists a customer's grants. */
@@ -459,7 +464,7 @@ export function grantRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
       status: q.status,
       limit: q.limit,
     });
-    return c.json({ items: records.map(viewOfRecord) }, 200);
+    return c.json({ items: records.map((record) => linked(viewOfRecord(record))) }, 200);
   });
 
   /**
@@ -478,10 +483,10 @@ export function grantRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
       if (!found.running) throw new ApiError(404, 'grant_not_found', `No grant with id ${id}.`);
       // Still being posted: its run voids it right after.
       await temporal.workflow.getHandle(workflowId).signal(voidGrantSignal, request);
-      return c.json(found.view, 202);
+      return c.json(linked(found.view), 202);
     }
     const { record } = found;
-    if (record.status === 'voided') return c.json(found.view, 200);
+    if (record.status === 'voided') return c.json(linked(found.view), 200);
     if (record.status === 'expired') {
       throw new ApiError(
         409,
@@ -507,7 +512,7 @@ export function grantRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
       ],
     });
     logger.info({ grantId: id, workflowId, customerId: record.customerId }, 'grant void requested');
-    return c.json(found.view, 202);
+    return c.json(linked(found.view), 202);
   });
 
   return app;

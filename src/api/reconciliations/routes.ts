@@ -12,6 +12,8 @@ import {
   idempotencyKeyHeader,
   security,
   StartedSchema,
+  temporalUiLink,
+  temporalUiUrlSchema,
   type AppDeps,
 } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
@@ -53,6 +55,7 @@ const RunSchema = z
     error: z.string().nullable(),
     startedAt: z.string(),
     finishedAt: z.string().nullable(),
+    temporalUiUrl: temporalUiUrlSchema,
   })
   .openapi('ReconciliationRun');
 
@@ -238,7 +241,12 @@ async function readRun(db: Database, id: string): Promise<RunRow | undefined> {
   return row;
 }
 
-export function reconciliationRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
+export function reconciliationRoutes(deps: AppDeps) {
+  const { db, temporal, taskQueue, logger } = deps;
+  const linked = (row: RunRow) => {
+    const body = runBody(row);
+    return { ...body, ...temporalUiLink(deps, body.workflowId) };
+  };
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
   /** Starts a reconciliation run for a window (or finds the one this Idempotency-Key started). */
@@ -294,7 +302,10 @@ export function reconciliationRoutes({ db, temporal, taskQueue, logger }: AppDep
       { runId: id, workflowId, from: input.from, to: input.to },
       'reconciliation started',
     );
-    return c.json({ id, workflowId, status: row?.status ?? 'running' }, 202);
+    return c.json(
+      { id, workflowId, status: row?.status ?? 'running', ...temporalUiLink(deps, workflowId) },
+      202,
+    );
   });
 
   /** Runs, newest first, a page at a time. */
@@ -309,7 +320,7 @@ export function reconciliationRoutes({ db, temporal, taskQueue, logger }: AppDep
       limit ${limit + 1}`;
     const page = rows.slice(0, limit);
     const nextCursor = rows.length > limit ? encodeCursor(page.at(-1)!) : null;
-    return c.json({ items: page.map(runBody), nextCursor }, 200);
+    return c.json({ items: page.map(linked), nextCursor }, 200);
   });
 
   /** One report: the run, its counts per category and each finding with its action and outcome. */
@@ -341,7 +352,7 @@ export function reconciliationRoutes({ db, temporal, taskQueue, logger }: AppDep
       order by id limit ${MAX_FINDINGS_SHOWN + 1}`;
     return c.json(
       {
-        ...runBody(row),
+        ...linked(row),
         findings: findings.slice(0, MAX_FINDINGS_SHOWN).map((f) => ({
           key: f.key,
           kind: f.kind,

@@ -29,6 +29,8 @@ import {
   plainText,
   security,
   StartedSchema,
+  temporalUiLink,
+  temporalUiUrlSchema,
   type AppDeps,
 } from '../common.js';
 import { ApiError, statusForCode, validationHook } from '../errors.js';
@@ -97,6 +99,7 @@ const RefundSchema = z
     error: z.object({ code: z.string(), message: z.string() }).optional(),
     createdAt: z.string(),
     updatedAt: z.string(),
+    temporalUiUrl: temporalUiUrlSchema,
   })
   .openapi('Refund');
 
@@ -318,7 +321,11 @@ function updateRefusal(err: unknown): ApplicationFailure | undefined {
 }
 
 /** The refund routes: request one, read one, list a payment's. */
-export function refundRoutes({ db, temporal, taskQueue, logger, refundWindowDays }: AppDeps) {
+export function refundRoutes(deps: AppDeps) {
+  const { db, temporal, taskQueue, logger, refundWindowDays } = deps;
+  // Operators get the workflow's Temporal UI link; customers never see the internal UI.
+  const linkFor = (principal: Principal, workflowId: string) =>
+    principal.role === 'admin' ? temporalUiLink(deps, workflowId) : {};
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
   const windowDays = refundWindowDays ?? DEFAULT_REFUND_WINDOW_DAYS;
 
@@ -471,7 +478,10 @@ export function refundRoutes({ db, temporal, taskQueue, logger, refundWindowDays
       { refundId: id, workflowId, kind: input.kind, customerId: input.customerId },
       'refund accepted',
     );
-    return c.json({ id, workflowId, status: state?.status ?? 'pending' }, 202);
+    return c.json(
+      { id, workflowId, status: state?.status ?? 'pending', ...linkFor(principal, workflowId) },
+      202,
+    );
   });
 
   /** One refund, of any kind: its customer or an admin. */
@@ -483,7 +493,7 @@ export function refundRoutes({ db, temporal, taskQueue, logger, refundWindowDays
     if (!state || (principal.role !== 'admin' && state.customerId !== principal.sub)) {
       throw new ApiError(404, 'refund_not_found', `No refund with id ${id}.`);
     }
-    return c.json(present(state), 200);
+    return c.json({ ...present(state), ...linkFor(principal, state.workflowId) }, 200);
   });
 
   /** A payment's refunds (all kinds), or the caller's; customers see only their own. */
@@ -497,7 +507,15 @@ export function refundRoutes({ db, temporal, taskQueue, logger, refundWindowDays
         and (${owner}::uuid is null or customer_id = ${owner}::uuid)
       order by created_at desc, id desc
       limit ${LIST_LIMIT}`;
-    return c.json({ refunds: rows.map((row) => present(fromRow(row))) }, 200);
+    return c.json(
+      {
+        refunds: rows.map((row) => {
+          const view = present(fromRow(row));
+          return { ...view, ...linkFor(principal, view.workflowId) };
+        }),
+      },
+      200,
+    );
   });
 
   return app;

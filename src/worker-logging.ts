@@ -1,0 +1,67 @@
+// Routes the Temporal SDK's logs — its own messages, the workflow bundler's output and the native
+// runtime's (Rust core) warnings — into pino, so a worker writes one JSON line per message.
+import type { LogLevel, LogMetadata, Logger as TemporalLogger } from '@temporalio/common';
+import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import type { Logger } from './logger.js';
+
+const PINO_METHOD = {
+  TRACE: 'trace',
+  DEBUG: 'debug',
+  INFO: 'info',
+  WARN: 'warn',
+  ERROR: 'error',
+} as const satisfies Record<LogLevel, string>;
+
+/**
+ * A Temporal `Logger` over pino. Each line names where it came from: `source` is `temporal-core`
+ * for the native runtime and `temporal-sdk` otherwise, `component` the SDK's own `sdkComponent`
+ * (worker, core, workflow, activity). Errors in `error` become pino's serialised `err`.
+ */
+export function temporalLogger(logger: Logger): TemporalLogger {
+  const write = (level: LogLevel, message: string, meta: LogMetadata = {}) => {
+    const { sdkComponent, error, ...rest } = meta as LogMetadata & {
+      sdkComponent?: unknown;
+      error?: unknown;
+    };
+    const fields: Record<string, unknown> = {
+      ...rest,
+      source: sdkComponent === 'core' ? 'temporal-core' : 'temporal-sdk',
+      component: typeof sdkComponent === 'string' ? sdkComponent : 'worker',
+    };
+    if (error !== undefined) fields[error instanceof Error ? 'err' : 'error'] = error;
+    logger[PINO_METHOD[level] ?? 'info'](fields, message);
+  };
+  return {
+    log: write,
+    trace: (message, meta) => write('TRACE', message, meta),
+    debug: (message, meta) => write('DEBUG', message, meta),
+    info: (message, meta) => write('INFO', message, meta),
+    warn: (message, meta) => write('WARN', message, meta),
+    error: (message, meta) => write('ERROR', message, meta),
+  };
+}
+
+/** The native runtime's own level: WARN unless LOG_LEVEL asks for less; its INFO is chatty. */
+export function coreLogLevel(logLevel: string): LogLevel {
+  if (logLevel === 'error' || logLevel === 'fatal' || logLevel === 'silent') return 'ERROR';
+  return 'WARN';
+}
+
+/**
+ * Installs the process's Temporal runtime with its logs forwarded to `logger`. Returns false and
+ * changes nothing when a runtime already exists (the test set-up installs a quiet one first).
+ */
+export function installWorkerLogging(logger: Logger, logLevel: string): boolean {
+  if (Runtime._instance !== undefined) return false;
+  const level = coreLogLevel(logLevel);
+  Runtime.install({
+    logger: temporalLogger(logger),
+    telemetryOptions: {
+      logging: {
+        filter: makeTelemetryFilterString({ core: level, other: 'ERROR' }),
+        forward: {},
+      },
+    },
+  });
+  return true;
+}
