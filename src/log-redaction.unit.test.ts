@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from './logger.js';
 import { maskSecrets } from './log-redaction.js';
+import { temporalLogger } from './worker-logging.js';
 
 function capture() {
   const lines: string[] = [];
@@ -111,5 +112,19 @@ describe('values (the safety net for fields no path names)', () => {
     expect(maskSecrets(`cards ${CARD} 4242-4242-4242-4242 4242424242424242`)).toBe(
       'cards [card] [card] [card]',
     );
+  });
+});
+
+describe('the worker', () => {
+  it("masks the Temporal SDK's lines routed into pino like any other", () => {
+    const { logger, text } = capture();
+    temporalLogger(logger).warn(`Activity failed for ${EMAIL}`, {
+      sdkComponent: 'activity',
+      error: new Error(`Stripe refused ${STRIPE_KEY}: card ${CARD}`),
+      headers: { authorization: `Bearer ${JWT}` },
+    });
+    const out = text();
+    for (const secret of [EMAIL, STRIPE_KEY, CARD, JWT]) expect(out).not.toContain(secret);
+    expect(out).toContain('Activity failed for [email]');
   });
 });
