@@ -52,6 +52,7 @@ export async function startApi(
       maxTokenLifetimeSeconds: config.auth.maxTokenLifetimeSeconds,
       taskQueue: config.temporal.taskQueue,
       temporalUiUrl: config.temporal.uiUrl,
+      temporalStartTimeoutMs: config.temporal.startTimeoutMs,
       metrics: options.metrics,
       smsWebhookSecret: config.sms.webhookSecret,
       checkout: { packs: config.checkout.packs, expirySeconds: config.checkout.expirySeconds },

@@ -214,7 +214,13 @@ async function adjustmentRecord(db: Database, id: string): Promise<AdjustmentSta
   };
 }
 
-export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
+export function adjustmentRoutes({
+  db,
+  temporal,
+  taskQueue,
+  logger,
+  temporalStartTimeoutMs,
+}: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
   /** Starts (or finds, for a repeated Idempotency-Key) the adjustment workflow. */
@@ -246,6 +252,7 @@ export function adjustmentRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
       input,
       customerId: body.customerId,
       initialStatus: 'pending',
+      startTimeoutMs: temporalStartTimeoutMs,
     });
 
     const state = await readAdjustment(temporal, db, id, { live: false });

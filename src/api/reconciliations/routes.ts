@@ -15,6 +15,7 @@ import {
   type AppDeps,
 } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
+import { withStartDeadline } from '../workflow-state.js';
 
 /** A manual run without a window covers the last day. */
 const DEFAULT_MANUAL_WINDOW_MS = 24 * 60 * 60 * 1000;
@@ -238,7 +239,13 @@ async function readRun(db: Database, id: string): Promise<RunRow | undefined> {
   return row;
 }
 
-export function reconciliationRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
+export function reconciliationRoutes({
+  db,
+  temporal,
+  taskQueue,
+  logger,
+  temporalStartTimeoutMs,
+}: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
   /** Starts a reconciliation run for a window (or finds the one this Idempotency-Key started). */
@@ -263,14 +270,16 @@ export function reconciliationRoutes({ db, temporal, taskQueue, logger }: AppDep
       to: to.toISOString(),
     };
     try {
-      await temporal.workflow.start<typeof reconciliation>('reconciliation', {
-        taskQueue,
-        workflowId,
-        args: [input],
-        memo: { input, requestedBy: principal.sub },
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
-      });
+      await withStartDeadline(temporal, temporalStartTimeoutMs, () =>
+        temporal.workflow.start<typeof reconciliation>('reconciliation', {
+          taskQueue,
+          workflowId,
+          args: [input],
+          memo: { input, requestedBy: principal.sub },
+          workflowIdConflictPolicy: 'USE_EXISTING',
+          workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        }),
+      );
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     }

@@ -318,7 +318,14 @@ function updateRefusal(err: unknown): ApplicationFailure | undefined {
 }
 
 /** The refund routes: request one, read one, list a payment's. */
-export function refundRoutes({ db, temporal, taskQueue, logger, refundWindowDays }: AppDeps) {
+export function refundRoutes({
+  db,
+  temporal,
+  taskQueue,
+  logger,
+  temporalStartTimeoutMs,
+  refundWindowDays,
+}: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
   const windowDays = refundWindowDays ?? DEFAULT_REFUND_WINDOW_DAYS;
 
@@ -448,6 +455,7 @@ export function refundRoutes({ db, temporal, taskQueue, logger, refundWindowDays
       input,
       customerId: input.customerId,
       initialStatus: 'pending',
+      startTimeoutMs: temporalStartTimeoutMs,
     });
 
     let state: RefundState | undefined;
