@@ -129,6 +129,32 @@ describe('readiness of the setup', () => {
     expect(await ready.json()).toMatchObject({ status: 'ready' });
   });
 
+  it('reuses a passing namespace and search-attribute check, and checks again after a failure', async () => {
+    // Counts the setup calls the probe makes through an otherwise real connection.
+    const calls = { describeNamespace: 0 };
+    const workflowService = new Proxy(temporal.connection.workflowService, {
+      get(target, name, receiver) {
+        if (name === 'describeNamespace') calls.describeNamespace++;
+        return Reflect.get(target, name, receiver) as unknown;
+      },
+    });
+    const connection = new Proxy(temporal.connection, {
+      get: (target, name, receiver) =>
+        name === 'workflowService'
+          ? workflowService
+          : (Reflect.get(target, name, receiver) as unknown),
+    });
+    const counted = new Client({ connection, namespace: temporal.options.namespace });
+    const app = testApp(db, counted, uniqueId('health'));
+    for (let i = 0; i < 3; i++) expect((await app.request('/readyz')).status).toBe(200);
+    expect(calls.describeNamespace).toBe(1);
+
+    const missing = new Client({ connection, namespace: uniqueId('missing-ns') });
+    const failing = testApp(db, missing, uniqueId('health'));
+    for (let i = 0; i < 2; i++) expect((await failing.request('/readyz')).status).toBe(503);
+    expect(calls.describeNamespace).toBe(3);
+  });
+
   it('answers 503 for a database without migrations, and one a migration behind', async () => {
     const scratch = await scratchDatabase('unmigrated', { migrate: false });
     try {
