@@ -23,6 +23,8 @@ const schema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   PORT: port.default(3000),
   WORKER_METRICS_PORT: port.default(9464),
+  // Loopback by default: the worker's metrics are for a scraper on the same host or network.
+  WORKER_METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection URL')
@@ -58,6 +60,8 @@ const schema = z.object({
   TEMPORAL_UI_URL: optionalUrl,
   // Where the local tools (sms:code, stripe:simulate) send their requests; localhost:PORT unset.
   API_URL: optionalUrl,
+  // How long a POST waits for Temporal to accept a workflow start before answering 503.
+  TEMPORAL_START_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(3_000),
   AUTH_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   // Seconds; bearer tokens without `exp`, or living longer than this, are refused.
   AUTH_MAX_TOKEN_LIFETIME: z.coerce
@@ -207,6 +211,8 @@ export interface Config {
   logLevel: RawConfig['LOG_LEVEL'];
   port: number;
   workerMetricsPort: number;
+  /** The interface the standalone worker's /metrics listens on. */
+  workerMetricsHost: string;
   /** What the API and worker connect as: in production, a member of creditflow_app. */
   databaseUrl: string | undefined;
   /** What migrations run as (the schema owner); DATABASE_URL when unset. */
@@ -223,6 +229,8 @@ export interface Config {
     apiKey: string | undefined;
     tls: boolean;
     uiUrl: string | undefined;
+    /** Deadline for starting a workflow from an API request. */
+    startTimeoutMs: number;
   };
   auth: {
     jwtSecret: string | undefined;
@@ -320,6 +328,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     port: e.PORT,
     workerMetricsPort: e.WORKER_METRICS_PORT,
+    workerMetricsHost: e.WORKER_METRICS_HOST,
     databaseUrl: e.DATABASE_URL,
     migrationDatabaseUrl: e.MIGRATION_DATABASE_URL ?? e.DATABASE_URL,
     databasePoolSize: e.DATABASE_POOL_SIZE,
@@ -332,6 +341,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       apiKey: e.TEMPORAL_API_KEY,
       tls: e.TEMPORAL_TLS,
       uiUrl: e.TEMPORAL_UI_URL,
+      startTimeoutMs: e.TEMPORAL_START_TIMEOUT_MS,
     },
     auth: {
       jwtSecret: e.AUTH_JWT_SECRET,

@@ -94,6 +94,7 @@ export async function startApi(
       maxTokenLifetimeSeconds: config.auth.maxTokenLifetimeSeconds,
       taskQueue: config.temporal.taskQueue,
       temporalUiUrl: config.temporal.uiUrl,
+      temporalStartTimeoutMs: config.temporal.startTimeoutMs,
       metrics,
       smsWebhookSecret: config.sms.webhookSecret,
       checkout: { packs: config.checkout.packs, expirySeconds: config.checkout.expirySeconds },

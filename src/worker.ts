@@ -2,18 +2,20 @@
 import type { Worker } from '@temporalio/worker';
 import { createServer, type Server } from 'node:http';
 import { createActivities } from './activities/index.js';
-import { loadConfigOrExit, required, type Config } from './config.js';
+import type { Client } from '@temporalio/client';
+import { ConfigError, loadConfigOrExit, required, type Config } from './config.js';
 import {
   autoTopupDispatchSettings,
   createAutoTopupDispatcher,
 } from './credits/auto-topup-dispatcher.js';
-import { createDatabase } from './db/client.js';
+import { createDatabase, type Database } from './db/client.js';
 import { createLogger } from './logger.js';
 import { isMainModule } from './main.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createOutboxDispatcher, type DeliverMessage } from './notifications/dispatcher.js';
 import { smsProviderFromConfig } from './sms/provider.js';
 import { createStripeGateway } from './stripe/gateway.js';
+import { migrationProblems, StartupError, temporalSetupProblems } from './readiness/checks.js';
 import { ensureReconciliationSchedules } from './reconciliation/schedules.js';
 import { connectClient, createWorker } from './temporal.js';
 import { installWorkerLogging } from './worker-logging.js';
@@ -56,11 +58,6 @@ export async function startWorker(
     'TEMPORAL_ADDRESS',
     'by the worker (host:port)',
   );
-  const metrics = options.metrics ?? createMetrics({ defaultMetrics: true });
-  const metricsServer = options.metrics
-    ? undefined
-    : await serveMetrics(metrics, config.workerMetricsPort);
-  if (metricsServer) logger.info({ port: config.workerMetricsPort }, 'worker metrics at /metrics');
   const db = createDatabase(databaseUrl, {
     max: config.databasePoolSize,
     applicationName: 'creditflow-worker',
@@ -73,7 +70,31 @@ export async function startWorker(
     tls: config.temporal.tls,
   };
   // Reconciliation repairs start and signal workflows through a client of the worker's own.
-  const temporal = await connectClient(target);
+  const temporal = await connectClient(target).catch(async (err: unknown) => {
+    await db.close();
+    throw new StartupError(
+      `creditflow worker cannot start: Temporal at ${address} (TEMPORAL_ADDRESS) is not reachable: ${(err as Error).message}`,
+    );
+  });
+  let metricsServer: Server | undefined;
+  const metrics = options.metrics ?? createMetrics({ defaultMetrics: true });
+  try {
+    await refuseIncompleteSetup(temporal, db, config.temporal.namespace);
+    if (!options.metrics) {
+      metricsServer = await serveMetrics(metrics, {
+        port: config.workerMetricsPort,
+        host: config.workerMetricsHost,
+      });
+      logger.info(
+        { host: config.workerMetricsHost, port: config.workerMetricsPort },
+        'worker metrics at /metrics',
+      );
+    }
+  } catch (err) {
+    await temporal.connection.close();
+    await db.close();
+    throw err;
+  }
   if (config.reconciliation.manageSchedules) {
     try {
       const ids = await ensureReconciliationSchedules(temporal, {
@@ -164,8 +185,24 @@ export async function startWorker(
   };
 }
 
-/** A bare HTTP server for Prometheus to scrape the worker. */
-function serveMetrics(metrics: Metrics, port: number): Promise<Server> {
+/**
+ * The namespace, its search attributes and the migrations this build ships must all be in place:
+ * otherwise every workflow would fail at its first step, so the worker does not start.
+ */
+async function refuseIncompleteSetup(temporal: Client, db: Database, namespace: string) {
+  const problems = [
+    ...(await temporalSetupProblems(temporal.connection, namespace)),
+    ...(await migrationProblems(db.sql).catch((err: unknown) => {
+      throw new StartupError(
+        `creditflow worker cannot start: PostgreSQL (DATABASE_URL) is not reachable: ${(err as Error).message}`,
+      );
+    })),
+  ];
+  if (problems.length > 0) throw StartupError.fromProblems('creditflow worker', problems);
+}
+
+/** A bare HTTP server for Prometheus to scrape the worker; a taken port is a config error. */
+function serveMetrics(metrics: Metrics, at: { port: number; host: string }): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end();
@@ -177,8 +214,16 @@ function serveMetrics(metrics: Metrics, port: number): Promise<Server> {
     );
   });
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, () => resolve(server));
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new ConfigError([
+              `WORKER_METRICS_PORT: ${at.port} is already in use on ${at.host}; set WORKER_METRICS_PORT to a free port`,
+            ])
+          : err,
+      ),
+    );
+    server.listen(at.port, at.host, () => resolve(server));
   });
 }
 
@@ -189,8 +234,10 @@ if (isMainModule(import.meta.url)) {
     .then(
       () => process.exit(0),
       (err: unknown) => {
+        // What an operator fixes outside the process gets its message alone; anything else its stack.
+        const known = err instanceof ConfigError || err instanceof StartupError;
         process.stderr.write(
-          `${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+          `${err instanceof Error ? (known ? err.message : (err.stack ?? err.message)) : String(err)}\n`,
         );
         process.exit(1);
       },

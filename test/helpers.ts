@@ -52,7 +52,8 @@ export function testOwnerDatabase(max = 2): Database {
  */
 export async function scratchDatabase(
   prefix: string,
-  options: { max?: number } = {},
+  /** `migrate: false` leaves it empty, as an operator's database before `npm run db:migrate`. */
+  options: { max?: number; migrate?: boolean } = {},
 ): Promise<{ db: Database; url: string; drop: () => Promise<void> }> {
   const server = inject('ownerDatabaseUrl');
   const name = `creditflow_${prefix}_${randomBytes(5).toString('hex')}`;
@@ -67,7 +68,7 @@ export async function scratchDatabase(
   await run(`create database ${name}`);
   const url = new URL(server);
   url.pathname = `/${name}`;
-  await runMigrations(url.toString());
+  if (options.migrate !== false) await runMigrations(url.toString());
   const db = createDatabase(url.toString(), {
     max: options.max ?? 2,
     applicationName: `creditflow-test-${prefix}`,
@@ -446,6 +447,41 @@ export async function spawnWorkerProcess(taskQueue: string, extraEnv: Record<str
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
+    },
+  };
+}
+
+/**
+ * src/worker.ts run as its own process against the run's services, until it exits (a worker that
+ * must refuse to start) or `stop()`; `extraEnv` overrides the environment (namespace, database…).
+ */
+export function runWorkerProcess(extraEnv: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ['--import', 'tsx', workerEntry], {
+    cwd: projectRoot,
+    env: {
+      ...processEnv(),
+      DATABASE_URL: inject('databaseUrl'),
+      TEMPORAL_ADDRESS: inject('temporalAddress'),
+      TEMPORAL_NAMESPACE: inject('temporalNamespace'),
+      TEMPORAL_TASK_QUEUE: uniqueId('refused'),
+      LOG_LEVEL: 'warn',
+      RECONCILIATION_SCHEDULES: 'false',
+      ...extraEnv,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.once('exit', (code) => resolve({ code, stdout, stderr })),
+  );
+  return {
+    exited,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
     },
   };
 }

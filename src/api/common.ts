@@ -20,6 +20,8 @@ export interface AppDeps {
   maxTokenLifetimeSeconds?: number | undefined;
   taskQueue: string;
   temporalUiUrl?: string | undefined;
+  /** How long a POST waits for Temporal to accept a workflow start before a 503 (3 s when absent). */
+  temporalStartTimeoutMs?: number | undefined;
   /** Shared with an in-process worker; the app makes its own when absent. */
   metrics?: Metrics;
   /** One LISTEN connection per process; the app makes its own when absent. */

@@ -6,6 +6,11 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ZodError } from 'zod';
 import { BusinessError, type BusinessErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
+import {
+  isTemporalUnavailable,
+  TEMPORAL_RETRY_AFTER_SECONDS,
+  TEMPORAL_UNAVAILABLE_MESSAGE,
+} from '../readiness/temporal-availability.js';
 
 /** A refusal the API raises itself (bad input, auth, not found). */
 export class ApiError extends Error {
@@ -13,6 +18,8 @@ export class ApiError extends Error {
     readonly status: ContentfulStatusCode,
     readonly code: string,
     message: string,
+    /** Sent with the refusal, e.g. Retry-After on a 503. */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
     this.name = 'ApiError';
@@ -67,6 +74,7 @@ export function validationHook(
 export function handleError(logger: Logger) {
   return (err: Error, c: Context) => {
     if (err instanceof ApiError) {
+      for (const [name, value] of Object.entries(err.headers)) c.header(name, value);
       return c.json(errorBody(err.code, err.message), err.status);
     }
     if (err instanceof BusinessError) {
@@ -87,6 +95,12 @@ export function handleError(logger: Logger) {
         );
       }
       return c.json(errorBody('http_error', err.message), err.status as ContentfulStatusCode);
+    }
+    if (isTemporalUnavailable(err)) {
+      // Temporal down or past a deadline: a retry may well succeed, so not a 500.
+      logger.warn({ err, method: c.req.method, path: c.req.path }, 'temporal unavailable');
+      c.header('Retry-After', String(TEMPORAL_RETRY_AFTER_SECONDS));
+      return c.json(errorBody('temporal_unavailable', TEMPORAL_UNAVAILABLE_MESSAGE), 503);
     }
     logger.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
     return c.json(

@@ -11,9 +11,58 @@ import {
 } from '@temporalio/client';
 import type { QueryDefinition, Workflow } from '@temporalio/common';
 import { searchAttributes } from '../shared.js';
+import {
+  isTemporalUnavailable,
+  TEMPORAL_RETRY_AFTER_SECONDS,
+  TEMPORAL_UNAVAILABLE_MESSAGE,
+} from '../readiness/temporal-availability.js';
+import { ApiError } from './errors.js';
 
 /** How long a read waits for a worker to answer the workflow query. */
 export const QUERY_DEADLINE_MS = 3_000;
+
+/** How long a POST waits for Temporal to accept a start (TEMPORAL_START_TIMEOUT_MS). */
+export const DEFAULT_START_TIMEOUT_MS = 3_000;
+
+/** 503 with Retry-After: nothing was started, the same request can be sent again. */
+export class TemporalUnavailableError extends ApiError {
+  constructor() {
+    super(503, 'temporal_unavailable', TEMPORAL_UNAVAILABLE_MESSAGE, {
+      'Retry-After': String(TEMPORAL_RETRY_AFTER_SECONDS),
+    });
+  }
+}
+
+/**
+ * Runs a call that starts (or signals-with-start) a workflow under a short deadline, so a POST
+ * answers 503 quickly while Temporal is down instead of waiting out the client's retries.
+ */
+export async function withStartDeadline<T>(
+  temporal: Client,
+  timeoutMs: number | undefined,
+  call: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await temporal.connection.withDeadline(
+      Date.now() + (timeoutMs ?? DEFAULT_START_TIMEOUT_MS),
+      call,
+    );
+  } catch (err) {
+    if (isTemporalUnavailable(err)) throw new TemporalUnavailableError();
+    throw err;
+  }
+}
+
+/**
+ * For a start that then waits on the worker (update-with-start): checks under the start deadline
+ * that Temporal answers at all, without putting that short deadline on the wait itself.
+ */
+export async function ensureTemporalAnswers(
+  temporal: Client,
+  timeoutMs: number | undefined,
+): Promise<void> {
+  await withStartDeadline(temporal, timeoutMs, () => temporal.workflowService.getSystemInfo({}));
+}
 
 export interface StateSource<S> {
   workflowId: string;
@@ -24,11 +73,14 @@ export interface StateSource<S> {
   fromDescription?: (description: WorkflowExecutionDescription) => S | undefined;
 }
 
+/** Under the query deadline too: a Temporal that does not answer fails the request quickly. */
 export async function describeWorkflow(
   handle: WorkflowHandle,
 ): Promise<WorkflowExecutionDescription | undefined> {
   try {
-    return await handle.describe();
+    return await handle.client.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
+      handle.describe(),
+    );
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return undefined;
     throw err;
@@ -73,12 +125,15 @@ export interface FlowStart<W extends Workflow> {
   customerId: string;
   /** FlowStatus while the workflow has not said otherwise. */
   initialStatus: string;
+  /** Deadline for Temporal to accept the start; DEFAULT_START_TIMEOUT_MS when absent. */
+  startTimeoutMs?: number | undefined;
 }
 
 /**
  * Starts a flow under its business id, or finds the one a previous request with the same key
  * started (running: USE_EXISTING; closed: REJECT_DUPLICATE). The input travels in the memo too,
- * so a repeated request can be compared with the first without a worker.
+ * so a repeated request can be compared with the first without a worker. Temporal not answering
+ * within the start deadline is a TemporalUnavailableError (503, Retry-After).
  */
 export async function startOrFindFlow<W extends Workflow>(
   temporal: Client,
@@ -98,7 +153,9 @@ export async function startOrFindFlow<W extends Workflow>(
       ],
       // Every flow takes exactly one input object; TypeScript cannot see that through W.
     } as unknown as WorkflowStartOptions<W>;
-    return await temporal.workflow.start<W>(start.workflowType, options);
+    return await withStartDeadline(temporal, start.startTimeoutMs, () =>
+      temporal.workflow.start<W>(start.workflowType, options),
+    );
   } catch (err) {
     // A closed workflow with this id: the key was used before; answer with that one.
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;

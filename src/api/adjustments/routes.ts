@@ -218,7 +218,7 @@ async function adjustmentRecord(db: Database, id: string): Promise<AdjustmentSta
 }
 
 export function adjustmentRoutes(deps: AppDeps) {
-  const { db, temporal, taskQueue, logger } = deps;
+  const { db, temporal, taskQueue, logger, temporalStartTimeoutMs } = deps;
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
   /** Starts (or finds, for a repeated Idempotency-Key) the adjustment workflow. */
@@ -250,6 +250,7 @@ export function adjustmentRoutes(deps: AppDeps) {
       input,
       customerId: body.customerId,
       initialStatus: 'pending',
+      startTimeoutMs: temporalStartTimeoutMs,
     });
 
     const state = await readAdjustment(temporal, db, id, { live: false });

@@ -30,7 +30,7 @@ import {
   idempotencyKeyHeader,
 } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
-import { readFlowState } from '../workflow-state.js';
+import { ensureTemporalAnswers, readFlowState } from '../workflow-state.js';
 
 /** Stripe's shortest Checkout Session expiry, and our default. */
 export const DEFAULT_CHECKOUT_EXPIRY_SECONDS = 30 * 60;
@@ -177,7 +177,14 @@ function view(state: CheckoutState) {
   };
 }
 
-export function checkoutRoutes({ db, temporal, taskQueue, logger, checkout: options }: AppDeps) {
+export function checkoutRoutes({
+  db,
+  temporal,
+  taskQueue,
+  logger,
+  temporalStartTimeoutMs,
+  checkout: options,
+}: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
   const packs = options?.packs ?? DEFAULT_CREDIT_PACKS;
   const expiresInSeconds = options?.expirySeconds ?? DEFAULT_CHECKOUT_EXPIRY_SECONDS;
@@ -213,6 +220,9 @@ export function checkoutRoutes({ db, temporal, taskQueue, logger, checkout: opti
       startedBy: 'api',
       ...(saveCard ? { saveCard: true } : {}),
     };
+    // The update below waits for the worker, so the short start deadline cannot cover it: ask
+    // first whether Temporal answers at all (503 with Retry-After when it does not).
+    await ensureTemporalAnswers(temporal, temporalStartTimeoutMs);
     let state: CheckoutState | undefined;
     try {
       const start = new WithStartWorkflowOperation<typeof checkout>('checkout', {

@@ -33,7 +33,7 @@ import {
   type AppDeps,
 } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
-import { describeWorkflow, startOrFindFlow } from '../workflow-state.js';
+import { describeWorkflow, startOrFindFlow, withStartDeadline } from '../workflow-state.js';
 
 /** The largest single grant an admin can make, in credits (the adjustment limit). */
 export const MAX_GRANT_CREDITS = Math.min(MAX_ADJUSTMENT, MAX_POSTING_AMOUNT);
@@ -374,7 +374,7 @@ async function findGrant(
 }
 
 export function grantRoutes(deps: AppDeps) {
-  const { db, temporal, taskQueue, logger } = deps;
+  const { db, temporal, taskQueue, logger, temporalStartTimeoutMs } = deps;
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
   const linked = (view: GrantView) => ({ ...view, ...temporalUiLink(deps, view.workflowId) });
 
@@ -435,6 +435,7 @@ export function grantRoutes(deps: AppDeps) {
       input,
       customerId: body.customerId,
       initialStatus: 'pending',
+      startTimeoutMs: temporalStartTimeoutMs,
     });
     // A concurrent request with the same key and another body may have started it first.
     const found = await findGrant(temporal, db, id);
@@ -499,18 +500,20 @@ export function grantRoutes(deps: AppDeps) {
       customerId: record.customerId,
       expiresAt: record.expiresAt,
     };
-    await temporal.workflow.signalWithStart<typeof grant, [typeof request]>('grant', {
-      workflowId,
-      taskQueue,
-      args: [input],
-      memo: { input },
-      signal: voidGrantSignal,
-      signalArgs: [request],
-      typedSearchAttributes: [
-        { key: searchAttributes.customerId, value: record.customerId },
-        { key: searchAttributes.flowStatus, value: 'open' },
-      ],
-    });
+    await withStartDeadline(temporal, temporalStartTimeoutMs, () =>
+      temporal.workflow.signalWithStart<typeof grant, [typeof request]>('grant', {
+        workflowId,
+        taskQueue,
+        args: [input],
+        memo: { input },
+        signal: voidGrantSignal,
+        signalArgs: [request],
+        typedSearchAttributes: [
+          { key: searchAttributes.customerId, value: record.customerId },
+          { key: searchAttributes.flowStatus, value: 'open' },
+        ],
+      }),
+    );
     logger.info({ grantId: id, workflowId, customerId: record.customerId }, 'grant void requested');
     return c.json(linked(found.view), 202);
   });

@@ -1,6 +1,7 @@
-// Liveness, readiness (database and Temporal reachable) and Prometheus metrics.
+// Liveness, readiness (services reachable, Temporal and database set up) and Prometheus metrics.
 import { Hono } from 'hono';
 import type { Registry } from 'prom-client';
+import { createReadinessProbe } from '../../readiness/probe.js';
 import type { AppDeps } from '../common.js';
 
 export function healthRoutes({ db, temporal, logger }: AppDeps, registry: Registry) {
@@ -9,28 +10,21 @@ export function healthRoutes({ db, temporal, logger }: AppDeps, registry: Regist
   /** The process is up. */
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
-  /** Both backing services answer; 503 names the one that does not. */
+  /**
+   * Both backing services answer, the Temporal namespace and search attributes exist and the
+   * database is migrated as far as this build; 503 names each missing piece and its fix.
+   */
+  const readiness = createReadinessProbe({ sql: db.sql, temporal, logger });
   app.get('/readyz', async (c) => {
-    const check = async (name: string, probe: () => Promise<unknown>) => {
-      try {
-        await probe();
-        return [name, 'ok'] as const;
-      } catch (err) {
-        logger.warn({ err, dependency: name }, 'readiness check failed');
-        return [name, 'unreachable'] as const;
-      }
-    };
-    const results = await Promise.all([
-      check('database', () => db.sql`select 1`),
-      check('temporal', () =>
-        temporal.connection.withDeadline(Date.now() + 2000, () =>
-          temporal.workflowService.getSystemInfo({}),
-        ),
-      ),
-    ]);
-    const checks = Object.fromEntries(results);
-    const ready = results.every(([, state]) => state === 'ok');
-    return c.json({ status: ready ? 'ready' : 'not_ready', checks }, ready ? 200 : 503);
+    const { ready, checks, problems } = await readiness();
+    return c.json(
+      {
+        status: ready ? 'ready' : 'not_ready',
+        checks,
+        ...(problems.length > 0 ? { problems } : {}),
+      },
+      ready ? 200 : 503,
+    );
   });
 
   /** Prometheus exposition. */

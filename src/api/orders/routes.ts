@@ -232,7 +232,7 @@ const sameCart = (a: string[], b: string[]) =>
   a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
 
 /** The order routes: start a cart checkout, read its outcome. */
-export function orderRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
+export function orderRoutes({ db, temporal, taskQueue, logger, temporalStartTimeoutMs }: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
   /** Starts (or finds, for a repeated Idempotency-Key) the order workflow for a cart. */
@@ -257,6 +257,7 @@ export function orderRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
       input,
       customerId: buyerId,
       initialStatus: 'processing',
+      startTimeoutMs: temporalStartTimeoutMs,
     });
 
     const state = await readOrderAfterValidation(temporal, db, id);

@@ -17,6 +17,7 @@ import {
   type AppDeps,
 } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
+import { withStartDeadline } from '../workflow-state.js';
 
 /** A manual run without a window covers the last day. */
 const DEFAULT_MANUAL_WINDOW_MS = 24 * 60 * 60 * 1000;
@@ -242,7 +243,7 @@ async function readRun(db: Database, id: string): Promise<RunRow | undefined> {
 }
 
 export function reconciliationRoutes(deps: AppDeps) {
-  const { db, temporal, taskQueue, logger } = deps;
+  const { db, temporal, taskQueue, logger, temporalStartTimeoutMs } = deps;
   const linked = (row: RunRow) => {
     const body = runBody(row);
     return { ...body, ...temporalUiLink(deps, body.workflowId) };
@@ -271,14 +272,16 @@ export function reconciliationRoutes(deps: AppDeps) {
       to: to.toISOString(),
     };
     try {
-      await temporal.workflow.start<typeof reconciliation>('reconciliation', {
-        taskQueue,
-        workflowId,
-        args: [input],
-        memo: { input, requestedBy: principal.sub },
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
-      });
+      await withStartDeadline(temporal, temporalStartTimeoutMs, () =>
+        temporal.workflow.start<typeof reconciliation>('reconciliation', {
+          taskQueue,
+          workflowId,
+          args: [input],
+          memo: { input, requestedBy: principal.sub },
+          workflowIdConflictPolicy: 'USE_EXISTING',
+          workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        }),
+      );
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     }

@@ -322,7 +322,7 @@ function updateRefusal(err: unknown): ApplicationFailure | undefined {
 
 /** The refund routes: request one, read one, list a payment's. */
 export function refundRoutes(deps: AppDeps) {
-  const { db, temporal, taskQueue, logger, refundWindowDays } = deps;
+  const { db, temporal, taskQueue, logger, temporalStartTimeoutMs, refundWindowDays } = deps;
   // Operators get the workflow's Temporal UI link; customers never see the internal UI.
   const linkFor = (principal: Principal, workflowId: string) =>
     principal.role === 'admin' ? temporalUiLink(deps, workflowId) : {};
@@ -455,6 +455,7 @@ export function refundRoutes(deps: AppDeps) {
       input,
       customerId: input.customerId,
       initialStatus: 'pending',
+      startTimeoutMs: temporalStartTimeoutMs,
     });
 
     let state: RefundState | undefined;

@@ -245,7 +245,13 @@ function updateRefusal(err: unknown): ApplicationFailure | undefined {
   return undefined;
 }
 
-export function verificationRoutes({ db, temporal, taskQueue, logger }: AppDeps) {
+export function verificationRoutes({
+  db,
+  temporal,
+  taskQueue,
+  logger,
+  temporalStartTimeoutMs,
+}: AppDeps) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
   /** Starts (or finds) the purchase and answers once the debit is settled. */
@@ -286,6 +292,7 @@ export function verificationRoutes({ db, temporal, taskQueue, logger }: AppDeps)
       input,
       customerId: principal.sub,
       initialStatus: 'pending',
+      startTimeoutMs: temporalStartTimeoutMs,
     });
 
     let state: VerificationState | undefined;
