@@ -404,9 +404,9 @@ export function jsonRequest(
  * A worker in its own OS process (src/worker.ts), for chaos tests that SIGKILL it mid-flow.
  * It bundles the workflows itself at start, so allow a few seconds before it polls.
  */
-export async function spawnWorkerProcess(taskQueue: string, extraEnv: Record<string, string> = {}) {
-  const metricsPort = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', workerEntry], {
+/** src/worker.ts as its own OS process against the run's services, on `taskQueue`. */
+function spawnWorker(taskQueue: string, extraEnv: Record<string, string>) {
+  return spawn(process.execPath, ['--import', 'tsx', workerEntry], {
     cwd: projectRoot,
     env: {
       ...processEnv(),
@@ -414,14 +414,21 @@ export async function spawnWorkerProcess(taskQueue: string, extraEnv: Record<str
       TEMPORAL_ADDRESS: inject('temporalAddress'),
       TEMPORAL_NAMESPACE: inject('temporalNamespace'),
       TEMPORAL_TASK_QUEUE: taskQueue,
-      WORKER_METRICS_PORT: String(metricsPort),
-      OUTBOX_POLL_INTERVAL_MS: '100',
       LOG_LEVEL: 'warn',
       // The shared test server must not get schedules whose sweeps touch other files' data.
       RECONCILIATION_SCHEDULES: 'false',
       ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+export async function spawnWorkerProcess(taskQueue: string, extraEnv: Record<string, string> = {}) {
+  const metricsPort = await freePort();
+  const child = spawnWorker(taskQueue, {
+    WORKER_METRICS_PORT: String(metricsPort),
+    OUTBOX_POLL_INTERVAL_MS: '100',
+    ...extraEnv,
   });
   const output: string[] = [];
   child.stdout.on('data', (d: Buffer) => output.push(d.toString()));
@@ -456,20 +463,7 @@ export async function spawnWorkerProcess(taskQueue: string, extraEnv: Record<str
  * must refuse to start) or `stop()`; `extraEnv` overrides the environment (namespace, database…).
  */
 export function runWorkerProcess(extraEnv: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', workerEntry], {
-    cwd: projectRoot,
-    env: {
-      ...processEnv(),
-      DATABASE_URL: inject('databaseUrl'),
-      TEMPORAL_ADDRESS: inject('temporalAddress'),
-      TEMPORAL_NAMESPACE: inject('temporalNamespace'),
-      TEMPORAL_TASK_QUEUE: uniqueId('refused'),
-      LOG_LEVEL: 'warn',
-      RECONCILIATION_SCHEDULES: 'false',
-      ...extraEnv,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnWorker(uniqueId('refused'), extraEnv);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
