@@ -40,5 +40,10 @@ const token = await mintToken(
     ? { sub: values.sub ?? 'admin', role: 'admin' }
     : { sub: values.customer!, role: 'customer' },
   ttl,
+  // The API checks these when they are set, so its own tokens carry them.
+  {
+    ...(config.auth.issuer ? { iss: config.auth.issuer } : {}),
+    ...(config.auth.audience ? { aud: config.auth.audience } : {}),
+  },
 );
 console.log(token);

@@ -247,7 +247,7 @@ describe('control characters in free text are refused with 400', () => {
 });
 
 describe('npm run token', () => {
-  const run = (args: string[], dataDir: string) =>
+  const run = (args: string[], dataDir: string, extraEnv: Record<string, string> = {}) =>
     new Promise<{ code: number | null; out: string }>((resolve) => {
       const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/token.ts', ...args], {
         cwd: fileURLToPath(new URL('../..', import.meta.url)),
@@ -256,6 +256,7 @@ describe('npm run token', () => {
           AUTH_JWT_SECRET: JWT_SECRET,
           CREDITFLOW_DATA_DIR: dataDir,
           AUTH_MAX_TOKEN_LIFETIME: '86400',
+          ...extraEnv,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -278,5 +279,19 @@ describe('npm run token', () => {
     const tooLong = await run(['--customer', customer.id, '--ttl', String(86400 * 365)], dataDir);
     expect(tooLong.code).toBe(2);
     expect(tooLong.out).toBe('');
+  });
+
+  it('names the issuer and audience the API is set to check', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'creditflow-token-'));
+    const minted = await run(['--admin'], dataDir, {
+      AUTH_JWT_ISSUER: 'https://idp.example.test',
+      AUTH_JWT_AUDIENCE: 'creditflow-api',
+    });
+    expect(minted.code).toBe(0);
+    const claims = JSON.parse(Buffer.from(minted.out.split('.')[1]!, 'base64url').toString()) as {
+      iss?: string;
+      aud?: string;
+    };
+    expect(claims).toMatchObject({ iss: 'https://idp.example.test', aud: 'creditflow-api' });
   });
 });
