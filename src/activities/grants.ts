@@ -4,7 +4,7 @@ import { log } from '@temporalio/activity';
 import type { Database } from '../db/client.js';
 import type { GrantCategory } from '../ledger/grants.js';
 import type { ClosedGrant, Ledger, Tx } from '../ledger/ledger.js';
-import type { OutboxMessage } from '../notifications/outbox.js';
+import { grantExpired } from '../notifications/messages.js';
 import type { VoidGrantRequest } from '../shared.js';
 import { refusalsAreFinal } from './ledger.js';
 import { enqueueNotifications } from './notifications.js';
@@ -34,27 +34,6 @@ export interface PostGrantInput {
 /** The ledger entry that posts an admin grant: its key and type name it after the grant. */
 export const grantEntryKey = (grantId: string) => `grant:${grantId}`;
 
-/** What the customer is told when a grant expires with credits left. */
-export function grantExpiredMessage(g: {
-  grantId: string;
-  customerId: string;
-  category: string;
-  credits: number;
-  expiresAt: string | null;
-  balanceAfter: string;
-}): OutboxMessage {
-  return {
-    idempotencyKey: `grant-expiry:${g.grantId}:notify`,
-    customerId: g.customerId,
-    kind: 'credits_expired',
-    title: 'Credits expired',
-    body: `${g.credits} ${g.category} credits expired${g.expiresAt ? ` on ${g.expiresAt.slice(0, 10)}` : ''}. Balance: ${g.balanceAfter}.`,
-    amount: g.credits,
-    balanceAfter: BigInt(g.balanceAfter),
-    data: { grantId: g.grantId, category: g.category },
-  };
-}
-
 /**
  * Expires a grant: the remainder goes to breakage and the customer is told, in the same
  * transaction. Idempotent (closeGrant moves nothing the second time, the message key is fixed),
@@ -74,7 +53,7 @@ export async function expireGrantOnce(
       await enqueueNotifications(
         tx,
         entry,
-        grantExpiredMessage({
+        grantExpired({
           grantId: input.grantId,
           customerId: (wallet.account as { wallet: string }).wallet,
           category: grant.category,

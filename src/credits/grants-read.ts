@@ -1,15 +1,16 @@
 // Read queries over grants for the API: a wallet's spendable credits and open grants, the grants
 // each transaction drew from, and an admin's view of one grant or a customer's grants.
 import { toDate, type Sql } from '../db/client.js';
-import { BURN_DOWN_ORDER, type GrantCategory, type GrantPostingKind } from '../ledger/grants.js';
+import {
+  BURN_DOWN_ORDER,
+  SPENDABLE as SPENDABLE_NOW,
+  type GrantCategory,
+  type GrantPostingKind,
+} from '../ledger/grants.js';
 import { jsonBalance } from '../ledger/ledger.js';
 
 /** Credits as the API shows them: a number while exact, else a decimal string. */
 type Credits = number | string;
-
-/** Where a grant is spendable now (mirrors the ledger's own rule in ledger/grants.ts). */
-const SPENDABLE_NOW = `status = 'open' and remaining > 0 and effective_at <= now()
-  and (expires_at is null or expires_at > now())`;
 
 export interface WalletGrant {
   id: string;

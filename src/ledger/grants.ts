@@ -70,7 +70,7 @@ export const BURN_DOWN_ORDER =
   "priority asc, (category = 'paid') asc, expires_at asc nulls last, created_at asc, id asc";
 
 /** Where an effective, spendable grant is: open, with credits left, effective, not expired. */
-const SPENDABLE = `status = 'open' and remaining > 0 and effective_at <= now()
+export const SPENDABLE = `status = 'open' and remaining > 0 and effective_at <= now()
   and (expires_at is null or expires_at > now())`;
 
 /** The default grant for a credit that names none, by entry type. */

@@ -163,3 +163,24 @@ export function lowBalance(l: {
     },
   };
 }
+
+/** What the customer is told when a grant expires with credits left. */
+export function grantExpired(g: {
+  grantId: string;
+  customerId: string;
+  category: string;
+  credits: number;
+  expiresAt: string | null;
+  balanceAfter: string;
+}): OutboxMessage {
+  return {
+    idempotencyKey: `grant-expiry:${g.grantId}:notify`,
+    customerId: g.customerId,
+    kind: 'credits_expired',
+    title: 'Credits expired',
+    body: `${g.credits} ${g.category} credits expired${g.expiresAt ? ` on ${g.expiresAt.slice(0, 10)}` : ''}. Balance: ${g.balanceAfter}.`,
+    amount: g.credits,
+    balanceAfter: BigInt(g.balanceAfter),
+    data: { grantId: g.grantId, category: g.category },
+  };
+}
