@@ -211,6 +211,35 @@ describe('burn-down order: which grants a debit draws from', () => {
     expect(shares).toHaveLength(0);
     expect(await ledger.walletBalance(c)).toBe(130);
   });
+
+  it('refuses a grant that expired before it was created, yet replays one whose expiry has passed since', async () => {
+    const c = await customer();
+    const credit = (key: string, expiresAt: Date) =>
+      ledger.postEntry({
+        idempotencyKey: key,
+        type: 'adjustment',
+        description: 'expiring grant',
+        lines: [
+          {
+            account: { wallet: c },
+            amount: 10,
+            credit: { grant: { category: 'paid', source: 'adjustment', expiresAt } },
+          },
+          { account: { system: 'adjustments' }, amount: -10 },
+        ],
+      });
+    const late = await credit(uniqueId('late'), new Date(Date.now() - 1000)).catch(
+      (err: unknown) => err,
+    );
+    expect(late).toMatchObject({ code: 'invalid_grant' });
+    expect(await ledger.walletBalance(c)).toBe(0);
+
+    const key = uniqueId('soon');
+    const first = await credit(key, new Date(Date.now() + 300));
+    await new Promise((r) => setTimeout(r, 400));
+    const again = await credit(key, new Date(Date.now() - 1000));
+    expect(again).toMatchObject({ replayed: true, entryId: first.entryId });
+  });
 });
 
 describe('refunds give credits back to the grants they came from', () => {
