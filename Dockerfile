@@ -1,34 +1,42 @@
-# One image for every creditflow process:
-#   API (default)   tsx src/server.ts
-#   worker          tsx src/worker.ts
-#   migrations      tsx scripts/migrate.ts
-# TypeScript runs through tsx at runtime, so there is no build step and no dist/ that can
-# drift from src/. The worker bundles src/workflows itself when it starts.
+# One image for every creditflow process, running the compiled build (`npm run build`) on plain
+# node — no TypeScript loader at runtime:
+#   API (default)   node dist/src/server.js
+#   worker          node dist/src/worker.js     (runs the prebundled dist/workflow-bundle.js)
+#   migrations      node dist/scripts/migrate.js [--app-login]
+# e.g. `docker run --init creditflow node dist/src/worker.js`. Worker versioning settings
+# (WORKER_BUILD_ID, WORKER_VERSIONING) come from the environment: README, "Rolling out a new
+# worker version".
 
+# Build: all dependencies (typescript, tsx, the workflow bundler), then compile and prebundle.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY scripts ./scripts
+COPY src ./src
+RUN npm run build
+
+# Production dependencies only. Optional dependencies must stay in: @swc/core and the Temporal
+# core bridge ship their native binaries that way.
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Production dependencies only: tsx, drizzle-orm's migrator and the Temporal packages are all
-# in "dependencies". Optional dependencies must stay in: esbuild (under tsx) and @swc/core
-# (the worker's workflow bundler) ship their native binaries that way.
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM node:20-bookworm-slim
-# node_modules/.bin on PATH so commands call tsx directly. Not through npx: on SIGTERM
-# `npm exec` exits without passing the signal on, which leaves tsx and the app unaware until
-# the container is killed, and the worker never drains. tsx itself relays signals to the app.
+# Stack traces point at the TypeScript sources through the build's source maps.
 ENV NODE_ENV=production \
-    PATH=/app/node_modules/.bin:$PATH
+    NODE_OPTIONS=--enable-source-maps
 WORKDIR /app
 
 # Everything stays owned by root and only readable by the runtime user: the process has no
-# business rewriting its own code. tsx keeps its transform cache under /tmp, which `node`
-# can write.
+# business rewriting its own code. package.json gives the worker its version (the default
+# build id); drizzle/ holds the migrations, found beside dist/.
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json package-lock.json tsconfig.json drizzle.config.ts ./
+COPY package.json ./
 COPY drizzle ./drizzle
-COPY scripts ./scripts
-COPY src ./src
+COPY --from=build /app/dist ./dist
 
 # The base image's unprivileged user (uid 1000).
 USER node
@@ -38,5 +46,6 @@ EXPOSE 3000
 # No HEALTHCHECK here: the worker runs from this image too and serves no HTTP, so the probe
 # on /healthz belongs to the API's service definition (see docker-compose.yml).
 # Run under an init (`docker run --init`, `init: true` in compose): it forwards SIGTERM to
-# tsx and reaps the processes tsx spawns.
-CMD ["tsx", "src/server.ts"]
+# node, and the worker drains before it exits. node directly, not `npm run`: npm does not
+# pass SIGTERM on.
+CMD ["node", "dist/src/server.js"]

@@ -1,8 +1,8 @@
 // The one place that reads the environment: parsed once, and a bad value names its variable.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { projectRoot } from './paths.js';
 import { DEFAULT_CREDIT_PACKS, creditPacksSchema, type CreditPacks } from './payments/packs.js';
 import { DB_STEP_START_TO_CLOSE_MS } from './workflows/timeouts.js';
 
@@ -198,6 +198,26 @@ const schema = z.object({
         .optional(),
     )
     .optional(),
+  // Worker versioning: the build id this worker registers (default: package version + a hash
+  // of its workflow bundle), its deployment name, and whether Temporal routes tasks by version.
+  WORKER_BUILD_ID: z
+    .string()
+    .trim()
+    .regex(/^[\w.+-]{1,128}$/, 'must be 1-128 letters, digits, "_", ".", "+" or "-"')
+    .optional(),
+  WORKER_DEPLOYMENT_NAME: z
+    .string()
+    .trim()
+    .regex(/^[\w.-]{1,128}$/, 'must be 1-128 letters, digits, "_", "." or "-"')
+    .default('creditflow'),
+  WORKER_VERSIONING: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
+  WORKER_VERSIONING_BEHAVIOR: z.enum(['pinned', 'auto-upgrade']).default('pinned'),
+  // A prebundled workflow bundle for the worker; unset: dist/workflow-bundle.js next to the
+  // compiled worker, or bundled at start when running from src/.
+  WORKFLOW_BUNDLE_PATH: z.string().trim().min(1).optional(),
   CREDITFLOW_DATA_DIR: z.string().min(1).optional(),
   CREDITFLOW_TOOLS_DIR: z.string().min(1).optional(),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
@@ -297,6 +317,13 @@ export interface Config {
     alertAfterAttempts: number;
     maxAttempts: number;
   };
+  /** The worker's deployment version, and whether Temporal routes its tasks by that version. */
+  workerBuild: {
+    buildId: string | undefined;
+    deploymentName: string;
+    versioning: false | 'pinned' | 'auto-upgrade';
+    workflowBundlePath: string | undefined;
+  };
   /** The API the local tools talk to (sms:code, stripe:simulate); http://localhost:PORT unset. */
   apiUrl: string | undefined;
   paths: {
@@ -323,6 +350,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
   const e = parsed.data;
+  const unsafe = e.NODE_ENV === 'production' ? productionProblems(e) : [];
+  if (unsafe.length > 0) throw new ConfigError(unsafe);
   return {
     nodeEnv: e.NODE_ENV,
     logLevel: e.LOG_LEVEL,
@@ -406,6 +435,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       windowSeconds: e.RATE_LIMIT_WINDOW_SECONDS,
       redisUrl: e.REDIS_URL,
     },
+    workerBuild: {
+      buildId: e.WORKER_BUILD_ID,
+      deploymentName: e.WORKER_DEPLOYMENT_NAME,
+      versioning: e.WORKER_VERSIONING && e.WORKER_VERSIONING_BEHAVIOR,
+      workflowBundlePath: e.WORKFLOW_BUNDLE_PATH,
+    },
     apiUrl: e.API_URL,
     paths: {
       dataDir: e.CREDITFLOW_DATA_DIR,
@@ -414,6 +449,25 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       stripeMock: e.STRIPE_MOCK_PATH,
     },
   };
+}
+
+/** Placeholder secrets from docker-compose.yml and the docs, refused in production. */
+const PLACEHOLDER_SECRET = /change-?me|placeholder|example/i;
+
+/**
+ * What development tolerates and production must not: a JWT secret anyone can read in this
+ * repository, or one too short or too uniform to resist guessing.
+ */
+function productionProblems(e: RawConfig): string[] {
+  const secret = e.AUTH_JWT_SECRET;
+  if (secret === undefined) return [];
+  if (PLACEHOLDER_SECRET.test(secret) || new Set(secret).size < 10) {
+    return [
+      'AUTH_JWT_SECRET: is a placeholder or too weak for NODE_ENV=production; ' +
+        'set 32+ random characters, e.g. from `openssl rand -base64 48`',
+    ];
+  }
+  return [];
 }
 
 /** Returns the value or stops with a message naming the variable a process needs. */
@@ -444,7 +498,7 @@ export function processEnv(): Record<string, string | undefined> {
 
 /** Where `npm start` keeps local state (embedded PostgreSQL, Temporal's SQLite file, dev secrets). */
 export function dataDir(config: Config): string {
-  return config.paths.dataDir ?? fileURLToPath(new URL('../.data', import.meta.url));
+  return config.paths.dataDir ?? join(projectRoot, '.data');
 }
 
 /**

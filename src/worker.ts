@@ -1,6 +1,8 @@
 // The worker process: runs every workflow and activity on the task queue.
 import type { Worker } from '@temporalio/worker';
+import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { Gauge } from 'prom-client';
 import { createActivities } from './activities/index.js';
 import type { Client } from '@temporalio/client';
 import { ConfigError, loadConfigOrExit, required, type Config } from './config.js';
@@ -17,7 +19,7 @@ import { smsProviderFromConfig } from './sms/provider.js';
 import { createStripeGateway } from './stripe/gateway.js';
 import { migrationProblems, StartupError, temporalSetupProblems } from './readiness/checks.js';
 import { ensureReconciliationSchedules } from './reconciliation/schedules.js';
-import { connectClient, createWorker } from './temporal.js';
+import { connectClient, createWorker, prebundledWorkflowsPath } from './temporal.js';
 import { installWorkerLogging } from './worker-logging.js';
 
 export interface RunningWorker {
@@ -32,7 +34,7 @@ export interface WorkerOptions {
   metrics?: Metrics;
   /** Replaces the outbox delivery channel (tests make it fail). */
   deliver?: DeliverMessage;
-  /** A prebuilt workflow bundle (tests), instead of bundling at start. */
+  /** A prebuilt workflow bundle (tests), instead of WORKFLOW_BUNDLE_PATH or the build's. */
   workflowBundle?: { codePath: string };
 }
 
@@ -58,6 +60,7 @@ export async function startWorker(
     'TEMPORAL_ADDRESS',
     'by the worker (host:port)',
   );
+  const workflowBundle = options.workflowBundle ?? prebuiltWorkflowBundle(config);
   const db = createDatabase(databaseUrl, {
     max: config.databasePoolSize,
     applicationName: 'creditflow-worker',
@@ -119,10 +122,15 @@ export async function startWorker(
       );
     }
   }
-  const { worker, connection } = await createWorker({
+  const { worker, connection, buildId } = await createWorker({
     target,
     taskQueue: config.temporal.taskQueue,
-    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}),
+    ...(workflowBundle ? { workflowBundle } : {}),
+    deployment: {
+      name: config.workerBuild.deploymentName,
+      buildId: config.workerBuild.buildId,
+      versioning: config.workerBuild.versioning,
+    },
     activities: createActivities({
       db,
       metrics,
@@ -162,8 +170,20 @@ export async function startWorker(
     settings: autoTopupDispatchSettings(config.outbox.pollIntervalMs),
   });
   autoTopups.start();
+  const versioning = config.workerBuild.versioning || 'off';
+  buildInfoGauge(metrics).set(
+    { deployment_name: config.workerBuild.deploymentName, build_id: buildId, versioning },
+    1,
+  );
   logger.info(
-    { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace },
+    {
+      taskQueue: config.temporal.taskQueue,
+      namespace: config.temporal.namespace,
+      deploymentName: config.workerBuild.deploymentName,
+      buildId,
+      versioning,
+      workflowBundle: workflowBundle?.codePath ?? 'bundled at start',
+    },
     'worker polling',
   );
   const done = worker.run().finally(async () => {
@@ -199,6 +219,44 @@ async function refuseIncompleteSetup(temporal: Client, db: Database, namespace: 
     })),
   ];
   if (problems.length > 0) throw StartupError.fromProblems('creditflow worker', problems);
+}
+
+/**
+ * The prebundled workflows to run: WORKFLOW_BUNDLE_PATH, else the build's own next to the
+ * compiled worker. Undefined under tsx, which bundles src/workflows at start instead.
+ */
+function prebuiltWorkflowBundle(config: Config): { codePath: string } | undefined {
+  const configured = config.workerBuild.workflowBundlePath;
+  if (configured !== undefined) {
+    if (!existsSync(configured)) {
+      throw new ConfigError([
+        `WORKFLOW_BUNDLE_PATH: ${configured} does not exist; run \`npm run build\` or unset it to bundle at start`,
+      ]);
+    }
+    return { codePath: configured };
+  }
+  if (prebundledWorkflowsPath === undefined) return undefined;
+  if (!existsSync(prebundledWorkflowsPath)) {
+    throw new StartupError(
+      `creditflow worker cannot start: the build has no workflow bundle at ${prebundledWorkflowsPath}; run \`npm run build\` again`,
+    );
+  }
+  return { codePath: prebundledWorkflowsPath };
+}
+
+type BuildInfoLabel = 'deployment_name' | 'build_id' | 'versioning';
+
+/** `creditflow_worker_build_info{deployment_name,build_id,versioning} 1`: which code is polling. */
+function buildInfoGauge(metrics: Metrics): Gauge<BuildInfoLabel> {
+  const name = 'creditflow_worker_build_info';
+  const existing = metrics.registry.getSingleMetric(name);
+  if (existing) return existing as Gauge<BuildInfoLabel>;
+  return new Gauge({
+    name,
+    help: 'The worker deployment version this process polls as (always 1)',
+    labelNames: ['deployment_name', 'build_id', 'versioning'],
+    registers: [metrics.registry],
+  });
 }
 
 /** A bare HTTP server for Prometheus to scrape the worker; a taken port is a config error. */

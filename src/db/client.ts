@@ -1,8 +1,9 @@
 // Database handle: one postgres.js pool, with drizzle on top for typed queries.
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import postgres from 'postgres';
+import { projectRoot } from '../paths.js';
 import * as schema from './schema.js';
 
 export type Sql = postgres.Sql;
@@ -40,7 +41,8 @@ export function createDatabase(url: string, options: DatabaseOptions = {}): Data
   };
 }
 
-export const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
+/** drizzle/ at the project root: beside src/ in a checkout, beside dist/ in the image. */
+export const migrationsFolder = join(projectRoot, 'drizzle');
 
 /** Applies every pending migration in drizzle/ (idempotent; safe to run at every start). */
 export async function runMigrations(url: string): Promise<void> {

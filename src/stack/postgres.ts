@@ -1,8 +1,8 @@
 // PostgreSQL for local runs and tests: DATABASE_URL when given, else an embedded real server.
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
+import { compiled, projectRoot, siblingModule } from '../paths.js';
 import { freePort } from './ports.js';
 
 export interface RunningPostgres {
@@ -11,8 +11,9 @@ export interface RunningPostgres {
   stop: () => Promise<void>;
 }
 
-const childScript = fileURLToPath(new URL('./embedded-postgres-process.ts', import.meta.url));
-const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
+const childScript = siblingModule('./embedded-postgres-process', import.meta.url);
+// The sources need tsx to run; the build runs on plain node.
+const childLoader = compiled ? [] : ['--import', 'tsx'];
 
 /**
  * Starts an embedded PostgreSQL whose data lives in `dir` (kept across restarts unless
@@ -25,7 +26,7 @@ export async function startEmbeddedPostgres(
   const port = await freePort(54329);
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', childScript, dir, String(port), options.ephemeral ? '1' : '0'],
+    [...childLoader, childScript, dir, String(port), options.ephemeral ? '1' : '0'],
     { cwd: projectRoot, stdio: ['pipe', 'pipe', 'pipe'] },
   );
   child.stderr.on('data', (d: Buffer) => options.log?.(d.toString().trim()));
