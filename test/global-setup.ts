@@ -20,7 +20,7 @@ import {
 } from '../src/stack/postgres.js';
 import { startStripeMock } from '../src/stack/stripe-mock.js';
 import { startTemporalDevServer } from '../src/stack/temporal.js';
-import { webpackConfigHook, workflowsPath } from '../src/temporal.js';
+import { workflowBundleOptions } from '../src/temporal.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -141,18 +141,17 @@ export default async function setup(project: TestProject) {
     cleanups.push(stripeMock.stop);
     say(`stripe-mock: ${stripeMock.apiBase}.`);
 
-    const bundle = await bundleWorkflowCode({
-      workflowsPath,
-      webpackConfigHook,
-      logger: {
+    // The same bundle options as the build's prebundle and a worker bundling at start.
+    const bundle = await bundleWorkflowCode(
+      workflowBundleOptions({
         log: () => undefined,
         trace: () => undefined,
         debug: () => undefined,
         info: () => undefined,
         warn: say,
         error: say,
-      },
-    });
+      }),
+    );
     const workflowBundlePath = join(scratch, 'workflow-bundle.js');
     writeFileSync(workflowBundlePath, bundle.code);
 

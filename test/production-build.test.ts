@@ -105,6 +105,15 @@ function plainNodeProcess(npm: NpmProcess, entry: string): number {
   return running!.pid;
 }
 
+/** The JSON log lines a process has written so far. */
+function logLines(proc: NpmProcess): Record<string, unknown>[] {
+  return proc.output
+    .join('')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
 /** SIGTERM to the node process itself (a drain, as in production), then npm's exit. */
 async function stop(npm: NpmProcess, pid: number | undefined) {
   if (npm.child.exitCode !== null) return;
@@ -139,16 +148,18 @@ beforeAll(async () => {
     METRICS_TOKEN,
     LOG_LEVEL: 'warn',
   });
-  const running = [
-    [worker, `http://127.0.0.1:${workerMetricsPort}/metrics`],
-    [api, `http://127.0.0.1:${apiPort}/readyz`],
-  ] as const;
-  for (const [proc, url] of running) {
+  const ready = {
+    worker: () => Promise.resolve(logLines(worker!).some((l) => l['msg'] === 'worker polling')),
+    api: async () => (await fetch(`http://127.0.0.1:${apiPort}/readyz`).catch(() => undefined))?.ok,
+  };
+  for (const [proc, isReady] of [
+    [worker, ready.worker],
+    [api, ready.api],
+  ] as const) {
     await eventually(
       async () => {
         if (proc.child.exitCode !== null) throw new Error(`exited:\n${proc.output.join('')}`);
-        const res = await fetch(url).catch(() => undefined);
-        return res?.ok ? true : undefined;
+        return (await isReady()) ? true : undefined;
       },
       { timeoutMs: 60_000, intervalMs: 200 },
     );
@@ -204,11 +215,7 @@ describe('the production build', () => {
     const bundle = readFileSync(join(projectRoot, 'dist', 'workflow-bundle.js'));
     const buildId = `${version}+${createHash('sha256').update(bundle).digest('hex').slice(0, 12)}`;
 
-    const lines = worker!.output
-      .join('')
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = logLines(worker!);
     const polling = lines.find((l) => l['msg'] === 'worker polling');
     expect(polling).toMatchObject({
       buildId,
