@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createActivities } from '../src/activities/index.js';
 import type { Database } from '../src/db/client.js';
 import { createLedger } from '../src/ledger/ledger.js';
+import { freePort } from '../src/stack/ports.js';
 import { workflowIds, type AdjustmentState } from '../src/shared.js';
 import { createWorker, defaultBuildId, type WorkerDeployment } from '../src/temporal.js';
 import type { adjustment } from '../src/workflows/adjustment.js';
@@ -14,6 +15,8 @@ import {
   connectTestClient,
   createCustomer,
   eventually,
+  runWorkerProcess,
+  spawnWorkerProcess,
   testDatabase,
   uniqueId,
 } from './helpers.js';
@@ -128,6 +131,48 @@ describe('worker versioning', () => {
         );
         expect(versioning?.deploymentVersion).toMatchObject({ deploymentName, buildId: 'v1' });
       },
+    );
+  });
+
+  it('the worker process runs WORKFLOW_BUNDLE_PATH, and names its build id in its start log', async () => {
+    const codePath = inject('workflowBundlePath');
+    const worker = await spawnWorkerProcess(uniqueId('bundle-path'), {
+      WORKFLOW_BUNDLE_PATH: codePath,
+      WORKER_BUILD_ID: 'release-7',
+      LOG_LEVEL: 'info',
+      NODE_ENV: 'production',
+    });
+    try {
+      const polling = await eventually(() =>
+        Promise.resolve(
+          worker.output
+            .join('')
+            .split('\n')
+            .filter((l) => l.startsWith('{'))
+            .map((l) => JSON.parse(l) as Record<string, unknown>)
+            .find((l) => l['msg'] === 'worker polling'),
+        ),
+      );
+      expect(polling).toMatchObject({
+        buildId: 'release-7',
+        deploymentName: 'creditflow',
+        workflowBundle: codePath,
+      });
+      expect(worker.output.join('')).not.toContain('Workflow bundle created');
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('a WORKFLOW_BUNDLE_PATH that does not exist stops the worker, naming the variable', async () => {
+    const worker = runWorkerProcess({
+      WORKFLOW_BUNDLE_PATH: '/nonexistent/workflow-bundle.js',
+      WORKER_METRICS_PORT: String(await freePort()),
+    });
+    const result = await worker.exited;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(
+      'WORKFLOW_BUNDLE_PATH: /nonexistent/workflow-bundle.js does not exist',
     );
   });
 });
