@@ -149,6 +149,7 @@ export default tseslint.config(
         Intl: 'readonly',
         URLSearchParams: 'readonly',
         TextDecoderStream: 'readonly',
+        CustomEvent: 'readonly',
       },
     },
   },

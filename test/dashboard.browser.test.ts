@@ -8,12 +8,14 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { mintToken } from '../src/api/auth.js';
 import type { Database } from '../src/db/client.js';
 import { createLedger } from '../src/ledger/ledger.js';
 import { SimulatedSmsProvider } from '../src/sms/provider.js';
 import { createStripeGateway } from '../src/stripe/gateway.js';
 import { launchChromium, screenshotDir, type Chromium } from './browser.js';
 import {
+  JWT_SECRET,
   adminToken,
   connectTestClient,
   createCustomer,
@@ -233,5 +235,18 @@ describe('/dashboard in Chromium', () => {
     await expect.poll(() => textOf(page.locator('#alerts-out')), SHOWN).not.toBe('');
     await screenshot(page, 'admin');
     expect(problems).toEqual([]);
+  });
+
+  it('sends the user back to sign-in, saying why, once the token expires', async () => {
+    const page = await openDashboard();
+    const ttlSeconds = 5;
+    const token = await mintToken(JWT_SECRET, { sub: customer.id, role: 'customer' }, ttlSeconds);
+    const expiresAt = Date.now() + ttlSeconds * 1000;
+    await signIn(page, token);
+    await page.waitForTimeout(Math.max(0, expiresAt - Date.now()) + 1100);
+    await page.getByRole('button', { name: 'Refresh notifications' }).click();
+    await page.getByLabel('Bearer token').waitFor(SHOWN);
+    await expect.poll(() => textOf(page.getByRole('alert')), SHOWN).toContain('expired');
+    expect(await page.evaluate('sessionStorage.length')).toBe(0);
   });
 });

@@ -54,6 +54,14 @@ async function errorOf(res) {
   return new ApiError(res.status, `http_${res.status}`, text.trim() || res.statusText);
 }
 
+/** Tells the page the session's token no longer works (expired, revoked), so it asks for another. */
+function expired(err) {
+  if (err.status === 401) document.dispatchEvent(new CustomEvent(SESSION_EXPIRED, { detail: err }));
+}
+
+/** The event `expired` sends, with the API's refusal as its detail. */
+export const SESSION_EXPIRED = 'creditflow:session-expired';
+
 /** Calls the API with the session's token; resolves to the JSON body, rejects with ApiError. */
 export async function api(path, { method = 'GET', body, headers = {}, token } = {}) {
   const bearer = token ?? session.token;
@@ -72,7 +80,11 @@ export async function api(path, { method = 'GET', body, headers = {}, token } = 
   } catch (err) {
     throw new ApiError(0, 'network_error', `The API did not answer (${err.message}).`);
   }
-  if (!res.ok) throw await errorOf(res);
+  if (!res.ok) {
+    const err = await errorOf(res);
+    if (!token) expired(err);
+    throw err;
+  }
   return res.status === 204 ? null : res.json();
 }
 
@@ -116,6 +128,7 @@ export function followEvents(path, { onEvent, onState, signal }) {
           // Too many streams or a server fault: try again later; anything else will not heal.
           if (res.status !== 429 && res.status < 500) {
             onState(err);
+            expired(err);
             return;
           }
           throw err;

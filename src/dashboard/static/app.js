@@ -1,5 +1,5 @@
 // The dashboard's entry: sign in with a bearer token, then the customer's or the operator's view.
-import { api, claimsOf, session } from './api.js';
+import { SESSION_EXPIRED, api, claimsOf, session } from './api.js';
 import { adminView } from './admin.js';
 import { customerView } from './customer.js';
 import { busy, errorBox, fill, h, section } from './dom.js';
@@ -103,5 +103,14 @@ async function show() {
   );
   leave = who.role === 'admin' ? adminView(view, who) : customerView(view);
 }
+
+// A call refused with 401 mid-session (the token expired): back to sign-in, saying why.
+document.addEventListener(SESSION_EXPIRED, (event) => {
+  if (!session.token) return;
+  leave();
+  leave = () => {};
+  session.clear();
+  signInView(event.detail);
+});
 
 void show();
