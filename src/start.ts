@@ -191,6 +191,7 @@ async function main(): Promise<void> {
     say('');
     say(`API          ${api.url}`);
     say(`API docs     ${api.url}/docs  (OpenAPI: ${api.url}/openapi.json)`);
+    say(`Dashboard    ${api.url}/dashboard  (sign in with a token from npm run token)`);
     if (temporalUi) say(`Temporal UI  ${temporalUi}`);
     say(`Admin token  npm run token -- --admin`);
     say('Ready. Press Ctrl-C to stop.');

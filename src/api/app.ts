@@ -10,6 +10,7 @@ import { adminOnly, authenticate, type AuthEnv, type AuthSettings } from './auth
 import { checkoutRoutes } from './checkouts/routes.js';
 import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
+import { dashboardRoutes } from './dashboard/routes.js';
 import { disputeRoutes } from './disputes/routes.js';
 import { docsRoutes } from './docs/routes.js';
 import { grantRoutes } from './grants/routes.js';
@@ -125,6 +126,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
     bearerFormat: 'JWT',
   });
   app.route('/', docsRoutes());
+  app.route('/', dashboardRoutes());
 
   app.use('/webhooks/sms', capBody(BODY_LIMITS.smsWebhook));
   app.route('/', smsWebhookRoutes(deps));
