@@ -50,7 +50,7 @@ export function renderEmail(
     text: [
       row.payload.body,
       '',
-      '--',
+      '-- ',
       'You receive this e-mail because e-mail notifications are on in your creditflow',
       'notification preferences; change them there to receive fewer or none.',
       '',
