@@ -28,6 +28,8 @@ import {
   eventually,
   fund,
   jsonRequest,
+  spawnWorkerProcess,
+  testApp,
   testOutboxSettings,
   uniqueId,
 } from './helpers.js';
@@ -328,6 +330,46 @@ describe('e-mail notifications', () => {
       (await outboxOf(withAddress.id)).map((r) => [r.status, r.in_app_status, r.email_status]),
     ).toEqual([['delivered', 'sent', 'off']]);
     expect(await mailTo(withAddress.email)).toEqual([]);
+  });
+});
+
+describe('the worker process', () => {
+  it('e-mails through SMTP_URL, says so at start, and logs neither the credentials nor the address', async () => {
+    const taskQueue = uniqueId('email-worker');
+    const service = `email-worker-${randomUUID().slice(0, 8)}`;
+    await db.sql`insert into prices (service, country, price) values (${service}, 'US', 30)`;
+    const customer = await customerWithAddress();
+    await fund(h.ledger, customer.id, 100);
+    const smtpUrl = new URL(inject('mailpitSmtpUrl'));
+    smtpUrl.username = 'creditflow';
+    smtpUrl.password = 'smtp-password-never-logged';
+    const worker = await spawnWorkerProcess(taskQueue, {
+      SMTP_URL: smtpUrl.toString(),
+      MAIL_FROM: FROM,
+      LOG_LEVEL: 'info',
+    });
+    try {
+      const app = testApp(db, h.temporal, taskQueue);
+      const res = await app.request(
+        '/v1/verifications',
+        jsonRequest(
+          'POST',
+          { service, country: 'US', timeoutSeconds: 1 },
+          await customerToken(customer.id),
+        ),
+      );
+      expect(res.status).toBe(202);
+      const mail = await waitForMail(customer.email, 2);
+      expect(mail.map((m) => m.Subject).sort()).toEqual(['Credits refunded', 'Credits used']);
+      expect(mail.every((m) => m.MessageID.endsWith('@creditflow.test'))).toBe(true);
+    } finally {
+      await worker.stop();
+    }
+    const output = worker.output.join('');
+    expect(output).toContain('e-mail notifications on');
+    expect(output).toContain(`smtp://${smtpUrl.host}`);
+    expect(output).not.toContain('smtp-password-never-logged');
+    expect(output).not.toContain(customer.email);
   });
 });
 

@@ -117,6 +117,9 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
    */
   async function runOnce(): Promise<number> {
     let handled = 0;
+    // Rows are taken in id order, each once per batch: a row that failed and came due again
+    // waits for the next batch.
+    let lastId = 0;
     while (handled < settings.batchSize) {
       // Metrics and logs are reported once the row committed, so they never count a rollback.
       const report: Array<() => void> = [];
@@ -128,10 +131,12 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
                  in_app_status, email_status
           from notification_outbox
           where task_queue = ${taskQueue} and status = 'pending' and next_attempt_at <= now()
+            and id > ${lastId}
           order by id
           limit 1
           for update skip locked`;
         if (!claimed) return false;
+        lastId = Number(claimed.id);
         report.push(...(await deliverRow(tx, toRow(claimed))));
         return true;
       });
