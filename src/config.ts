@@ -18,6 +18,15 @@ const optionalUrl = z
   .pipe(z.string().url().optional())
   .optional();
 
+function isSmtpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'smtp:' || url.protocol === 'smtps:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -198,10 +207,32 @@ const schema = z.object({
         .optional(),
     )
     .optional(),
+  // E-mail notifications: the SMTP server (smtp:// or smtps://, credentials in the URL) and the
+  // sender. Unset: the e-mail channel is off (npm start runs mailpit and sets it).
+  SMTP_URL: z
+    .string()
+    .trim()
+    .transform((v) => (v === '' ? undefined : v))
+    .pipe(
+      z
+        .string()
+        .refine(isSmtpUrl, 'must be an smtp:// or smtps:// URL, e.g. smtp://127.0.0.1:1025')
+        .optional(),
+    )
+    .optional(),
+  MAIL_FROM: z
+    .string()
+    .trim()
+    .regex(
+      /^(?:[^<>@\r\n]*<[^\s<>@]+@[^\s<>@]+>|[^\s<>@]+@[^\s<>@]+)$/,
+      'must be an address, e.g. "creditflow <no-reply@example.com>" or no-reply@example.com',
+    )
+    .default('creditflow <no-reply@creditflow.localhost>'),
   CREDITFLOW_DATA_DIR: z.string().min(1).optional(),
   CREDITFLOW_TOOLS_DIR: z.string().min(1).optional(),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
   STRIPE_MOCK_PATH: z.string().min(1).optional(),
+  MAILPIT_PATH: z.string().min(1).optional(),
 });
 
 export type RawConfig = z.infer<typeof schema>;
@@ -297,6 +328,11 @@ export interface Config {
     alertAfterAttempts: number;
     maxAttempts: number;
   };
+  /** E-mail notifications; `smtpUrl` unset: the e-mail channel is off. */
+  mail: {
+    smtpUrl: string | undefined;
+    from: string;
+  };
   /** The API the local tools talk to (sms:code, stripe:simulate); http://localhost:PORT unset. */
   apiUrl: string | undefined;
   paths: {
@@ -304,6 +340,7 @@ export interface Config {
     toolsDir: string | undefined;
     temporalCli: string | undefined;
     stripeMock: string | undefined;
+    mailpit: string | undefined;
   };
 }
 
@@ -406,12 +443,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       windowSeconds: e.RATE_LIMIT_WINDOW_SECONDS,
       redisUrl: e.REDIS_URL,
     },
+    mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM },
     apiUrl: e.API_URL,
     paths: {
       dataDir: e.CREDITFLOW_DATA_DIR,
       toolsDir: e.CREDITFLOW_TOOLS_DIR,
       temporalCli: e.TEMPORAL_CLI_PATH,
       stripeMock: e.STRIPE_MOCK_PATH,
+      mailpit: e.MAILPIT_PATH,
     },
   };
 }
