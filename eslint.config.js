@@ -136,4 +136,21 @@ export default tseslint.config(
     files: ['**/*.js'],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // The dashboard's modules run in the browser.
+    files: ['src/dashboard/static/**/*.js'],
+    languageOptions: {
+      globals: {
+        document: 'readonly',
+        sessionStorage: 'readonly',
+        crypto: 'readonly',
+        atob: 'readonly',
+        Node: 'readonly',
+        Intl: 'readonly',
+        URLSearchParams: 'readonly',
+        TextDecoderStream: 'readonly',
+        CustomEvent: 'readonly',
+      },
+    },
+  },
 );

@@ -18,6 +18,15 @@ const optionalUrl = z
   .pipe(z.string().url().optional())
   .optional();
 
+function isSmtpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'smtp:' || url.protocol === 'smtps:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -218,10 +227,32 @@ const schema = z.object({
   // A prebundled workflow bundle for the worker; unset: dist/workflow-bundle.js next to the
   // compiled worker, or bundled at start when running from src/.
   WORKFLOW_BUNDLE_PATH: z.string().trim().min(1).optional(),
+  // E-mail notifications: the SMTP server (smtp:// or smtps://, credentials in the URL) and the
+  // sender. Unset: the e-mail channel is off (npm start runs mailpit and sets it).
+  SMTP_URL: z
+    .string()
+    .trim()
+    .transform((v) => (v === '' ? undefined : v))
+    .pipe(
+      z
+        .string()
+        .refine(isSmtpUrl, 'must be an smtp:// or smtps:// URL, e.g. smtp://127.0.0.1:1025')
+        .optional(),
+    )
+    .optional(),
+  MAIL_FROM: z
+    .string()
+    .trim()
+    .regex(
+      /^(?:[^<>@\r\n]*<[^\s<>@]+@[^\s<>@]+>|[^\s<>@]+@[^\s<>@]+)$/,
+      'must be an address, e.g. "creditflow <no-reply@example.com>" or no-reply@example.com',
+    )
+    .default('creditflow <no-reply@creditflow.localhost>'),
   CREDITFLOW_DATA_DIR: z.string().min(1).optional(),
   CREDITFLOW_TOOLS_DIR: z.string().min(1).optional(),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
   STRIPE_MOCK_PATH: z.string().min(1).optional(),
+  MAILPIT_PATH: z.string().min(1).optional(),
 });
 
 export type RawConfig = z.infer<typeof schema>;
@@ -324,6 +355,11 @@ export interface Config {
     versioning: false | 'pinned' | 'auto-upgrade';
     workflowBundlePath: string | undefined;
   };
+  /** E-mail notifications; `smtpUrl` unset: the e-mail channel is off. */
+  mail: {
+    smtpUrl: string | undefined;
+    from: string;
+  };
   /** The API the local tools talk to (sms:code, stripe:simulate); http://localhost:PORT unset. */
   apiUrl: string | undefined;
   paths: {
@@ -331,6 +367,7 @@ export interface Config {
     toolsDir: string | undefined;
     temporalCli: string | undefined;
     stripeMock: string | undefined;
+    mailpit: string | undefined;
   };
 }
 
@@ -441,12 +478,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       versioning: e.WORKER_VERSIONING && e.WORKER_VERSIONING_BEHAVIOR,
       workflowBundlePath: e.WORKFLOW_BUNDLE_PATH,
     },
+    mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM },
     apiUrl: e.API_URL,
     paths: {
       dataDir: e.CREDITFLOW_DATA_DIR,
       toolsDir: e.CREDITFLOW_TOOLS_DIR,
       temporalCli: e.TEMPORAL_CLI_PATH,
       stripeMock: e.STRIPE_MOCK_PATH,
+      mailpit: e.MAILPIT_PATH,
     },
   };
 }

@@ -80,6 +80,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['kind', 'severity'] as const,
       registers: [registry],
     }),
+    emailNotifications: new Counter({
+      name: 'creditflow_email_notifications_total',
+      help: 'Notification e-mails by kind and outcome: sent, muted (preferences), no_address, off (no SMTP_URL), failed (attempt to retry)',
+      labelNames: ['kind', 'outcome'] as const,
+      registers: [registry],
+    }),
     outboxDeliveryErrors: new Counter({
       name: 'creditflow_outbox_delivery_errors_total',
       help: 'Failed outbox delivery attempts by kind',
@@ -104,5 +110,9 @@ export type WorkerMetrics = Pick<
 /** The part of the metrics the outbox dispatcher writes. */
 export type OutboxMetrics = Pick<
   Metrics,
-  'notifications' | 'outboxMessages' | 'outboxOldestPending' | 'outboxDeliveryErrors'
+  | 'notifications'
+  | 'emailNotifications'
+  | 'outboxMessages'
+  | 'outboxOldestPending'
+  | 'outboxDeliveryErrors'
 >;

@@ -1,5 +1,5 @@
 // `npm start`: the whole service on one machine — PostgreSQL, Temporal (with UI), stripe-mock,
-// migrations, the worker and the API — using what is configured and embedded defaults elsewhere.
+// mailpit, migrations, the worker and the API — using what is configured and embedded defaults elsewhere.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import {
   isReachable,
   startEmbeddedPostgres,
 } from './stack/postgres.js';
+import { startMailpit } from './stack/mailpit.js';
 import { startStripeMock } from './stack/stripe-mock.js';
 import { startTemporalDevServer } from './stack/temporal.js';
 import { startWorker } from './worker.js';
@@ -158,6 +159,25 @@ async function main(): Promise<void> {
       }
     }
 
+    // mailpit catches the notification e-mails, unless a real SMTP server is configured.
+    let mailUi: string | undefined;
+    if (base.mail.smtpUrl) {
+      say('E-mail notifications go to the SMTP server in SMTP_URL.');
+    } else {
+      const mailpit = await startMailpit(env, say, {
+        database: join(dir, 'mailpit.db'),
+        smtpPort: await freePort(1025),
+        webPort: await freePort(8025),
+      });
+      if (mailpit) {
+        stops.push({ name: 'mailpit', stop: mailpit.stop });
+        effective.SMTP_URL = mailpit.smtpUrl;
+        mailUi = mailpit.webUrl;
+      } else {
+        say('mailpit is not available (Go not installed); notifications are not e-mailed.');
+      }
+    }
+
     const config: Config = loadConfig(effective);
     writeFileSync(
       join(dir, 'stack.env'),
@@ -191,7 +211,9 @@ async function main(): Promise<void> {
     say('');
     say(`API          ${api.url}`);
     say(`API docs     ${api.url}/docs  (OpenAPI: ${api.url}/openapi.json)`);
+    say(`Dashboard    ${api.url}/dashboard  (sign in with a token from npm run token)`);
     if (temporalUi) say(`Temporal UI  ${temporalUi}`);
+    if (mailUi) say(`Mail (mailpit)  ${mailUi}`);
     say(`Admin token  npm run token -- --admin`);
     say('Ready. Press Ctrl-C to stop.');
   } catch (err) {

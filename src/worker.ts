@@ -11,10 +11,11 @@ import {
   createAutoTopupDispatcher,
 } from './credits/auto-topup-dispatcher.js';
 import { createDatabase, type Database } from './db/client.js';
-import { createLogger } from './logger.js';
+import { createLogger, type Logger } from './logger.js';
 import { isMainModule } from './main.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createOutboxDispatcher, type DeliverMessage } from './notifications/dispatcher.js';
+import { createSmtpSender, type EmailSender } from './notifications/email.js';
 import { smsProviderFromConfig } from './sms/provider.js';
 import { createStripeGateway } from './stripe/gateway.js';
 import { migrationProblems, StartupError, temporalSetupProblems } from './readiness/checks.js';
@@ -151,6 +152,7 @@ export async function startWorker(
         : undefined,
     }),
   });
+  const emailSender = emailChannel(config, logger);
   // Notifications are delivered here, off the workflows' money path.
   const dispatcher = createOutboxDispatcher({
     sql: db.sql,
@@ -159,6 +161,7 @@ export async function startWorker(
     metrics,
     settings: config.outbox,
     deliver: options.deliver,
+    email: emailSender ? { sender: emailSender, from: config.mail.from } : undefined,
   });
   dispatcher.start();
   // Auto top-up charges requested in posting transactions are handed to their workflows here.
@@ -188,6 +191,7 @@ export async function startWorker(
   );
   const done = worker.run().finally(async () => {
     await dispatcher.stop();
+    emailSender?.close();
     await autoTopups.stop();
     metricsServer?.close();
     await connection.close();
@@ -203,6 +207,20 @@ export async function startWorker(
       await done;
     },
   };
+}
+
+/** The SMTP sender when SMTP_URL is set; says at start whether notifications are e-mailed. */
+function emailChannel(config: Config, logger: Logger): EmailSender | undefined {
+  if (!config.mail.smtpUrl) {
+    logger.info(
+      'e-mail notifications off: SMTP_URL is not set; preferences asking for e-mail are kept, ' +
+        'but messages are only delivered in-app',
+    );
+    return undefined;
+  }
+  const sender = createSmtpSender({ smtpUrl: config.mail.smtpUrl, from: config.mail.from });
+  logger.info({ smtp: sender.target }, 'e-mail notifications on');
+  return sender;
 }
 
 /**

@@ -83,7 +83,13 @@ interface Body {
   lastReconciliation: { finishedAt: string | null } | null;
   window: { minutes: number };
   byType: Array<{ type: string; count: number }>;
-  recent: Array<{ id: number; type: string; customerId: string; amount: number }>;
+  recent: Array<{
+    id: number;
+    type: string;
+    customerId: string;
+    amount: number;
+    workflowId: string | null;
+  }>;
   uniqueCustomers: number;
   consistent: boolean;
   problems: Array<{ code: string }>;
@@ -344,6 +350,40 @@ describe('GET /v1/admin/monitor', () => {
       customerId: b.id,
       amount: -3,
     });
+  });
+
+  it('narrows to one customer: their wallet’s figures and only the entries that moved it', async () => {
+    const a = await createCustomer(own);
+    const b = await createCustomer(own);
+    await fund(ownLedger, a.id, 90);
+    await fund(ownLedger, b.id, 70);
+    const workflowId = `verification-ver_${hex()}`;
+    await ownLedger.postEntry({
+      idempotencyKey: uniqueId('monitor-one'),
+      type: 'verification_purchase',
+      description: 'one customer',
+      workflowId,
+      lines: [
+        { account: { wallet: a.id }, amount: -15 },
+        { account: { system: 'revenue' }, amount: 15 },
+      ],
+    });
+    const res = await get(ownApp, `/v1/admin/monitor?minutes=60&customerId=${a.id}`);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      transactions: 2,
+      creditsAdded: 90,
+      spent: 15,
+      uniqueCustomers: 1,
+    });
+    expect(res.body.recent.map((r) => [r.type, r.customerId, r.amount])).toEqual([
+      ['verification_purchase', a.id, -15],
+      ['adjustment', a.id, 90],
+    ]);
+    // Each entry names the workflow that posted it (none for a direct posting).
+    expect(res.body.recent.map((r) => r.workflowId)).toEqual([workflowId, null]);
+    const bad = await get(ownApp, '/v1/admin/monitor?customerId=not-a-customer');
+    expect(bad.status).toBe(400);
   });
 
   it('refuses windows outside 1..10080 minutes', async () => {

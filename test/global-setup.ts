@@ -1,4 +1,5 @@
-// Once per test run: PostgreSQL (a fresh database), the Temporal dev server, and one workflow bundle.
+// Once per test run: PostgreSQL (a fresh database), the Temporal dev server, stripe-mock, mailpit,
+// and one workflow bundle.
 import { Connection } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
@@ -18,6 +19,7 @@ import {
   isReachable,
   startEmbeddedPostgres,
 } from '../src/stack/postgres.js';
+import { startMailpit } from '../src/stack/mailpit.js';
 import { startStripeMock } from '../src/stack/stripe-mock.js';
 import { startTemporalDevServer } from '../src/stack/temporal.js';
 import { workflowBundleOptions } from '../src/temporal.js';
@@ -32,6 +34,9 @@ declare module 'vitest' {
     temporalNamespace: string;
     workflowBundlePath: string;
     stripeApiBase: string;
+    /** The run's mail catcher: where the tests send e-mail, and its API (under /api/v1). */
+    mailpitSmtpUrl: string;
+    mailpitApiBase: string;
   }
 }
 
@@ -141,6 +146,16 @@ export default async function setup(project: TestProject) {
     cleanups.push(stripeMock.stop);
     say(`stripe-mock: ${stripeMock.apiBase}.`);
 
+    // One mailpit for the run: each test writes to addresses of its own and searches by them.
+    const mailpit = await startMailpit(env, say, { maxMessages: 5000 });
+    if (!mailpit) {
+      throw new Error(
+        'mailpit is needed by the tests: install Go (it is then built once), or set MAILPIT_PATH.',
+      );
+    }
+    cleanups.push(mailpit.stop);
+    say(`mailpit: ${mailpit.smtpUrl}, ${mailpit.webUrl}.`);
+
     // The same bundle options as the build's prebundle and a worker bundling at start.
     const bundle = await bundleWorkflowCode(
       workflowBundleOptions({
@@ -161,6 +176,8 @@ export default async function setup(project: TestProject) {
     project.provide('temporalNamespace', config.temporal.namespace);
     project.provide('workflowBundlePath', workflowBundlePath);
     project.provide('stripeApiBase', stripeMock.apiBase);
+    project.provide('mailpitSmtpUrl', mailpit.smtpUrl);
+    project.provide('mailpitApiBase', mailpit.webUrl);
   } catch (err) {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
     throw err;

@@ -20,6 +20,7 @@ import type { OutboxMetrics } from '../src/metrics.js';
 import {
   createOutboxDispatcher,
   type DeliverMessage,
+  type OutboxDispatcherDeps,
   type OutboxSettings,
 } from '../src/notifications/dispatcher.js';
 import { freePort } from '../src/stack/ports.js';
@@ -210,6 +211,8 @@ export interface TestOutboxOptions {
   settings?: Partial<OutboxSettings>;
   /** Replaces the delivery channel, e.g. with one that fails. */
   deliver?: DeliverMessage;
+  /** The e-mail channel (e.g. mailpit's SMTP); off without it. */
+  email?: OutboxDispatcherDeps['email'];
   logger?: Logger;
   metrics?: OutboxMetrics;
   /** Also runs the auto top-up dispatcher (as src/worker.ts does), starting runs through this client. */
@@ -241,6 +244,7 @@ export async function startTestWorker(
     metrics: outbox.metrics,
     settings: { ...testOutboxSettings, ...outbox.settings },
     deliver: outbox.deliver,
+    email: outbox.email,
   });
   dispatcher.start();
   const autoTopups = outbox.autoTopup

@@ -175,7 +175,8 @@ describe('the outbox dispatcher', () => {
     });
     const byFirst: number[] = [];
     const bySecond: number[] = [];
-    // The first dispatcher holds its batch of four until the second has run.
+    // The first dispatcher holds the row in hand (each row is its own transaction) until the
+    // second has run its batch.
     const first = dispatcherFor(taskQueue, {
       settings: { batchSize: 4 },
       deliver: async (tx, row) => {
@@ -194,12 +195,12 @@ describe('the outbox dispatcher', () => {
     });
     const firstRun = first.dispatcher.runOnce();
     await firstBusy;
-    expect(await second.dispatcher.runOnce()).toBe(6);
+    expect(await second.dispatcher.runOnce()).toBe(9);
     releaseFirst();
-    expect(await firstRun).toBe(4);
+    expect(await firstRun).toBe(1);
 
-    expect(byFirst).toHaveLength(4);
-    expect(bySecond).toHaveLength(6);
+    expect(byFirst).toHaveLength(1);
+    expect(bySecond).toHaveLength(9);
     expect(new Set([...byFirst, ...bySecond]).size).toBe(10);
     expect(await deliveredNotifications(db, customer.id)).toHaveLength(10);
     expect(await second.dispatcher.runOnce()).toBe(0);

@@ -95,7 +95,7 @@ describe('notifications', () => {
       jsonRequest('PUT', { kinds: ['credits_refunded'], minAmount: 0 }, token),
     );
     expect(put.status).toBe(200);
-    expect(await (await get('/v1/notifications/preferences', customer.id)).json()).toEqual({
+    expect(await (await get('/v1/notifications/preferences', customer.id)).json()).toMatchObject({
       kinds: ['credits_refunded'],
       minAmount: 0,
     });

@@ -1,4 +1,5 @@
 // Builds the HTTP API from its dependencies; only src/server.ts listens on a port.
+import { withCommonResponses } from './openapi-common.js';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler, Next } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
@@ -9,6 +10,7 @@ import { adminOnly, authenticate, type AuthEnv, type AuthSettings } from './auth
 import { checkoutRoutes } from './checkouts/routes.js';
 import type { AppDeps } from './common.js';
 import { customerRoutes } from './customers/routes.js';
+import { dashboardRoutes } from './dashboard/routes.js';
 import { disputeRoutes } from './disputes/routes.js';
 import { docsRoutes } from './docs/routes.js';
 import { grantRoutes } from './grants/routes.js';
@@ -105,7 +107,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
   app.use('/metrics', guardMetrics(options.security?.metrics ?? { mode: 'open' }));
 
   app.route('/', healthRoutes(deps, metrics.registry));
-  app.doc31('/openapi.json', {
+  const openApiConfig = {
     openapi: '3.1.0',
     info: {
       title: 'creditflow API',
@@ -114,13 +116,17 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
         'Credits and payments: every money movement is a Temporal workflow over a double-entry ledger. ' +
         'Errors are `{ "error": { "code", "message" } }`.',
     },
-  });
+  };
+  app.get('/openapi.json', (c) =>
+    c.json(withCommonResponses(app.getOpenAPI31Document(openApiConfig))),
+  );
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
     scheme: 'bearer',
     bearerFormat: 'JWT',
   });
   app.route('/', docsRoutes());
+  app.route('/', dashboardRoutes());
 
   app.use('/webhooks/sms', capBody(BODY_LIMITS.smsWebhook));
   app.route('/', smsWebhookRoutes(deps));

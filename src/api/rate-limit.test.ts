@@ -148,6 +148,53 @@ describe('in memory (the default)', () => {
     expect((await get(app, fresh, '198.51.100.2')).status).toBe(200);
   });
 
+  it('tells the client its limit, what is left and when the window ends, for the tighter limit', async () => {
+    const { app } = limitedApp({ perCustomer: 3, perIp: 10 });
+    const alice = await customer();
+    const ip = '198.51.100.20';
+    const first = await get(app, alice, ip);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('ratelimit-limit')).toBe('3');
+    expect(first.headers.get('ratelimit-remaining')).toBe('2');
+    const reset = Number(first.headers.get('ratelimit-reset'));
+    expect(reset).toBeGreaterThanOrEqual(1);
+    expect(reset).toBeLessThanOrEqual(60);
+    await get(app, alice, ip);
+    const third = await get(app, alice, ip);
+    expect(third.headers.get('ratelimit-remaining')).toBe('0');
+    const refused = await get(app, alice, ip);
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('ratelimit-remaining')).toBe('0');
+    expect(refused.headers.get('ratelimit-limit')).toBe('3');
+    // Unauthenticated, only the address's limit applies: 10, of which 5 are now spent.
+    const anonymous = await get(app, undefined, ip);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('ratelimit-limit')).toBe('10');
+    expect(anonymous.headers.get('ratelimit-remaining')).toBe('5');
+  });
+
+  it('declares 429 and 503 on every /v1 operation of the OpenAPI document', async () => {
+    const { app } = limitedApp({});
+    const doc = (await (await app.request('/openapi.json')).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+    };
+    const operations = Object.entries(doc.paths)
+      .filter(([path]) => path.startsWith('/v1/'))
+      .flatMap(([path, item]) =>
+        Object.entries(item).map(([method, op]) => ({ path, method, op })),
+      );
+    expect(operations.length).toBeGreaterThan(30);
+    for (const { path, method, op } of operations) {
+      expect(Object.keys(op.responses), `${method} ${path}`).toEqual(
+        expect.arrayContaining(['429', '503']),
+      );
+    }
+    const webhooks = Object.entries(doc.paths).filter(([path]) => path.startsWith('/webhooks/'));
+    for (const [, item] of webhooks) {
+      for (const op of Object.values(item)) expect(op.responses['429']).toBeUndefined();
+    }
+  });
+
   it('counts per principal and per address separately', async () => {
     const { app } = limitedApp({ perCustomer: 2, perIp: 4 });
     const [alice, bob, admin] = await Promise.all([customer(), customer(), adminToken()]);

@@ -193,8 +193,9 @@ function limitMiddleware(
   return async (c, next) => {
     const key = keyOf(c);
     if (key === undefined) return next();
+    let spent: RateLimiterRes;
     try {
-      await limiter.consume(key);
+      spent = await limiter.consume(key);
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) {
         metrics.storeErrors.inc({ scope });
@@ -205,10 +206,32 @@ function limitMiddleware(
       const retryAfter = Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
       return c.json(errorBody('rate_limited', refusal(retryAfter)), 429, {
         'Retry-After': String(retryAfter),
+        'RateLimit-Limit': String(limiter.points),
+        'RateLimit-Remaining': '0',
+        'RateLimit-Reset': String(retryAfter),
       });
     }
-    return next();
+    await next();
+    setRateLimitHeaders(c, limiter.points, spent);
   };
+}
+
+/**
+ * RateLimit-Limit/-Remaining/-Reset on every limited answer, for the tighter of the two limits:
+ * the per-IP middleware runs outside the per-account one, so it only overwrites what that one
+ * set when its own remainder is smaller.
+ */
+function setRateLimitHeaders(c: Context, points: number, spent: RateLimiterRes): void {
+  const remaining = Math.max(0, spent.remainingPoints);
+  const already = c.res.headers.get('RateLimit-Remaining');
+  if (already !== null && Number(already) <= remaining) return;
+  try {
+    c.res.headers.set('RateLimit-Limit', String(points));
+    c.res.headers.set('RateLimit-Remaining', String(remaining));
+    c.res.headers.set('RateLimit-Reset', String(Math.max(1, Math.ceil(spent.msBeforeNext / 1000))));
+  } catch {
+    // An immutable response (a fetched one passed through) keeps its headers as they are.
+  }
 }
 
 /** Per client IP; registered before authentication so floods of bad tokens are limited too. */

@@ -14,7 +14,13 @@ const HSTS = 'max-age=31536000; includeSubDomains';
 /** Request headers a browser client on an allowed origin may send. */
 export const CORS_ALLOWED_HEADERS = ['Authorization', 'Content-Type', 'Idempotency-Key'];
 /** Response headers such a client may read. */
-const CORS_EXPOSED_HEADERS = ['Retry-After', 'Location'];
+const CORS_EXPOSED_HEADERS = [
+  'Retry-After',
+  'Location',
+  'RateLimit-Limit',
+  'RateLimit-Remaining',
+  'RateLimit-Reset',
+];
 
 export interface SecurityOptions {
   /** Trust `X-Forwarded-Proto` from the proxy in front (TRUST_PROXY). */

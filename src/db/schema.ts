@@ -225,6 +225,14 @@ export const notificationOutbox = pgTable(
     lastError: text('last_error'),
     createdAt: createdAt(),
     deliveredAt: timestamp('delivered_at', { withTimezone: true }),
+    /**
+     * Each channel's outcome, null until it is settled: a retry redoes only the channels still
+     * null, so a failing e-mail never repeats the in-app notification and the reverse.
+     */
+    inAppStatus: text('in_app_status'),
+    emailStatus: text('email_status'),
+    /** When the SMTP server accepted the e-mail (committed with `email_status` = 'sent'). */
+    emailSentAt: timestamp('email_sent_at', { withTimezone: true }),
   },
   (t) => [
     uniqueIndex('notification_outbox_idempotency_key_key').on(t.idempotencyKey),
@@ -239,10 +247,18 @@ export const notificationOutbox = pgTable(
       sql`${t.status} in ('pending', 'delivered', 'failed', 'muted')`,
     ),
     check('notification_outbox_attempts_check', sql`${t.attempts} >= 0`),
+    check(
+      'notification_outbox_in_app_status_check',
+      sql`${t.inAppStatus} in ('sent', 'duplicate', 'muted')`,
+    ),
+    check(
+      'notification_outbox_email_status_check',
+      sql`${t.emailStatus} in ('sent', 'muted', 'no_address', 'off')`,
+    ),
   ],
 );
 
-/** Which notification kinds a customer wants, and from what amount. */
+/** Which notification kinds a customer wants, on which channels, and from what amount. */
 export const notificationPreferences = pgTable('notification_preferences', {
   customerId: uuid('customer_id')
     .primaryKey()
@@ -250,6 +266,8 @@ export const notificationPreferences = pgTable('notification_preferences', {
   /** Kinds to deliver; null means every kind. */
   kinds: text('kinds').array(),
   minAmount: bigint('min_amount', { mode: 'number' }).notNull().default(0),
+  /** Channels by kind (`{ "credits_refunded": ["in_app", "email"] }`); a kind left out, or null: every channel. */
+  channels: jsonb('channels').$type<Record<string, string[]>>(),
   updatedAt: updatedAt(),
 });
 

@@ -1,11 +1,16 @@
-// The outbox dispatcher: delivers due messages off the money path, retries failures with backoff,
-// and raises an alert (error log + metrics) for a message that keeps failing, so none fails silently.
+// The outbox dispatcher: delivers due messages off the money path, on each channel the customer
+// wants (in-app, e-mail), retries failures with backoff, and raises an alert (error log + metrics)
+// for a message that keeps failing, so none fails silently. Each channel's outcome is recorded on
+// the row, so a retry redoes only the channel that failed.
 import type postgres from 'postgres';
 import type { Sql } from '../db/client.js';
 import type { Logger } from '../logger.js';
+import { maskSecrets } from '../log-redaction.js';
 import type { OutboxMetrics } from '../metrics.js';
+import { addressDomain, renderEmail, type EmailSender } from './email.js';
 import { deliverInApp, type DeliveryOutcome } from './in-app.js';
-import type { NotificationKind, OutboxPayload, OutboxRow } from './outbox.js';
+import type { EmailStatus, NotificationKind, OutboxPayload, OutboxRow } from './outbox.js';
+import { readPreferences, wants } from './preferences.js';
 import { createPollLoop } from '../poll-loop.js';
 
 /** Delivers one message inside the claiming transaction; throws to have it retried. */
@@ -49,8 +54,10 @@ export interface OutboxDispatcherDeps {
   logger: Logger;
   metrics?: OutboxMetrics;
   settings: OutboxSettings;
-  /** Replaces the delivery channel (tests make it fail); production uses the inbox. */
+  /** Replaces the in-app channel (tests make it fail); production uses the inbox. */
   deliver?: DeliverMessage;
+  /** The e-mail channel; without it (no SMTP_URL) messages are not e-mailed ('off'). */
+  email?: { sender: EmailSender; from: string };
 }
 
 export interface OutboxDispatcher {
@@ -72,6 +79,8 @@ interface ClaimedRow {
   payload: OutboxPayload;
   attempts: number;
   created_at: Date | string;
+  in_app_status: DeliveryOutcome | null;
+  email_status: EmailStatus | null;
 }
 
 /** Delay before the next attempt after `attempts` failures. */
@@ -83,73 +92,142 @@ export function retryDelayMs(settings: OutboxSettings, attempts: number): number
 const describe = (err: unknown) =>
   (err instanceof Error ? err.message : String(err)).slice(0, 1000);
 
+const toRow = (claimed: ClaimedRow): OutboxRow => ({
+  id: Number(claimed.id),
+  idempotencyKey: claimed.idempotency_key,
+  customerId: claimed.customer_id,
+  kind: claimed.kind,
+  payload: claimed.payload,
+  attempts: claimed.attempts,
+  createdAt: new Date(claimed.created_at),
+  inAppStatus: claimed.in_app_status,
+  emailStatus: claimed.email_status,
+});
+
 export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispatcher {
   const { sql, taskQueue, logger, metrics, settings } = deps;
   const deliver = deps.deliver ?? deliverToInbox;
+  const emailDomain = deps.email ? addressDomain(deps.email.from) : 'creditflow';
 
+  /**
+   * Delivers up to a batch of due messages, each in a transaction of its own: an e-mail goes out
+   * while its row is locked, and its 'sent' commits right after, so the only way to send it twice
+   * is a crash (or a lost database) between the SMTP server's acceptance and that commit; the
+   * resend then carries the same Message-ID.
+   */
   async function runOnce(): Promise<number> {
-    // Metrics and logs are reported once the batch committed, so they never count a rollback.
-    const report: Array<() => void> = [];
-    const handled = await sql.begin(async (tx) => {
-      report.length = 0;
-      // Rows another dispatcher holds are skipped, so dispatchers in many workers share the work.
-      const rows = await tx<ClaimedRow[]>`
-        select id, idempotency_key, customer_id, kind, payload, attempts, created_at
-        from notification_outbox
-        where task_queue = ${taskQueue} and status = 'pending' and next_attempt_at <= now()
-        order by id
-        limit ${settings.batchSize}
-        for update skip locked`;
-      for (const claimed of rows) {
-        const row: OutboxRow = {
-          id: Number(claimed.id),
-          idempotencyKey: claimed.idempotency_key,
-          customerId: claimed.customer_id,
-          kind: claimed.kind,
-          payload: claimed.payload,
-          attempts: claimed.attempts,
-          createdAt: new Date(claimed.created_at),
-        };
-        let outcome: DeliveryOutcome;
-        try {
-          // A savepoint, so a failed delivery undoes only its own writes.
-          outcome = await tx.savepoint((sp) => deliver(sp, row));
-        } catch (err) {
-          report.push(await recordFailure(tx, row, err));
-          continue;
-        }
-        await tx`
-          update notification_outbox
-          set status = ${outcome === 'muted' ? 'muted' : 'delivered'}, attempts = attempts + 1,
-              delivered_at = case when ${outcome} = 'muted' then null else now() end,
-              last_error = null
-          where id = ${row.id}`;
-        report.push(() => {
-          metrics?.notifications.inc({ kind: row.kind, outcome });
-          if (row.attempts > 0) {
-            logger.info(
-              { outboxId: row.id, kind: row.kind, attempts: row.attempts + 1 },
-              'notification delivered after retries',
-            );
-          }
-        });
-      }
-      return rows.length;
-    });
-    for (const emit of report) emit();
+    let handled = 0;
+    // Rows are taken in id order, each once per batch: a row that failed and came due again
+    // waits for the next batch.
+    let lastId = 0;
+    while (handled < settings.batchSize) {
+      // Metrics and logs are reported once the row committed, so they never count a rollback.
+      const report: Array<() => void> = [];
+      const found = await sql.begin(async (tx) => {
+        report.length = 0;
+        // Rows another dispatcher holds are skipped, so dispatchers in many workers share the work.
+        const [claimed] = await tx<ClaimedRow[]>`
+          select id, idempotency_key, customer_id, kind, payload, attempts, created_at,
+                 in_app_status, email_status
+          from notification_outbox
+          where task_queue = ${taskQueue} and status = 'pending' and next_attempt_at <= now()
+            and id > ${lastId}
+          order by id
+          limit 1
+          for update skip locked`;
+        if (!claimed) return false;
+        lastId = Number(claimed.id);
+        report.push(...(await deliverRow(tx, toRow(claimed))));
+        return true;
+      });
+      for (const emit of report) emit();
+      if (!found) break;
+      handled++;
+    }
     return handled;
+  }
+
+  /** Settles each channel still open, records the outcomes, and returns what to report. */
+  async function deliverRow(
+    tx: postgres.TransactionSql,
+    row: OutboxRow,
+  ): Promise<Array<() => void>> {
+    const report: Array<() => void> = [];
+    const errors: string[] = [];
+    let inApp = row.inAppStatus;
+    if (inApp === null) {
+      try {
+        // A savepoint, so a failed delivery undoes only its own writes.
+        inApp = await tx.savepoint((sp) => deliver(sp, row));
+        const outcome = inApp;
+        report.push(() => metrics?.notifications.inc({ kind: row.kind, outcome }));
+      } catch (err) {
+        errors.push(describe(err));
+      }
+    }
+    let email = row.emailStatus;
+    if (email === null) {
+      try {
+        email = await tx.savepoint((sp) => deliverEmail(sp, row));
+        const outcome = email;
+        report.push(() => metrics?.emailNotifications.inc({ kind: row.kind, outcome }));
+      } catch (err) {
+        // SMTP answers can quote the recipient: the stored error and the logs never hold it.
+        errors.push(`e-mail: ${maskSecrets(describe(err))}`);
+        report.push(() => metrics?.emailNotifications.inc({ kind: row.kind, outcome: 'failed' }));
+      }
+    }
+    await tx`
+      update notification_outbox
+      set in_app_status = ${inApp}, email_status = ${email},
+          email_sent_at = case when ${email} = 'sent' then coalesce(email_sent_at, now()) end
+      where id = ${row.id}`;
+    if (errors.length > 0) {
+      report.push(await recordFailure(tx, row, errors.join('; ')));
+      return report;
+    }
+    const muted = inApp === 'muted' && email !== 'sent';
+    await tx`
+      update notification_outbox
+      set status = ${muted ? 'muted' : 'delivered'}, attempts = attempts + 1,
+          delivered_at = case when ${muted} then null else now() end,
+          last_error = null
+      where id = ${row.id}`;
+    if (row.attempts > 0) {
+      report.push(() =>
+        logger.info(
+          { outboxId: row.id, kind: row.kind, attempts: row.attempts + 1 },
+          'notification delivered after retries',
+        ),
+      );
+    }
+    return report;
+  }
+
+  /** E-mails the message when the channel is on, the customer wants it and has an address. */
+  async function deliverEmail(tx: postgres.TransactionSql, row: OutboxRow): Promise<EmailStatus> {
+    if (!deps.email) return 'off';
+    const preferences = await readPreferences(tx, row.customerId);
+    if (!wants(preferences, 'email', { kind: row.kind, amount: row.payload.amount })) {
+      return 'muted';
+    }
+    // Read at delivery: a changed address is used, an anonymised customer gets nothing.
+    const [customer] = await tx<{ email: string | null }[]>`
+      select email from customers where id = ${row.customerId} and anonymised_at is null`;
+    if (!customer?.email) return 'no_address';
+    await deps.email.sender.send(renderEmail(row, customer.email, emailDomain));
+    return 'sent';
   }
 
   /** Schedules the next attempt (or gives up); returns what to report once committed. */
   async function recordFailure(
     tx: postgres.TransactionSql,
     row: OutboxRow,
-    err: unknown,
+    error: string,
   ): Promise<() => void> {
     const attempts = row.attempts + 1;
     const givenUp = attempts >= settings.maxAttempts;
     const delayMs = retryDelayMs(settings, attempts);
-    const error = describe(err);
     await tx`
       update notification_outbox
       set attempts = ${attempts}, last_error = ${error}, status = ${givenUp ? 'failed' : 'pending'},

@@ -1,6 +1,7 @@
 // In-app delivery: the customer's notifications list, filtered by their preferences.
 import type postgres from 'postgres';
 import type { NotificationKind } from './outbox.js';
+import { readPreferences, wants } from './preferences.js';
 
 export type DeliveryOutcome = 'sent' | 'duplicate' | 'muted';
 
@@ -16,24 +17,18 @@ export interface InAppMessage {
   data?: Record<string, unknown>;
 }
 
-const toBigInt = (value: number | bigint | string) => BigInt(value);
-const abs = (value: bigint) => (value < 0n ? -value : value);
-
 /**
- * Stores the notification unless the customer muted its kind or its amount is below their
- * minimum. Idempotent by key: a second delivery of the same message stores nothing.
+ * Stores the notification unless the customer's preferences keep its kind off the in-app channel
+ * or its amount is below their minimum. Idempotent by key: a second delivery of the same message
+ * stores nothing.
  */
 export async function deliverInApp(
   sql: postgres.Sql | postgres.TransactionSql,
   message: InAppMessage,
 ): Promise<{ outcome: DeliveryOutcome; notificationId: number | null }> {
-  const [pref] = await sql<{ kinds: string[] | null; min_amount: string }[]>`
-    select kinds, min_amount from notification_preferences where customer_id = ${message.customerId}`;
+  const preferences = await readPreferences(sql, message.customerId);
   const amount = message.amount ?? null;
-  const muted =
-    pref !== undefined &&
-    ((pref.kinds !== null && !pref.kinds.includes(message.kind)) ||
-      (amount !== null && abs(toBigInt(amount)) < toBigInt(pref.min_amount)));
+  const muted = !wants(preferences, 'in_app', message);
   if (muted) return { outcome: 'muted', notificationId: null };
   const balanceAfter = message.balanceAfter ?? null;
   const [row] = await sql<{ id: string }[]>`

@@ -15,6 +15,12 @@ export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 export const OUTBOX_STATUSES = ['pending', 'delivered', 'failed', 'muted'] as const;
 export type OutboxStatus = (typeof OUTBOX_STATUSES)[number];
 
+/**
+ * What became of a message's e-mail: sent (the SMTP server accepted it), muted (the customer's
+ * preferences), no_address (no e-mail address, or anonymised), off (this worker has no SMTP_URL).
+ */
+export type EmailStatus = 'sent' | 'muted' | 'no_address' | 'off';
+
 /** Credits as they travel in a message: integers, kept exact whatever their size. */
 export type Credits = number | bigint;
 
@@ -49,6 +55,10 @@ export interface OutboxRow {
   payload: OutboxPayload;
   attempts: number;
   createdAt: Date;
+  /** In-app outcome once settled; null while it is still to do. */
+  inAppStatus: 'sent' | 'duplicate' | 'muted' | null;
+  /** E-mail outcome once settled; null while it is still to do. */
+  emailStatus: EmailStatus | null;
 }
 
 /**

@@ -1,36 +1,11 @@
 // stripe-mock for local runs and tests: Stripe's own API mock, found or built like the Temporal CLI.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
-import { freePort } from './ports.js';
+import { freePort, waitForPort } from './ports.js';
 import { STRIPE_MOCK, ensureTool, type Log } from './tools.js';
 
 export interface RunningStripeMock {
   apiBase: string;
   stop: () => Promise<void>;
-}
-
-function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      if (child.exitCode !== null) {
-        reject(new Error(`stripe-mock exited with code ${child.exitCode}`));
-        return;
-      }
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.end();
-        resolve();
-      });
-      socket.once('error', () => {
-        socket.destroy();
-        if (Date.now() > deadline)
-          reject(new Error(`stripe-mock did not listen on ${port} in time`));
-        else setTimeout(attempt, 100);
-      });
-    };
-    attempt();
-  });
 }
 
 /** Starts stripe-mock on a free port; undefined when it is absent and cannot be built. */
@@ -53,7 +28,7 @@ export async function startStripeMock(
       { stdio: 'ignore' },
     );
     try {
-      await waitForPort(port, child, 15_000);
+      await waitForPort(port, child, 'stripe-mock', 15_000);
       return running(child, port);
     } catch (err) {
       child.kill('SIGKILL');

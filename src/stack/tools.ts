@@ -1,4 +1,4 @@
-// Finds the Go-built tools (Temporal CLI, stripe-mock), or builds them once into a cache outside the repo.
+// Finds the Go-built tools (Temporal CLI, stripe-mock, mailpit), or builds them once into a cache outside the repo.
 import { spawn } from 'node:child_process';
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -31,6 +31,15 @@ export const STRIPE_MOCK: ToolSpec = {
   envVar: 'STRIPE_MOCK_PATH',
   goPackage: 'github.com/stripe/stripe-mock@v0.197.0',
   buildEstimate: 'about 10 seconds',
+};
+
+/** The local mail catcher: an SMTP server with a web UI and an API to read what arrived. */
+export const MAILPIT: ToolSpec = {
+  binary: 'mailpit',
+  label: 'mailpit',
+  envVar: 'MAILPIT_PATH',
+  goPackage: 'github.com/axllent/mailpit@v1.33.1',
+  buildEstimate: 'about 35 seconds',
 };
 
 type Env = Record<string, string | undefined>;

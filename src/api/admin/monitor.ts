@@ -3,7 +3,15 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { toDate } from '../../db/client.js';
 import { jsonBalance } from '../../ledger/ledger.js';
 import { adminOnly, type AuthEnv } from '../auth.js';
-import { balanceSchema, errorResponse, security, type AppDeps } from '../common.js';
+import {
+  balanceSchema,
+  customerIdSchema,
+  errorResponse,
+  security,
+  temporalUiLink,
+  temporalUiUrlSchema,
+  type AppDeps,
+} from '../common.js';
 import { validationHook } from '../errors.js';
 
 /**
@@ -32,6 +40,9 @@ const MonitorQuery = z.object({
     .max(MONITOR_MAX_MINUTES, `must be at most ${MONITOR_MAX_MINUTES} (one week)`)
     .default(60)
     .openapi({ example: 60 }),
+  customerId: customerIdSchema
+    .optional()
+    .openapi({ description: "Only this customer's wallet and the entries that moved it" }),
 });
 
 const MonitorSchema = z
@@ -57,6 +68,11 @@ const MonitorSchema = z
           description: 'Signed change to the customer’s wallet; the amount moved when no wallet',
         }),
         createdAt: z.string(),
+        workflowId: z
+          .string()
+          .nullable()
+          .openapi({ description: 'The workflow that posted the entry, if one did' }),
+        temporalUiUrl: temporalUiUrlSchema,
       }),
     ),
   })
@@ -78,13 +94,20 @@ const getMonitor = createRoute({
   },
 });
 
-export function adminMonitorRoutes({ db }: AppDeps) {
+export function adminMonitorRoutes(deps: AppDeps) {
+  const { db } = deps;
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
   /** Sums the window's entries and wallet postings; one fixed cut-off for every figure. */
   app.openapi(getMonitor, async (c) => {
-    const { minutes } = c.req.valid('query');
+    const { minutes, customerId } = c.req.valid('query');
     const result = await db.sql.begin('isolation level repeatable read read only', async (tx) => {
+      // For one customer: their wallet's postings, and the entries that have one.
+      const ofWallet = customerId ? tx`and a.customer_id = ${customerId}` : tx``;
+      const ofEntry = customerId
+        ? tx`and exists (select 1 from postings cp join accounts ca on ca.id = cp.account_id
+                         where cp.entry_id = e.id and ca.kind = 'wallet' and ca.customer_id = ${customerId})`
+        : tx``;
       // The cut-off stays text end to end: the app's pools bind timestamps as text only.
       const [bounds] = await tx<{ from: string; to: string }[]>`
         select to_json(now() - make_interval(mins => ${minutes})) #>> '{}' as from,
@@ -110,10 +133,11 @@ export function adminMonitorRoutes({ db }: AppDeps) {
         from postings p
         join accounts a on a.id = p.account_id and a.kind = 'wallet'
         join entries e on e.id = p.entry_id
-        where p.created_at > ${from}::timestamptz`;
+        where p.created_at > ${from}::timestamptz ${ofWallet}`;
       const byType = await tx<{ type: string; count: number }[]>`
-        select type, count(*)::int as count from entries
-        where created_at > ${from}::timestamptz group by type order by count desc, type`;
+        select e.type, count(*)::int as count from entries e
+        where e.created_at > ${from}::timestamptz ${ofEntry}
+        group by e.type order by count desc, e.type`;
       const recent = await tx<
         {
           id: string;
@@ -122,16 +146,17 @@ export function adminMonitorRoutes({ db }: AppDeps) {
           wallet_amount: string | null;
           moved: string;
           created_at: Date | string;
+          workflow_id: string | null;
         }[]
       >`
-        select e.id, e.type, e.created_at,
+        select e.id, e.type, e.created_at, e.workflow_id,
                (select a.customer_id from postings p join accounts a on a.id = p.account_id
                 where p.entry_id = e.id and a.kind = 'wallet' order by p.id limit 1) as customer_id,
                (select p.amount from postings p join accounts a on a.id = p.account_id
                 where p.entry_id = e.id and a.kind = 'wallet' order by p.id limit 1)::text as wallet_amount,
                (select sum(p.amount) from postings p where p.entry_id = e.id and p.amount > 0)::text as moved
         from entries e
-        where e.created_at > ${from}::timestamptz
+        where e.created_at > ${from}::timestamptz ${ofEntry}
         order by e.id desc
         limit ${RECENT}`;
       return { from: toDate(from), to: toDate(bounds!.to), sums: sums!, byType, recent };
@@ -153,6 +178,8 @@ export function adminMonitorRoutes({ db }: AppDeps) {
           customerId: r.customer_id,
           amount: jsonBalance(r.wallet_amount ?? r.moved ?? '0'),
           createdAt: toDate(r.created_at).toISOString(),
+          workflowId: r.workflow_id,
+          ...(r.workflow_id ? temporalUiLink(deps, r.workflow_id) : {}),
         })),
       },
       200,

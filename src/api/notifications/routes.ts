@@ -1,6 +1,7 @@
-// The caller's notifications (newest first, paged) and their notification preferences.
+// The caller's notifications (newest first, paged) and their notification preferences: kinds,
+// channels (in-app, e-mail) per kind, and the minimum amount.
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import { NOTIFICATION_KINDS } from '../../activities/notifications.js';
+import { NOTIFICATION_KINDS, type NotificationKind } from '../../activities/notifications.js';
 import { toDate } from '../../db/client.js';
 import { actingCustomer, type AuthEnv } from '../auth.js';
 import { jsonBalance } from '../../ledger/ledger.js';
@@ -12,6 +13,12 @@ import {
   type AppDeps,
 } from '../common.js';
 import { ApiError, validationHook } from '../errors.js';
+import {
+  NOTIFICATION_CHANNELS,
+  effectiveChannels,
+  readPreferences,
+  type NotificationPreferences,
+} from '../../notifications/preferences.js';
 
 const NotificationSchema = z
   .object({
@@ -26,16 +33,56 @@ const NotificationSchema = z
   })
   .openapi('Notification');
 
+const channelList = z
+  .array(z.enum(NOTIFICATION_CHANNELS))
+  .max(NOTIFICATION_CHANNELS.length)
+  .refine((list) => new Set(list).size === list.length, 'names a channel twice')
+  .openapi({ example: ['in_app', 'email'] });
+
+const channelsShape = <T extends z.ZodTypeAny>(value: T) =>
+  Object.fromEntries(NOTIFICATION_KINDS.map((kind) => [kind, value])) as Record<
+    NotificationKind,
+    T
+  >;
+
+const kindsField = z
+  .array(z.enum(NOTIFICATION_KINDS))
+  .nullable()
+  .openapi({ description: 'Kinds to receive at all; null for every kind' });
+const minAmountField = z.number().int().min(0).max(1_000_000_000).openapi({
+  description:
+    'Messages about fewer credits than this (either sign) are not delivered on any channel',
+});
+
 const PreferencesSchema = z
   .object({
-    kinds: z
-      .array(z.enum(NOTIFICATION_KINDS))
+    kinds: kindsField,
+    minAmount: minAmountField,
+    channels: z.object(channelsShape(channelList)).openapi({
+      description: 'The channels each kind is delivered on',
+    }),
+  })
+  .openapi('NotificationPreferences');
+
+const PreferencesInputSchema = z
+  .object({
+    kinds: kindsField,
+    minAmount: minAmountField,
+    channels: z
+      .object(channelsShape(channelList.optional()))
+      .strict()
       .nullable()
-      .openapi({ description: 'Kinds to receive; null for every kind' }),
-    minAmount: z.number().int().min(0).max(1_000_000_000),
+      .optional()
+      .openapi({
+        description:
+          'Channels by kind (`in_app`, `email`); a kind left out goes to every channel, `[]` to none. ' +
+          'Omitted: the stored channels stay; null: every kind on every channel. E-mail goes to the ' +
+          "customer's address on file, and only when the server has SMTP_URL set.",
+        example: { credits_refunded: ['in_app', 'email'], credits_deducted: ['in_app'] },
+      }),
   })
   .strict()
-  .openapi('NotificationPreferences');
+  .openapi('NotificationPreferencesInput');
 
 const listNotifications = createRoute({
   method: 'get',
@@ -96,7 +143,10 @@ const putPreferences = createRoute({
   security,
   request: {
     query: z.object({ customerId: customerIdSchema.optional() }),
-    body: { required: true, content: { 'application/json': { schema: PreferencesSchema } } },
+    body: {
+      required: true,
+      content: { 'application/json': { schema: PreferencesInputSchema } },
+    },
   },
   responses: {
     200: { content: { 'application/json': { schema: PreferencesSchema } }, description: 'Saved' },
@@ -153,29 +203,42 @@ export function notificationRoutes({ db }: AppDeps) {
 
   app.openapi(getPreferences, async (c) => {
     const customerId = actingCustomer(c.get('auth'), c.req.valid('query').customerId);
-    const [row] = await db.sql<{ kinds: string[] | null; min_amount: string }[]>`
-      select kinds, min_amount from notification_preferences where customer_id = ${customerId}`;
-    return c.json(
-      {
-        kinds: (row?.kinds ?? null) as (typeof NOTIFICATION_KINDS)[number][] | null,
-        minAmount: Number(row?.min_amount ?? 0),
-      },
-      200,
-    );
+    return c.json(preferencesView(await readPreferences(db.sql, customerId)), 200);
   });
 
+  /** Replaces the kinds and minimum; the channels too when the body has them. */
   app.openapi(putPreferences, async (c) => {
     const customerId = actingCustomer(c.get('auth'), c.req.valid('query').customerId);
     const body = c.req.valid('json');
     const [customer] = await db.sql`select 1 from customers where id = ${customerId}`;
     if (!customer) throw new ApiError(404, 'customer_not_found', 'No such customer.');
+    // Only the kinds the body names: a kind left out keeps meaning "every channel".
+    const channels =
+      body.channels == null
+        ? null
+        : Object.fromEntries(
+            Object.entries(body.channels).filter(([, list]) => list !== undefined),
+          );
+    const keepChannels = body.channels === undefined;
     await db.sql`
-      insert into notification_preferences (customer_id, kinds, min_amount)
-      values (${customerId}, ${body.kinds}, ${body.minAmount})
+      insert into notification_preferences (customer_id, kinds, min_amount, channels)
+      values (${customerId}, ${body.kinds}, ${body.minAmount},
+              ${channels === null ? null : JSON.stringify(channels)}::jsonb)
       on conflict (customer_id) do update
-        set kinds = excluded.kinds, min_amount = excluded.min_amount, updated_at = now()`;
-    return c.json(body, 200);
+        set kinds = excluded.kinds, min_amount = excluded.min_amount,
+            channels = case when ${keepChannels} then notification_preferences.channels
+                            else excluded.channels end,
+            updated_at = now()`;
+    return c.json(preferencesView(await readPreferences(db.sql, customerId)), 200);
   });
 
   return app;
+}
+
+function preferencesView(preferences: NotificationPreferences) {
+  return {
+    kinds: preferences.kinds,
+    minAmount: Number(preferences.minAmount),
+    channels: effectiveChannels(preferences),
+  };
 }
