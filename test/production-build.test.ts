@@ -180,6 +180,12 @@ describe('the production build', () => {
     const base = `http://127.0.0.1:${apiPort}`;
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(200);
+    // Files beside the modules (the dashboard's) were copied into the build.
+    const page = await fetch(`${base}/dashboard`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toBe(
+      readFileSync(join(projectRoot, 'src', 'dashboard', 'static', 'index.html'), 'utf8'),
+    );
 
     const customer = await createCustomer(db);
     const started = await fetch(
