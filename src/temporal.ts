@@ -4,6 +4,12 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { fileURLToPath } from 'node:url';
 import type { Configuration as WebpackConfiguration } from 'webpack';
 import type { Activities } from './activities/index.js';
+import {
+  clientInterceptors,
+  workerObservability,
+  type WorkerObservability,
+} from './observability/temporal-interceptors.js';
+import type { Tracing } from './observability/tracing.js';
 
 export interface TemporalTarget {
   address: string;
@@ -12,13 +18,21 @@ export interface TemporalTarget {
   tls?: boolean;
 }
 
-export async function connectClient(target: TemporalTarget): Promise<Client> {
+/** A client whose workflow starts carry the request id being served (and a span when tracing). */
+export async function connectClient(
+  target: TemporalTarget,
+  observability: { tracing?: Tracing | undefined } = {},
+): Promise<Client> {
   const connection = await Connection.connect({
     address: target.address,
     tls: target.tls || Boolean(target.apiKey) ? {} : undefined,
     apiKey: target.apiKey,
   });
-  return new Client({ connection, namespace: target.namespace });
+  return new Client({
+    connection,
+    namespace: target.namespace,
+    interceptors: { workflow: clientInterceptors(observability.tracing) },
+  });
 }
 
 export const workflowsPath = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
@@ -39,6 +53,8 @@ export interface WorkerSetup {
   /** A prebuilt workflow bundle (tests build one per run); otherwise bundled at start. */
   workflowBundle?: { codePath: string };
   options?: Partial<WorkerOptions>;
+  /** Request ids into activity logs, workflow outcome counts, and spans when tracing. */
+  observability?: WorkerObservability;
 }
 
 export async function createWorker(
@@ -49,6 +65,7 @@ export async function createWorker(
     tls: setup.target.tls || Boolean(setup.target.apiKey) ? {} : undefined,
     apiKey: setup.target.apiKey,
   });
+  const observed = workerObservability(setup.observability);
   const worker = await Worker.create({
     connection,
     namespace: setup.target.namespace,
@@ -57,6 +74,12 @@ export async function createWorker(
     ...(setup.workflowBundle
       ? { workflowBundle: setup.workflowBundle }
       : { workflowsPath, bundlerOptions: { webpackConfigHook } }),
+    interceptors: {
+      activity: observed.activityInterceptors,
+      // A prebuilt bundle already holds its interceptor modules (workflowInterceptorModules).
+      ...(setup.workflowBundle ? {} : { workflowModules: observed.workflowModules }),
+    },
+    sinks: observed.sinks,
     ...setup.options,
   });
   return { worker, connection };

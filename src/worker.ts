@@ -18,6 +18,7 @@ import { createStripeGateway } from './stripe/gateway.js';
 import { migrationProblems, StartupError, temporalSetupProblems } from './readiness/checks.js';
 import { ensureReconciliationSchedules } from './reconciliation/schedules.js';
 import { connectClient, createWorker } from './temporal.js';
+import { startTracing } from './observability/tracing.js';
 import { installWorkerLogging } from './worker-logging.js';
 
 export interface RunningWorker {
@@ -50,8 +51,20 @@ export async function startWorker(
     name: 'creditflow-worker',
     nodeEnv: config.nodeEnv,
   });
-  // Before the first connection creates the runtime: SDK and native logs as pino JSON lines.
-  installWorkerLogging(logger, config.logLevel);
+  // Before the first connection creates the runtime: SDK and native logs as pino JSON lines, and
+  // the runtime's own metrics on their port when one is set.
+  const temporalMetricsPort = config.observability.workerTemporalMetricsPort;
+  const temporalMetrics =
+    temporalMetricsPort !== undefined
+      ? { host: config.workerMetricsHost, port: temporalMetricsPort }
+      : undefined;
+  if (installWorkerLogging(logger, config.logLevel, temporalMetrics) && temporalMetrics) {
+    logger.info(temporalMetrics, 'Temporal worker runtime metrics at /metrics');
+  }
+  const tracing = startTracing({
+    endpoint: config.observability.tracesEndpoint,
+    serviceName: config.observability.serviceName ?? 'creditflow-worker',
+  });
   const databaseUrl = required(config.databaseUrl, 'DATABASE_URL', 'by the worker (postgres://…)');
   const address = required(
     config.temporal.address,
@@ -70,7 +83,7 @@ export async function startWorker(
     tls: config.temporal.tls,
   };
   // Reconciliation repairs start and signal workflows through a client of the worker's own.
-  const temporal = await connectClient(target).catch(async (err: unknown) => {
+  const temporal = await connectClient(target, { tracing }).catch(async (err: unknown) => {
     await db.close();
     throw new StartupError(
       `creditflow worker cannot start: Temporal at ${address} (TEMPORAL_ADDRESS) is not reachable: ${(err as Error).message}`,
@@ -123,6 +136,9 @@ export async function startWorker(
     target,
     taskQueue: config.temporal.taskQueue,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}),
+    observability: { tracing, workflowOutcomes: metrics.workflowOutcomes },
+    // On SIGTERM/SIGINT or stop(): no new tasks, and running activities get this long to finish.
+    options: { shutdownGraceTime: config.observability.workerShutdownGraceMs },
     activities: createActivities({
       db,
       metrics,
@@ -173,6 +189,7 @@ export async function startWorker(
     await connection.close();
     await temporal.connection.close();
     await db.close();
+    await tracing?.flush().catch(() => undefined);
     logger.info('worker stopped');
   });
   return {

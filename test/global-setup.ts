@@ -20,6 +20,7 @@ import {
 } from '../src/stack/postgres.js';
 import { startStripeMock } from '../src/stack/stripe-mock.js';
 import { startTemporalDevServer } from '../src/stack/temporal.js';
+import { workflowInterceptorModules } from '../src/observability/temporal-interceptors.js';
 import { webpackConfigHook, workflowsPath } from '../src/temporal.js';
 
 declare module 'vitest' {
@@ -144,6 +145,7 @@ export default async function setup(project: TestProject) {
     const bundle = await bundleWorkflowCode({
       workflowsPath,
       webpackConfigHook,
+      workflowInterceptorModules: workflowInterceptorModules({ tracing: false }),
       logger: {
         log: () => undefined,
         trace: () => undefined,
