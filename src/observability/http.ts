@@ -27,7 +27,7 @@ const serverSpan: MiddlewareHandler = async (c: Context, next: Next) => {
       attributes: {
         'http.request.method': method,
         'url.path': new URL(c.req.url).pathname,
-        'creditflow.request_id': (c.get('requestId')) ?? '',
+        'creditflow.request_id': c.get('requestId') ?? '',
       },
     },
     parent,
