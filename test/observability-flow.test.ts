@@ -6,6 +6,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { temporal as proto } from '@temporalio/proto';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { App } from '../src/api/app.js';
 import type { Database } from '../src/db/client.js';
@@ -20,6 +21,7 @@ import {
   eventually,
   fund,
   jsonRequest,
+  runWorkerProcess,
   spawnWorkerProcess,
   testApp,
   testDatabase,
@@ -198,5 +200,22 @@ describe('a flow through the API and a worker process', () => {
     );
     expect(outcome?.activityTaskCompletedEventAttributes).toBeTruthy();
     await handle.terminate('test over: the rental was the point');
+  });
+
+  it('refuses to start, naming WORKER_TEMPORAL_METRICS_PORT, when that port is taken', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const { code, stderr } = await runWorkerProcess({
+        WORKER_TEMPORAL_METRICS_PORT: String(port),
+        WORKER_METRICS_PORT: String(await freePort()),
+      }).exited;
+      expect(code).toBe(1);
+      expect(stderr).toContain(`WORKER_TEMPORAL_METRICS_PORT: ${port} cannot be served`);
+      expect(stderr).not.toMatch(/^\s+at /m);
+    } finally {
+      taken.close();
+    }
   });
 });
