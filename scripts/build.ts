@@ -2,6 +2,7 @@
 //   dist/src/, dist/scripts/   tsc's JavaScript, same layout as the sources
 //   dist/src/**                every other file under src/ (static assets found beside their module)
 //   dist/workflow-bundle.js    the workflows prebundled, so a worker starts without webpack
+//   dist/workflow-bundle-tracing.js   the same with OpenTelemetry's workflow interceptors
 // Migrations stay in drizzle/ at the project root, beside dist/.
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { spawnSync } from 'node:child_process';
@@ -39,17 +40,22 @@ for (const relative of readdirSync(src, { recursive: true, encoding: 'utf8' })) 
 }
 
 const quiet = () => undefined;
-const bundle = await bundleWorkflowCode(
-  workflowBundleOptions({
-    log: quiet,
-    trace: quiet,
-    debug: quiet,
-    info: quiet,
-    warn: (message) => process.stderr.write(`${message}\n`),
-    error: (message) => process.stderr.write(`${message}\n`),
-  }),
-);
+const bundlerLogger = {
+  log: quiet,
+  trace: quiet,
+  debug: quiet,
+  info: quiet,
+  warn: (message: string) => process.stderr.write(`${message}\n`),
+  error: (message: string) => process.stderr.write(`${message}\n`),
+};
+// Two bundles: the plain one, and one with OpenTelemetry's workflow interceptors for a worker
+// that traces (OTEL_EXPORTER_OTLP_ENDPOINT); each worker picks the one for its setting.
+const bundle = await bundleWorkflowCode(workflowBundleOptions(bundlerLogger));
 writeFileSync(join(outDir, 'workflow-bundle.js'), bundle.code);
+const tracingBundle = await bundleWorkflowCode(
+  workflowBundleOptions(bundlerLogger, { tracing: true }),
+);
+writeFileSync(join(outDir, 'workflow-bundle-tracing.js'), tracingBundle.code);
 
 say(
   `Built dist/: compiled src/ and scripts/, ${assets} asset file(s), workflow bundle ` +

@@ -248,6 +248,16 @@ const schema = z.object({
       'must be an address, e.g. "creditflow <no-reply@example.com>" or no-reply@example.com',
     )
     .default('creditflow <no-reply@creditflow.localhost>'),
+  // Observability. Tracing is on when an OTLP endpoint is set (standard OpenTelemetry variables).
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalUrl,
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalUrl,
+  OTEL_SERVICE_NAME: z.string().trim().min(1).optional(),
+  // The Temporal worker's own (native runtime) metrics on their own port; unset: not served.
+  WORKER_TEMPORAL_METRICS_PORT: port.optional(),
+  // How long a stopping worker lets in-flight activities finish before they are cancelled.
+  WORKER_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+  // How long a stopping API lets in-flight requests finish before it closes their connections.
+  API_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
   CREDITFLOW_DATA_DIR: z.string().min(1).optional(),
   CREDITFLOW_TOOLS_DIR: z.string().min(1).optional(),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
@@ -359,6 +369,16 @@ export interface Config {
   mail: {
     smtpUrl: string | undefined;
     from: string;
+  };
+  /** Tracing, metrics of the Temporal runtime, and how the processes stop. */
+  observability: {
+    /** Where spans go (OTLP over HTTP); tracing is off when unset. */
+    tracesEndpoint: string | undefined;
+    /** OTEL_SERVICE_NAME; each process falls back to its own name (creditflow-api, creditflow-worker). */
+    serviceName: string | undefined;
+    workerTemporalMetricsPort: number | undefined;
+    workerShutdownGraceMs: number;
+    apiShutdownGraceMs: number;
   };
   /** The API the local tools talk to (sms:code, stripe:simulate); http://localhost:PORT unset. */
   apiUrl: string | undefined;
@@ -479,6 +499,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       workflowBundlePath: e.WORKFLOW_BUNDLE_PATH,
     },
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM },
+    observability: {
+      tracesEndpoint:
+        e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
+        (e.OTEL_EXPORTER_OTLP_ENDPOINT
+          ? `${e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`
+          : undefined),
+      serviceName: e.OTEL_SERVICE_NAME,
+      workerTemporalMetricsPort: e.WORKER_TEMPORAL_METRICS_PORT,
+      workerShutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS,
+      apiShutdownGraceMs: e.API_SHUTDOWN_GRACE_MS,
+    },
     apiUrl: e.API_URL,
     paths: {
       dataDir: e.CREDITFLOW_DATA_DIR,

@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { logRedactionOptions } from './log-redaction.js';
+import { currentRequestId } from './observability/request-context.js';
 
 export type { Logger };
 
@@ -26,6 +27,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       level: options.level ?? 'info',
       // Redaction: field paths censored, secret-looking values masked (kept in its own module).
       ...logRedactionOptions(),
+      // Every line written while serving a request (or running an activity of a flow a request
+      // started) names that request; fields given to the call itself take precedence.
+      mixin: () => {
+        const requestId = currentRequestId();
+        return requestId ? { requestId } : {};
+      },
     },
     options.destination ?? prettyDestination(options.nodeEnv),
   );

@@ -86,6 +86,26 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['kind', 'outcome'] as const,
       registers: [registry],
     }),
+    workflowOutcomes: new Counter({
+      name: 'creditflow_workflow_outcomes_total',
+      help: 'Workflows that closed on this worker, by workflow type and outcome (completed, failed, cancelled); timeouts are decided by the Temporal server',
+      labelNames: ['workflow_type', 'outcome'] as const,
+      registers: [registry],
+    }),
+    ledgerWriteDuration: new Histogram({
+      name: 'creditflow_ledger_write_duration_seconds',
+      help: 'Time to post one ledger entry (its transaction and any retry of it), by entry type and status (posted, replayed, refused)',
+      labelNames: ['type', 'status'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    webhookLag: new Histogram({
+      name: 'creditflow_webhook_lag_seconds',
+      help: 'From the moment the provider created an event to the moment this API finished processing it, by provider and event type',
+      labelNames: ['provider', 'type'] as const,
+      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400],
+      registers: [registry],
+    }),
     outboxDeliveryErrors: new Counter({
       name: 'creditflow_outbox_delivery_errors_total',
       help: 'Failed outbox delivery attempts by kind',
@@ -106,6 +126,7 @@ export type WorkerMetrics = Pick<
   | 'activityRetryAlerts'
   | 'releaseFailures'
   | 'alertsRaised'
+  | 'ledgerWriteDuration'
 >;
 /** The part of the metrics the outbox dispatcher writes. */
 export type OutboxMetrics = Pick<

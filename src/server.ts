@@ -10,6 +10,7 @@ import { createLedger } from './ledger/ledger.js';
 import { createLogger } from './logger.js';
 import { isMainModule } from './main.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { startTracing } from './observability/tracing.js';
 import { connectClient } from './temporal.js';
 
 export interface RunningApi {
@@ -43,6 +44,30 @@ function listen(
 const closeServer = (server: ServerType) =>
   new Promise<void>((resolve) => server.close(() => resolve()));
 
+/**
+ * Stops accepting connections and lets the requests in flight finish: keep-alive connections are
+ * closed as soon as they are idle, and whatever is still open after `graceMs` is cut.
+ */
+async function drainServer(server: ServerType, graceMs: number): Promise<void> {
+  const closed = closeServer(server);
+  const http = 'closeIdleConnections' in server ? server : undefined;
+  http?.closeIdleConnections();
+  const idle = setInterval(() => http?.closeIdleConnections(), 50);
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<'expired'>((resolve) => {
+    timer = setTimeout(() => resolve('expired'), graceMs);
+  });
+  try {
+    if ((await Promise.race([closed, expired])) === 'expired') {
+      http?.closeAllConnections();
+      await closed;
+    }
+  } finally {
+    clearInterval(idle);
+    clearTimeout(timer);
+  }
+}
+
 /** Starts the API; the returned stop() closes the socket, then the connections. */
 export async function startApi(
   config: Config,
@@ -74,12 +99,21 @@ export async function startApi(
     max: config.databasePoolSize,
     applicationName: 'creditflow-api',
   });
-  const temporal = await connectClient({
-    address: temporalAddress,
-    namespace: config.temporal.namespace,
-    apiKey: config.temporal.apiKey,
-    tls: config.temporal.tls,
+  const tracing = startTracing({
+    endpoint: config.observability.tracesEndpoint,
+    serviceName: config.observability.serviceName ?? 'creditflow-api',
   });
+  const temporal = await connectClient(
+    {
+      address: temporalAddress,
+      namespace: config.temporal.namespace,
+      apiKey: config.temporal.apiKey,
+      tls: config.temporal.tls,
+    },
+    { tracing },
+  );
+  // Aborted by stop(): open event streams end so the server can close.
+  const shutdown = new AbortController();
   const rateLimits = createRateLimits(config.rateLimit, logger);
   if (rateLimits.backend === 'redis' && !(await rateLimits.ready())) {
     logger.warn('REDIS_URL does not answer yet: rate limits are off until it does');
@@ -87,7 +121,7 @@ export async function startApi(
   const app = createApp(
     {
       db,
-      ledger: createLedger(db.sql),
+      ledger: createLedger(db.sql, undefined, { latency: metrics.ledgerWriteDuration }),
       temporal,
       logger,
       jwtSecret: config.auth.jwtSecret ?? '',
@@ -101,6 +135,7 @@ export async function startApi(
       stripeWebhookSecret: config.stripe.webhookSecret,
       refundWindowDays: config.refunds.windowDays,
       rateLimits,
+      shutdownSignal: shutdown.signal,
     },
     {
       security: {
@@ -162,10 +197,15 @@ export async function startApi(
   return {
     url,
     metricsUrl,
+    // New connections are refused at once; requests in flight finish (API_SHUTDOWN_GRACE_MS at
+    // most), event streams end; then the pools close.
     stop: async () => {
-      await closeServer(server);
-      if (metricsServer) await closeServer(metricsServer);
+      logger.info('API stopping');
+      shutdown.abort();
+      await drainServer(server, config.observability.apiShutdownGraceMs);
+      if (metricsServer) await drainServer(metricsServer, config.observability.apiShutdownGraceMs);
       await closeConnections();
+      await tracing?.flush().catch(() => undefined);
       logger.info('API stopped');
     },
   };

@@ -17,6 +17,13 @@ import { fileURLToPath } from 'node:url';
 import type { Configuration as WebpackConfiguration } from 'webpack';
 import type { Activities } from './activities/index.js';
 import { compiled, projectRoot, siblingModule } from './paths.js';
+import {
+  clientInterceptors,
+  workerObservability,
+  workflowInterceptorModules,
+  type WorkerObservability,
+} from './observability/temporal-interceptors.js';
+import type { Tracing } from './observability/tracing.js';
 
 export interface TemporalTarget {
   address: string;
@@ -25,24 +32,36 @@ export interface TemporalTarget {
   tls?: boolean;
 }
 
-export async function connectClient(target: TemporalTarget): Promise<Client> {
+/** A client whose workflow starts carry the request id being served (and a span when tracing). */
+export async function connectClient(
+  target: TemporalTarget,
+  observability: { tracing?: Tracing | undefined } = {},
+): Promise<Client> {
   const connection = await Connection.connect({
     address: target.address,
     tls: target.tls || Boolean(target.apiKey) ? {} : undefined,
     apiKey: target.apiKey,
   });
-  return new Client({ connection, namespace: target.namespace });
+  return new Client({
+    connection,
+    namespace: target.namespace,
+    interceptors: { workflow: clientInterceptors(observability.tracing) },
+  });
 }
 
 export const workflowsPath = siblingModule('./workflows/index', import.meta.url);
 
 /**
- * Where `npm run build` writes the prebundled workflows: dist/workflow-bundle.js, beside the
- * compiled dist/src/. Only the build has one; under tsx the worker bundles at start.
+ * Where `npm run build` writes the prebundled workflows, beside the compiled dist/src/:
+ * dist/workflow-bundle.js, and dist/workflow-bundle-tracing.js with OpenTelemetry's workflow
+ * interceptors for a worker that traces. Only the build has them; under tsx the worker bundles
+ * at start.
  */
-export const prebundledWorkflowsPath = compiled
-  ? fileURLToPath(new URL('../workflow-bundle.js', import.meta.url))
-  : undefined;
+export function prebundledWorkflowsPath(options: { tracing: boolean }): string | undefined {
+  if (!compiled) return undefined;
+  const file = options.tracing ? 'workflow-bundle-tracing.js' : 'workflow-bundle.js';
+  return fileURLToPath(new URL(`../${file}`, import.meta.url));
+}
 
 /** Lets the workflow bundler resolve our NodeNext-style `./x.js` imports to `./x.ts` sources. */
 export function webpackConfigHook(config: WebpackConfiguration): WebpackConfiguration {
@@ -58,8 +77,16 @@ export function webpackConfigHook(config: WebpackConfiguration): WebpackConfigur
  * start alike, so both run the same code with the same settings. Workflow interceptor modules
  * belong here (`workflowInterceptorModules`): a worker given a bundle ignores its own.
  */
-export function workflowBundleOptions(logger?: Logger): BundleOptions {
-  return { workflowsPath, webpackConfigHook, ...(logger ? { logger } : {}) };
+export function workflowBundleOptions(
+  logger?: Logger,
+  options: { tracing?: boolean } = {},
+): BundleOptions {
+  return {
+    workflowsPath,
+    webpackConfigHook,
+    workflowInterceptorModules: workflowInterceptorModules({ tracing: options.tracing ?? false }),
+    ...(logger ? { logger } : {}),
+  };
 }
 
 /** The build id a worker registers unless WORKER_BUILD_ID names one: version + workflow code. */
@@ -93,6 +120,8 @@ export interface WorkerSetup {
   /** Unset: deployment `creditflow`, the default build id, unversioned. */
   deployment?: WorkerDeployment;
   options?: Partial<WorkerOptions>;
+  /** Request ids into activity logs, workflow outcome counts, and spans when tracing. */
+  observability?: WorkerObservability;
 }
 
 export async function createWorker(
@@ -103,15 +132,17 @@ export async function createWorker(
     tls: setup.target.tls || Boolean(setup.target.apiKey) ? {} : undefined,
     apiKey: setup.target.apiKey,
   });
+  const observed = workerObservability(setup.observability);
   const { bundle, code } = setup.workflowBundle
     ? {
         bundle: setup.workflowBundle,
         code: await readFile(setup.workflowBundle.codePath, 'utf8'),
       }
-    : await bundleWorkflowCode(workflowBundleOptions(Runtime.instance().logger)).then((built) => ({
-        bundle: built,
-        code: built.code,
-      }));
+    : await bundleWorkflowCode(
+        workflowBundleOptions(Runtime.instance().logger, {
+          tracing: Boolean(setup.observability?.tracing),
+        }),
+      ).then((built) => ({ bundle: built, code: built.code }));
   const deployment = setup.deployment ?? { name: 'creditflow', versioning: false };
   const buildId = deployment.buildId ?? defaultBuildId(code);
   const worker = await Worker.create({
@@ -130,6 +161,9 @@ export async function createWorker(
           }
         : { useWorkerVersioning: false }),
     },
+    // The bundle holds the workflow interceptor modules (workflowBundleOptions).
+    interceptors: { activity: observed.activityInterceptors },
+    sinks: observed.sinks,
     ...setup.options,
   });
   return { worker, connection, buildId };

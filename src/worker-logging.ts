@@ -2,6 +2,7 @@
 // runtime's (Rust core) warnings — into pino, so a worker writes one JSON line per message.
 import type { LogLevel, LogMetadata, Logger as TemporalLogger } from '@temporalio/common';
 import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import { ConfigError } from './config.js';
 import type { Logger } from './logger.js';
 
 const PINO_METHOD = {
@@ -47,21 +48,44 @@ export function coreLogLevel(logLevel: string): LogLevel {
   return 'WARN';
 }
 
+/** `host:port` for a socket address, with an IPv6 host in brackets. */
+function socketAddress(at: { host: string; port: number }): string {
+  return `${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`;
+}
+
 /**
- * Installs the process's Temporal runtime with its logs forwarded to `logger`. Returns false and
- * changes nothing when a runtime already exists (the test set-up installs a quiet one first).
+ * Installs the process's Temporal runtime with its logs forwarded to `logger`, and, when
+ * `prometheus` is given, the runtime's own metrics (temporal_*: polls, task latencies, slots,
+ * workflow and activity counts) served on that address at /metrics. Returns false and changes
+ * nothing when a runtime already exists (the test set-up installs a quiet one first).
  */
-export function installWorkerLogging(logger: Logger, logLevel: string): boolean {
+export function installWorkerLogging(
+  logger: Logger,
+  logLevel: string,
+  prometheus?: { host: string; port: number },
+): boolean {
   if (Runtime._instance !== undefined) return false;
   const level = coreLogLevel(logLevel);
-  Runtime.install({
-    logger: temporalLogger(logger),
-    telemetryOptions: {
-      logging: {
-        filter: makeTelemetryFilterString({ core: level, other: 'ERROR' }),
-        forward: {},
+  try {
+    Runtime.install({
+      logger: temporalLogger(logger),
+      telemetryOptions: {
+        logging: {
+          filter: makeTelemetryFilterString({ core: level, other: 'ERROR' }),
+          forward: {},
+        },
+        ...(prometheus
+          ? { metrics: { prometheus: { bindAddress: socketAddress(prometheus) } } }
+          : {}),
       },
-    },
-  });
+    });
+  } catch (err) {
+    if (prometheus && /address|in use|bind/i.test((err as Error).message)) {
+      throw new ConfigError([
+        `WORKER_TEMPORAL_METRICS_PORT: ${prometheus.port} cannot be served on ${prometheus.host} (${(err as Error).message}); set WORKER_TEMPORAL_METRICS_PORT to a free port`,
+      ]);
+    }
+    throw err;
+  }
   return true;
 }

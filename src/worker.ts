@@ -21,6 +21,7 @@ import { createStripeGateway } from './stripe/gateway.js';
 import { migrationProblems, StartupError, temporalSetupProblems } from './readiness/checks.js';
 import { ensureReconciliationSchedules } from './reconciliation/schedules.js';
 import { connectClient, createWorker, prebundledWorkflowsPath } from './temporal.js';
+import { startTracing } from './observability/tracing.js';
 import { installWorkerLogging } from './worker-logging.js';
 
 export interface RunningWorker {
@@ -53,8 +54,20 @@ export async function startWorker(
     name: 'creditflow-worker',
     nodeEnv: config.nodeEnv,
   });
-  // Before the first connection creates the runtime: SDK and native logs as pino JSON lines.
-  installWorkerLogging(logger, config.logLevel);
+  // Before the first connection creates the runtime: SDK and native logs as pino JSON lines, and
+  // the runtime's own metrics on their port when one is set.
+  const temporalMetricsPort = config.observability.workerTemporalMetricsPort;
+  const temporalMetrics =
+    temporalMetricsPort !== undefined
+      ? { host: config.workerMetricsHost, port: temporalMetricsPort }
+      : undefined;
+  if (installWorkerLogging(logger, config.logLevel, temporalMetrics) && temporalMetrics) {
+    logger.info(temporalMetrics, 'Temporal worker runtime metrics at /metrics');
+  }
+  const tracing = startTracing({
+    endpoint: config.observability.tracesEndpoint,
+    serviceName: config.observability.serviceName ?? 'creditflow-worker',
+  });
   const databaseUrl = required(config.databaseUrl, 'DATABASE_URL', 'by the worker (postgres://…)');
   const address = required(
     config.temporal.address,
@@ -74,7 +87,7 @@ export async function startWorker(
     tls: config.temporal.tls,
   };
   // Reconciliation repairs start and signal workflows through a client of the worker's own.
-  const temporal = await connectClient(target).catch(async (err: unknown) => {
+  const temporal = await connectClient(target, { tracing }).catch(async (err: unknown) => {
     await db.close();
     throw new StartupError(
       `creditflow worker cannot start: Temporal at ${address} (TEMPORAL_ADDRESS) is not reachable: ${(err as Error).message}`,
@@ -132,6 +145,9 @@ export async function startWorker(
       buildId: config.workerBuild.buildId,
       versioning: config.workerBuild.versioning,
     },
+    observability: { tracing, workflowOutcomes: metrics.workflowOutcomes },
+    // On SIGTERM/SIGINT or stop(): no new tasks, and running activities get this long to finish.
+    options: { shutdownGraceTime: config.observability.workerShutdownGraceMs },
     activities: createActivities({
       db,
       metrics,
@@ -197,6 +213,7 @@ export async function startWorker(
     await connection.close();
     await temporal.connection.close();
     await db.close();
+    await tracing?.flush().catch(() => undefined);
     logger.info('worker stopped');
   });
   return {
@@ -240,8 +257,8 @@ async function refuseIncompleteSetup(temporal: Client, db: Database, namespace: 
 }
 
 /**
- * The prebundled workflows to run: WORKFLOW_BUNDLE_PATH, else the build's own next to the
- * compiled worker. Undefined under tsx, which bundles src/workflows at start instead.
+ * The prebundled workflows to run: WORKFLOW_BUNDLE_PATH (built with the same tracing setting as
+ * this worker's), else the build's own next to the compiled worker. Undefined under tsx, which bundles src/workflows at start instead.
  */
 function prebuiltWorkflowBundle(config: Config): { codePath: string } | undefined {
   const configured = config.workerBuild.workflowBundlePath;
@@ -253,13 +270,17 @@ function prebuiltWorkflowBundle(config: Config): { codePath: string } | undefine
     }
     return { codePath: configured };
   }
-  if (prebundledWorkflowsPath === undefined) return undefined;
-  if (!existsSync(prebundledWorkflowsPath)) {
+  // A tracing worker runs the bundle that also holds OpenTelemetry's workflow interceptors.
+  const prebundled = prebundledWorkflowsPath({
+    tracing: config.observability.tracesEndpoint !== undefined,
+  });
+  if (prebundled === undefined) return undefined;
+  if (!existsSync(prebundled)) {
     throw new StartupError(
-      `creditflow worker cannot start: the build has no workflow bundle at ${prebundledWorkflowsPath}; run \`npm run build\` again`,
+      `creditflow worker cannot start: the build has no workflow bundle at ${prebundled}; run \`npm run build\` again`,
     );
   }
-  return { codePath: prebundledWorkflowsPath };
+  return { codePath: prebundled };
 }
 
 type BuildInfoLabel = 'deployment_name' | 'build_id' | 'versioning';

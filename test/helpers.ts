@@ -450,6 +450,10 @@ export async function spawnWorkerProcess(taskQueue: string, extraEnv: Record<str
   return {
     pid: child.pid,
     output,
+    /** The worker's own /metrics (WORKER_METRICS_PORT). */
+    metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+    /** Settles when the process has exited, with its exit code. */
+    exited: exited.then(() => child.exitCode),
     /** SIGKILL: no drain, no cleanup, exactly like a crashed host. */
     kill: async () => {
       if (child.exitCode === null) child.kill('SIGKILL');

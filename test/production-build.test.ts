@@ -231,6 +231,13 @@ describe('the production build', () => {
     });
     // Nothing bundled at start: the build did it.
     expect(lines.some((l) => String(l['msg']).startsWith('Workflow bundle created'))).toBe(false);
+    // A tracing worker has its own prebundle, with OpenTelemetry's workflow interceptors.
+    const tracingBundle = readFileSync(
+      join(projectRoot, 'dist', 'workflow-bundle-tracing.js'),
+      'utf8',
+    );
+    expect(tracingBundle).toContain('interceptors-opentelemetry');
+    expect(bundle.toString('utf8')).not.toContain('interceptors-opentelemetry');
 
     const metrics = await (await fetch(`http://127.0.0.1:${workerMetricsPort}/metrics`)).text();
     expect(metrics).toContain(

@@ -2,10 +2,14 @@
 // change that would break running workflows fails here first (use patched() to evolve them).
 // Every patch and every workflow branch has a recorded history: `npm run histories:record` keeps
 // the histories of the named runs in the tests (see test/history-recorder.ts).
-import { Worker } from '@temporalio/worker';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-node';
+import { Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
+import { workerObservability } from '../src/observability/temporal-interceptors.js';
+import { startTracing } from '../src/observability/tracing.js';
+import { workflowBundleOptions } from '../src/temporal.js';
 import { historyFiles, patchIdsIn, patchIdsInWorkflows, readHistory } from './history-files.js';
 
 const files = historyFiles();
@@ -80,7 +84,47 @@ describe('replay of recorded histories', () => {
     const { workflowId, history } = readHistory(file);
     await expect(
       Worker.runReplayHistory(
-        { workflowBundle: { codePath: inject('workflowBundlePath') } },
+        {
+          workflowBundle: { codePath: inject('workflowBundlePath') },
+          sinks: workerObservability().sinks,
+        },
+        temporal.api.history.v1.History.fromObject(history),
+        workflowId,
+      ),
+    ).resolves.toBeUndefined();
+  });
+});
+
+// Tracing adds OpenTelemetry's workflow interceptors to the bundle: the same histories replay.
+describe('replay of recorded histories with tracing on', () => {
+  let code: string;
+  const tracing = startTracing({
+    serviceName: 'replay-test',
+    exporter: new InMemorySpanExporter(),
+  });
+
+  beforeAll(async () => {
+    // The same options as the build's tracing prebundle and a tracing worker bundling at start.
+    ({ code } = await bundleWorkflowCode(
+      workflowBundleOptions(
+        {
+          log: () => undefined,
+          trace: () => undefined,
+          debug: () => undefined,
+          info: () => undefined,
+          warn: () => undefined,
+          error: () => undefined,
+        },
+        { tracing: true },
+      ),
+    ));
+  });
+
+  it.each(files)('%s replays without nondeterminism', async (file) => {
+    const { workflowId, history } = readHistory(file);
+    await expect(
+      Worker.runReplayHistory(
+        { workflowBundle: { code }, sinks: workerObservability({ tracing }).sinks },
         temporal.api.history.v1.History.fromObject(history),
         workflowId,
       ),

@@ -69,15 +69,14 @@ const MUST_FINISH = new Set([
 export function createActivities(deps: ActivityDeps) {
   const ledger =
     deps.ledger ??
-    createLedger(
-      deps.db.sql,
-      deps.metrics?.transactions,
-      deps.alertRules
+    createLedger(deps.db.sql, deps.metrics?.transactions, {
+      latency: deps.metrics?.ledgerWriteDuration,
+      ...(deps.alertRules
         ? {
             afterCommit: postingAlertHook(deps.db.sql, deps.alertRules, deps.metrics?.alertsRaised),
           }
-        : {},
-    );
+        : {}),
+    });
   const activities = {
     ...createLedgerActivities({ db: deps.db, ledger }),
     ...createGrantActivities({ db: deps.db, ledger }),

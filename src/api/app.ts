@@ -27,6 +27,7 @@ import {
   rateLimitMetrics,
 } from './rate-limit.js';
 import { createMetrics } from '../metrics.js';
+import { observeRequests } from '../observability/http.js';
 import { walletAlertRoutes } from './wallet/alerts.js';
 import { autoTopupRoutes } from './wallet/auto-topup.js';
 import { createStreamSlots, createWalletEventHub } from './wallet/events.js';
@@ -76,6 +77,8 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
   const metrics = deps.metrics ?? createMetrics(options);
 
+  // First: the request id and span cover everything below, the request log line included.
+  app.use('*', ...observeRequests());
   app.use('*', async (c: Context, next: Next) => {
     const started = performance.now();
     await next();

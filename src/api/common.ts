@@ -36,6 +36,8 @@ export interface AppDeps {
   refundWindowDays?: number | undefined;
   /** Limits on /v1 per principal and per IP; in-memory with the default limits when absent. */
   rateLimits?: RateLimits;
+  /** Aborted when the API stops: open event streams end, so the server can close. */
+  shutdownSignal?: AbortSignal | undefined;
 }
 
 export const ErrorSchema = z

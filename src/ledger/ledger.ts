@@ -241,8 +241,18 @@ const POSTING_ISOLATION = 'isolation level read committed';
  */
 export type AfterCommit = (entry: PostedEntry, input: PostEntryInput) => Promise<void> | void;
 
+/** Times postings by entry type and outcome; the worker passes its Prometheus histogram. */
+export interface LedgerLatencyObserver {
+  observe(
+    labels: { type: string; status: 'posted' | 'replayed' | 'refused' },
+    seconds: number,
+  ): void;
+}
+
 export interface LedgerOptions {
   afterCommit?: AfterCommit | undefined;
+  /** Told how long each postEntry took, from the call to its answer (retries included). */
+  latency?: LedgerLatencyObserver | undefined;
   /** Told when an afterCommit hook fails; the posting it followed stays committed. */
   onAfterCommitError?: ((err: unknown, entry: PostedEntry) => void) | undefined;
 }
@@ -357,13 +367,20 @@ export function createLedger(
   }
 
   async function postEntry(input: PostEntryInput, afterPost?: AfterPost): Promise<PostedEntry> {
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
     try {
       const result = await post(input, afterPost);
-      observer?.inc({ type: input.type, status: result.replayed ? 'replayed' : 'posted' });
+      const status = result.replayed ? 'replayed' : 'posted';
+      options.latency?.observe({ type: input.type, status }, seconds());
+      observer?.inc({ type: input.type, status });
       if (!result.replayed) runAfterCommit(result, input);
       return result;
     } catch (err) {
-      if (err instanceof BusinessError) observer?.inc({ type: input.type, status: 'refused' });
+      if (err instanceof BusinessError) {
+        options.latency?.observe({ type: input.type, status: 'refused' }, seconds());
+        observer?.inc({ type: input.type, status: 'refused' });
+      }
       throw err;
     }
   }

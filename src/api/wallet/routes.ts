@@ -158,6 +158,7 @@ export function walletRoutes({
   db,
   walletEvents: hub,
   streamSlots,
+  shutdownSignal,
 }: AppDeps & { walletEvents: WalletEventHub; streamSlots: StreamSlots }) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
@@ -254,10 +255,14 @@ export function walletRoutes({
       let wake: (() => void) | undefined;
       let unsubscribe: (() => void) | undefined;
       let open = true;
-      stream.onAbort(() => {
+      const end = () => {
         open = false;
         wake?.();
-      });
+      };
+      stream.onAbort(end);
+      // A stopping API ends its streams (the client reconnects elsewhere) rather than wait on them.
+      shutdownSignal?.addEventListener('abort', end, { once: true });
+      if (shutdownSignal?.aborted) end();
       try {
         unsubscribe = await hub.subscribe(customerId, (event) => {
           queue.push(event);
@@ -290,6 +295,7 @@ export function walletRoutes({
           if (queue.length === 0 && open) await stream.write(': keep-alive\n\n');
         }
       } finally {
+        shutdownSignal?.removeEventListener('abort', end);
         unsubscribe?.();
         release();
       }

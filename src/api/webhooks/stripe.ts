@@ -17,6 +17,8 @@ const EventSchema = z.object({
   id: z.string().min(1).max(255),
   object: z.literal('event'),
   type: z.string().min(1).max(255),
+  /** When Stripe created the event (unix seconds): where the webhook lag metric starts. */
+  created: z.number().int().nonnegative().optional(),
   data: z.object({ object: z.record(z.string(), z.unknown()) }),
 });
 
@@ -374,6 +376,16 @@ export function stripeWebhookRoutes({
     }
     const event = parsed.data;
     const routing = routingFor(event);
+    // Lag of an event processed here for the first time (a redelivery of a settled one is not).
+    const processed = <T>(answer: T): T => {
+      if (event.created !== undefined) {
+        metrics?.webhookLag.observe(
+          { provider: 'stripe', type: event.type },
+          Math.max(0, Date.now() / 1000 - event.created),
+        );
+      }
+      return answer;
+    };
 
     // Decide before recording, so the row says which payment the event is about.
     let payment: PaymentRecord | undefined;
@@ -423,10 +435,11 @@ export function stripeWebhookRoutes({
 
     if (routing.action === 'ignore') {
       await finish(event.id, 'ignored', routing.note);
-      return c.json({ received: true, status: 'ignored' }, 200);
+      return processed(c.json({ received: true, status: 'ignored' }, 200));
     }
     if (routing.action === 'stripeRefund' || routing.action === 'dispute') {
-      return c.json(...(await handOverRefundOrDispute(event, routing, payment)));
+      const [body, status] = await handOverRefundOrDispute(event, routing, payment);
+      return status === 200 ? processed(c.json(body, status)) : c.json(body, status);
     }
     if (flagNote !== null || routing.action !== 'check' || !payment) {
       const note = flagNote ?? 'flagged for review';
@@ -437,7 +450,7 @@ export function stripeWebhookRoutes({
         { eventId: event.id, type: event.type, paymentId, alert: 'stripe_event_flagged', note },
         'stripe event flagged for review',
       );
-      return c.json({ received: true, status: 'flagged' }, 200);
+      return processed(c.json({ received: true, status: 'flagged' }, 200));
     }
 
     const outcome: StripeOutcome = {
@@ -453,7 +466,7 @@ export function stripeWebhookRoutes({
     if (CREDITED_STATUSES.includes(payment.status)) {
       // Already credited: a repeat or stale report of a settled payment changes nothing.
       await finish(event.id, 'completed', null);
-      return c.json({ received: true, status: 'completed' }, 200);
+      return processed(c.json({ received: true, status: 'completed' }, 200));
     }
     try {
       await reportCheckoutOutcome({ temporal, taskQueue, expiresInSeconds }, payment, outcome);
@@ -471,7 +484,7 @@ export function stripeWebhookRoutes({
       { eventId: event.id, type: event.type, paymentId: payment.id, kind: outcome.kind },
       'stripe event routed',
     );
-    return c.json({ received: true, status: 'completed' }, 200);
+    return processed(c.json({ received: true, status: 'completed' }, 200));
   });
 
   return app;
