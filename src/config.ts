@@ -116,6 +116,7 @@ const schema = z.object({
     .default('false')
     .transform((v) => v === 'true'),
   SSE_MAX_STREAMS_PER_CUSTOMER: z.coerce.number().int().min(1).max(1000).default(5),
+  SSE_MAX_STREAMS_PER_PROCESS: z.coerce.number().int().min(1).max(100_000).default(1000),
   // /metrics on its own port (on METRICS_HOST), or on the API port behind a bearer token.
   METRICS_PORT: port.optional(),
   METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
@@ -305,6 +306,7 @@ export interface Config {
     trustProxy: boolean;
     /** Open wallet event streams one customer may hold per API process. */
     sseMaxStreamsPerCustomer: number;
+    sseMaxStreamsPerProcess: number;
   };
   metrics: { port: number | undefined; host: string; token: string | undefined };
   stripe: {
@@ -440,6 +442,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       corsOrigins: e.CORS_ORIGINS,
       trustProxy: e.TRUST_PROXY,
       sseMaxStreamsPerCustomer: e.SSE_MAX_STREAMS_PER_CUSTOMER,
+      sseMaxStreamsPerProcess: e.SSE_MAX_STREAMS_PER_PROCESS,
     },
     metrics: { port: e.METRICS_PORT, host: e.METRICS_HOST, token: e.METRICS_TOKEN },
     stripe: {

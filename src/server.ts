@@ -149,6 +149,7 @@ export async function startApi(
         audience: config.auth.audience,
       },
       sseMaxStreamsPerCustomer: config.http.sseMaxStreamsPerCustomer,
+      sseMaxStreamsPerProcess: config.http.sseMaxStreamsPerProcess,
     },
   );
   const closeConnections = async () => {

@@ -71,6 +71,8 @@ export interface AppOptions {
   auth?: Omit<AuthSettings, 'maxLifetimeSeconds'>;
   /** Open wallet event streams per customer (5 when absent). */
   sseMaxStreamsPerCustomer?: number;
+  /** Open wallet event streams in this process, all customers together (1000 when absent). */
+  sseMaxStreamsPerProcess?: number;
 }
 
 export function createApp(deps: AppDeps, options: AppOptions = {}) {
@@ -168,7 +170,10 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
   });
   app.route('/', customerRoutes(deps));
   const walletEvents = deps.walletEvents ?? createWalletEventHub(deps.db.sql, deps.logger);
-  const streamSlots = createStreamSlots(options.sseMaxStreamsPerCustomer);
+  const streamSlots = createStreamSlots(
+    options.sseMaxStreamsPerCustomer,
+    options.sseMaxStreamsPerProcess,
+  );
   app.route('/', walletRoutes({ ...deps, walletEvents, streamSlots }));
   app.route('/', walletAlertRoutes(deps));
   app.route('/', autoTopupRoutes(deps));

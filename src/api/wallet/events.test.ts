@@ -1,5 +1,6 @@
-// The cap on open wallet event streams: a customer holding every slot gets 429 with
-// Retry-After, closing a stream gives its slot back, and other customers are not affected.
+// The caps on open wallet event streams: a customer holding every slot gets 429 with
+// Retry-After, closing a stream gives its slot back, and other customers are not affected; a
+// process holding its cap of streams answers 503 with Retry-After for anyone.
 import { describe, expect, it } from 'vitest';
 import {
   adminToken,
@@ -74,13 +75,42 @@ describe('open event streams per customer', () => {
   });
 
   it('gives a slot back once however often it is released', () => {
-    const slots = createStreamSlots(1);
-    const release = slots.acquire('c')!;
-    expect(slots.acquire('c')).toBeUndefined();
+    const slots = createStreamSlots(1, 2);
+    const release = slots.acquire('c');
+    if (typeof release !== 'function') throw new Error(`refused: ${release}`);
+    expect(slots.acquire('c')).toBe('customer');
     release();
     release();
-    const next = slots.acquire('c');
-    expect(next).toBeDefined();
-    expect(slots.acquire('c')).toBeUndefined();
+    expect(typeof slots.acquire('c')).toBe('function');
+    expect(slots.acquire('c')).toBe('customer');
+    // The one release above freed one process slot, not two: d takes the last.
+    expect(typeof slots.acquire('d')).toBe('function');
+    expect(slots.acquire('e')).toBe('process');
+  });
+
+  it('answers 503 with Retry-After once the process holds its cap of streams, for any customer', async () => {
+    const app = testApp(
+      t.db,
+      t.temporal,
+      t.taskQueue,
+      {},
+      { sseMaxStreamsPerCustomer: 5, sseMaxStreamsPerProcess: 2 },
+    );
+    const [a, b] = await Promise.all([createCustomer(t.db), createCustomer(t.db)]);
+    const first = await openStream(app, await customerToken(a.id));
+    const second = await openStream(app, await customerToken(b.id));
+    expect([first.res.status, second.res.status]).toEqual([200, 200]);
+    const third = await openStream(app, await customerToken(a.id));
+    expect(third.res.status).toBe(503);
+    expect(Number(third.res.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(await third.res.json()).toMatchObject({ error: { code: 'stream_capacity_reached' } });
+    await second.close();
+    const again = await openStream(app, await customerToken(a.id));
+    expect(again.res.status).toBe(200);
+    for (const s of [first, again]) await s.close();
+    expect(loadConfig({}).http.sseMaxStreamsPerProcess).toBe(1000);
+    expect(() => loadConfig({ SSE_MAX_STREAMS_PER_PROCESS: '0' })).toThrow(
+      /SSE_MAX_STREAMS_PER_PROCESS/,
+    );
   });
 });

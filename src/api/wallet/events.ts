@@ -57,26 +57,40 @@ export function createWalletEventHub(sql: Sql, logger: Logger): WalletEventHub {
 /** The open event streams one customer may hold per API process when nothing else is configured. */
 export const DEFAULT_MAX_STREAMS_PER_CUSTOMER = 5;
 
+/** The open event streams one API process holds in all when nothing else is configured. */
+export const DEFAULT_MAX_STREAMS_PER_PROCESS = 1000;
+
+/** Which cap refused a stream: the customer's own, or the whole process's. */
+export type StreamRefusal = 'customer' | 'process';
+
 /**
- * Open event streams per customer in this process: a stream takes a slot before it opens and
- * gives it back when it closes, so one customer cannot hold every connection of the process.
+ * Open event streams per customer and in all in this process: a stream takes a slot before it
+ * opens and gives it back when it closes, so one customer cannot hold every connection of the
+ * process, and all of them together cannot exhaust its sockets and memory.
  */
 export interface StreamSlots {
-  /** A release function, or undefined when the customer already holds every slot. */
-  acquire(customerId: string): (() => void) | undefined;
+  /** A release function, or which cap is reached. */
+  acquire(customerId: string): (() => void) | StreamRefusal;
 }
 
-export function createStreamSlots(maxPerCustomer = DEFAULT_MAX_STREAMS_PER_CUSTOMER): StreamSlots {
+export function createStreamSlots(
+  maxPerCustomer = DEFAULT_MAX_STREAMS_PER_CUSTOMER,
+  maxPerProcess = DEFAULT_MAX_STREAMS_PER_PROCESS,
+): StreamSlots {
   const open = new Map<string, number>();
+  let total = 0;
   return {
     acquire(customerId) {
       const held = open.get(customerId) ?? 0;
-      if (held >= maxPerCustomer) return undefined;
+      if (held >= maxPerCustomer) return 'customer';
+      if (total >= maxPerProcess) return 'process';
       open.set(customerId, held + 1);
+      total += 1;
       let released = false;
       return () => {
         if (released) return;
         released = true;
+        total -= 1;
         const left = (open.get(customerId) ?? 1) - 1;
         if (left <= 0) open.delete(customerId);
         else open.set(customerId, left);

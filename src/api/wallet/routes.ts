@@ -151,6 +151,9 @@ const walletEvents = createRoute({
     403: errorResponse('Another customer'),
     404: errorResponse('No wallet'),
     429: errorResponse('The customer already has as many open streams as allowed'),
+    503: errorResponse(
+      'The API process holds as many open streams as allowed (`stream_capacity_reached`)',
+    ),
   },
 });
 
@@ -238,13 +241,23 @@ export function walletRoutes({
     const customerId = actingCustomer(c.get('auth'), c.req.valid('query').customerId);
     await walletOf(customerId); // 404 before the stream opens
     const release = streamSlots.acquire(customerId);
-    if (!release) {
+    if (release === 'customer') {
       return c.json(
         errorBody(
           'too_many_streams',
           'This customer already has as many open event streams as allowed; close one (or wait) and retry.',
         ),
         429,
+        { 'Retry-After': String(STREAMS_RETRY_AFTER_SECONDS) },
+      );
+    }
+    if (release === 'process') {
+      return c.json(
+        errorBody(
+          'stream_capacity_reached',
+          'This API process holds as many open event streams as it allows; retry shortly (another instance may take it).',
+        ),
+        503,
         { 'Retry-After': String(STREAMS_RETRY_AFTER_SECONDS) },
       );
     }
