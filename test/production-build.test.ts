@@ -236,8 +236,8 @@ describe('the production build', () => {
       join(projectRoot, 'dist', 'workflow-bundle-tracing.js'),
       'utf8',
     );
-    expect(tracingBundle).toContain('interceptors-opentelemetry');
-    expect(bundle.toString('utf8')).not.toContain('interceptors-opentelemetry');
+    expect(tracingBundle).toContain('OpenTelemetryInboundInterceptor');
+    expect(bundle.toString('utf8')).not.toContain('OpenTelemetryInboundInterceptor');
 
     const metrics = await (await fetch(`http://127.0.0.1:${workerMetricsPort}/metrics`)).text();
     expect(metrics).toContain(
