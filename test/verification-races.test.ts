@@ -46,6 +46,27 @@ async function raceUntilBothWin(options: {
   return seen;
 }
 
+/**
+ * An aim that walks towards the side that has not won yet, doubling its step while that side keeps
+ * losing: on a loaded machine one side can be hundreds of milliseconds slower than on an idle one,
+ * and a fixed step would not reach the meeting point within the bounded rounds.
+ */
+function walkingAim(start: number, step: number, towards: Record<Outcome, 1 | -1>) {
+  let value = start;
+  let last: Outcome | undefined;
+  let current = step;
+  return {
+    get value() {
+      return value;
+    },
+    move(missing: Outcome) {
+      current = missing === last ? current * 2 : step;
+      last = missing;
+      value += towards[missing] * current;
+    },
+  };
+}
+
 /** Exactly one outcome, and the money agrees with it. */
 async function expectOneOutcome(customerId: string, id: string): Promise<Outcome> {
   const final = await h.waitFor(customerId, id, ['completed', 'refunded'], 30_000);
@@ -82,15 +103,15 @@ async function expectCodeAccepted(res: Response) {
 describe('races', () => {
   it('code against timeout: both win sometimes, each race ends completed or refunded, never both', async () => {
     // Aimed at the moment the one-second timer fires, spread a little before and after it.
-    let aim = 950;
+    const aim = walkingAim(950, 100, { refunded: 1, completed: -1 });
     const seen = await raceUntilBothWin({
       minimum: 50,
       width: 10,
       maxRounds: 12,
-      aim: (missing) => (aim += missing === 'refunded' ? 100 : -100),
+      aim: (missing) => aim.move(missing),
       race: async (i) => {
         const { customerId, id } = await activeVerification(1);
-        await sleep(aim - 120 + i * 25);
+        await sleep(Math.max(0, aim.value - 120 + i * 25));
         await expectCodeAccepted(await h.deliverCode(id, String(100000 + i)));
         return expectOneOutcome(customerId, id);
       },
@@ -101,15 +122,16 @@ describe('races', () => {
 
   it('cancel against code: both win sometimes; the loser is refused (409) or ignored', async () => {
     // How much earlier the cancel leaves than the code (negative: later).
-    let lead = 0;
+    const lead = walkingAim(0, 5, { refunded: 1, completed: -1 });
     const seen = await raceUntilBothWin({
       minimum: 30,
       width: 10,
       maxRounds: 12,
-      aim: (missing) => (lead += missing === 'refunded' ? 5 : -5),
+      aim: (missing) => lead.move(missing),
       race: async (i) => {
         const { customerId, id } = await activeVerification(120);
-        const skew = lead + (i % 5) - 2;
+        // Spread the round around the aim so that one round can see both sides win.
+        const skew = lead.value + (i - 4.5) * Math.max(1, Math.abs(lead.value) / 8);
         const [cancel, code] = await Promise.all([
           sleep(Math.max(0, -skew)).then(() => h.cancel(customerId, id)),
           sleep(Math.max(0, skew)).then(() => h.deliverCode(id, '222222')),
