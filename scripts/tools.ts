@@ -1,11 +1,20 @@
-// `npm run tools`: finds or builds the Go tools (Temporal CLI, stripe-mock, mailpit) into the per-user cache.
+// `npm run tools`: finds or builds the Go tools (Temporal CLI, stripe-mock, mailpit, and the
+// Temporal server with its sql tool for `npm run stack:prod`) into the per-user cache.
 import { processEnv } from '../src/config.js';
-import { MAILPIT, STRIPE_MOCK, TEMPORAL_CLI, ensureTool } from '../src/stack/tools.js';
+import {
+  MAILPIT,
+  STRIPE_MOCK,
+  TEMPORAL_CLI,
+  TEMPORAL_SERVER,
+  ensureTemporalServer,
+  ensureTool,
+} from '../src/stack/tools.js';
 
 const env = processEnv();
+const log = (m: string) => console.log(m);
 let missing = 0;
 for (const spec of [TEMPORAL_CLI, STRIPE_MOCK, MAILPIT]) {
-  const path = await ensureTool(spec, env, (m) => console.log(m));
+  const path = await ensureTool(spec, env, log);
   if (path) console.log(`${spec.label}: ${path}`);
   else {
     console.log(
@@ -13,5 +22,14 @@ for (const spec of [TEMPORAL_CLI, STRIPE_MOCK, MAILPIT]) {
     );
     missing++;
   }
+}
+const server = await ensureTemporalServer(env, log);
+if (server) console.log(`${TEMPORAL_SERVER.label}: ${server.dir}`);
+else {
+  console.log(
+    `${TEMPORAL_SERVER.label}: not found, and Go is not installed to build it ` +
+      `(go install ${TEMPORAL_SERVER.module}/cmd/server@${TEMPORAL_SERVER.version}).`,
+  );
+  missing++;
 }
 process.exitCode = missing > 0 ? 1 : 0;

@@ -19,7 +19,7 @@ const GRPC_NOT_FOUND = 5;
 const GRPC_PERMISSION_DENIED = 7;
 
 /** Indexed value types as the operator service reports them (temporal.api.enums.v1). */
-const INDEXED_VALUE_TYPES: Record<string, number> = {
+export const INDEXED_VALUE_TYPES: Record<string, number> = {
   Text: 1,
   Keyword: 2,
   Int: 3,
