@@ -1,6 +1,6 @@
 // The production build: `npm run build`, then `npm run api` / `npm run worker` with
 // NODE_ENV=production run dist/ on plain node — no TypeScript loader — and serve a whole flow.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { processEnv } from '../src/config.js';
 import type { Database } from '../src/db/client.js';
+import { ensureBuild } from '../src/stack/build.js';
 import { freePort } from '../src/stack/ports.js';
 import {
   JWT_SECRET,
@@ -133,8 +134,8 @@ const workerMetricsPort = await freePort();
 
 beforeAll(async () => {
   db = testDatabase();
-  const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: projectRoot, encoding: 'utf8' });
-  expect(build.status, `npm run build failed:\n${build.stdout}\n${build.stderr}`).toBe(0);
+  // `npm run build`, once for the current sources, under a lock other tests that run the build share.
+  await ensureBuild({ log: () => undefined });
 
   worker = npmRun('worker', {
     TEMPORAL_TASK_QUEUE: taskQueue,

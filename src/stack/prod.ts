@@ -177,9 +177,14 @@ function entry(relative: string): string {
   return path;
 }
 
-/** True once a JSON log line with this `msg` has been printed. */
-const printed = (msg: string) => (lines: readonly string[]) =>
-  Promise.resolve(lines.some((l) => l.startsWith('{') && l.includes(`"msg":"${msg}"`)));
+/**
+ * A worker is polling once its metrics report the build it polls as (set right before it polls),
+ * whatever LOG_LEVEL hides.
+ */
+const polling = (metricsUrl: string) => async () => {
+  const res = await fetch(metricsUrl).catch(() => undefined);
+  return res?.ok === true && (await res.text()).includes('creditflow_worker_build_info{');
+};
 
 /** Starts the whole stack; on any failure, stops and drops what it had started. */
 export async function startProdStack(options: ProdStackOptions): Promise<ProdStack> {
@@ -305,6 +310,7 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
     const workers: StackWorker[] = await Promise.all(
       Array.from({ length: workerCount }, async (_, i) => {
         const metricsPort = await freePort(0);
+        const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
         const worker = await startProcess({
           name: `worker ${i + 1}`,
           command: process.execPath,
@@ -316,15 +322,12 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
           }),
           cwd: projectRoot,
           logFile: join(dir, `worker-${i + 1}.log`),
-          ready: printed('worker polling'),
+          ready: polling(metricsUrl),
           readyTimeoutMs: 60_000,
           stopGraceMs: 40_000,
         });
         stops.push(worker.close);
-        return Object.assign(worker, {
-          index: i + 1,
-          metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
-        });
+        return Object.assign(worker, { index: i + 1, metricsUrl });
       }),
     );
 

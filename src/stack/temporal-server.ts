@@ -142,7 +142,7 @@ export const TEMPORAL_SERVER_ENV = 'creditflow';
  * (cluster_membership.rpc_port), so they must stay below 32768 — above the kernel's ephemeral
  * range, where a "pick any free port" would land. A random start keeps parallel stacks apart.
  */
-async function freePorts(): Promise<TemporalServerPorts> {
+export async function freeTemporalServerPorts(): Promise<TemporalServerPorts> {
   const taken = new Set<number>();
   const next = async (): Promise<number> => {
     for (;;) {
@@ -339,7 +339,7 @@ export async function startTemporalServer(
   await setupTemporalDatabase(tools, options.postgresUrl, databases.default, 'temporal');
   await setupTemporalDatabase(tools, options.postgresUrl, databases.visibility, 'visibility');
 
-  const ports = await freePorts();
+  const ports = await freeTemporalServerPorts();
   if (options.frontendPort) {
     const preferred = await freePort(options.frontendPort);
     if (!Object.values(ports).includes(preferred)) ports.frontendGrpc = preferred;
