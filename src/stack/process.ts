@@ -43,6 +43,23 @@ export interface StackProcess {
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Children still running when this process exits (a crash, an uncaught error, process.exit)
+ * are killed with it rather than left running without anyone to stop them.
+ */
+const alive = new Set<ChildProcess>();
+let exitHook = false;
+function track(child: ChildProcess): void {
+  alive.add(child);
+  child.once('exit', () => alive.delete(child));
+  if (!exitHook) {
+    exitHook = true;
+    process.once('exit', () => {
+      for (const running of alive) running.kill('SIGKILL');
+    });
+  }
+}
+
 class ManagedProcess implements StackProcess {
   private child!: ChildProcess;
   private lines: string[] = [];
@@ -84,6 +101,7 @@ class ManagedProcess implements StackProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
+    track(child);
     this.exit = new Promise((resolve) => {
       child.once('exit', (code) => resolve(code));
       child.once('error', () => resolve(child.exitCode ?? -1));
