@@ -95,6 +95,10 @@ describe('balances in the API', () => {
     const plain = await createCustomer(db);
     await seedBalance(db, rich.id, 2n ** 53n + 3n);
     const seen = new Map<string, unknown>();
+    // Wallet events are sent only for wallets an event hub registered as watched.
+    const hubId = uniqueId('hub');
+    await db.sql`insert into wallet_event_listeners (customer_id, hub_id)
+                 values (${rich.id}, ${hubId}), (${plain.id}, ${hubId})`;
     const listener = await db.sql.listen('wallet_events', (payload) => {
       const event = JSON.parse(payload) as { customerId: string; balance: unknown };
       seen.set(event.customerId, event.balance);
@@ -109,6 +113,7 @@ describe('balances in the API', () => {
       expect(seen.get(plain.id)).toBe(10);
     } finally {
       await listener.unlisten();
+      await db.sql`delete from wallet_event_listeners where hub_id = ${hubId}`;
     }
   });
 });

@@ -38,7 +38,8 @@ async function blockedOnFence() {
     async () => {
       const [row] = await db.sql<{ n: string }[]>`
       select count(*) as n from pg_stat_activity
-      where wait_event_type = 'Lock' and query like '%step_fences%'
+      where wait_event_type = 'Lock'
+        and (query like '%step_fences%' or query like '%ledger_post_entry%')
         and datname = current_database()`;
       return Number(row?.n) > 0 ? true : undefined;
     },

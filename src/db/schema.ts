@@ -130,6 +130,25 @@ export const postings = pgTable(
   ],
 );
 
+/**
+ * Wallets someone is watching live: each API process registers the customers whose event
+ * streams it holds (and refreshes them), and the postings trigger notifies only for these, so a
+ * posting nobody listens to pays nothing for wallet events.
+ */
+export const walletEventListeners = pgTable(
+  'wallet_event_listeners',
+  {
+    customerId: uuid('customer_id').notNull(),
+    /** The API process (its event hub) holding the streams. */
+    hubId: text('hub_id').notNull(),
+    refreshedAt: timestamp('refreshed_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.customerId, t.hubId] }),
+    index('wallet_event_listeners_refreshed_idx').on(t.refreshedAt),
+  ],
+);
+
 /** Admin credit adjustments: the read model behind GET /v1/admin/adjustments/:id. */
 export const adjustments = pgTable(
   'adjustments',

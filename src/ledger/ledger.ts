@@ -5,12 +5,13 @@ import { toDate, type Sql } from '../db/client.js';
 import { sqlState, toBusinessErrorIfPermanent } from '../db/errors.js';
 import { BusinessError } from '../errors.js';
 import { onWalletMoved, type WalletMove } from '../credits/watch.js';
-import { assertFenceOpen } from './fences.js';
+import { assertFenceOpen, StepClosed } from './fences.js';
 import {
   creditToGrants,
+  defaultGrantFor,
   drawFromGrants,
-  sharesOf,
   validateNewGrant,
+  type GrantPostingKind,
   type GrantShare,
   type WalletCredit,
   type WalletDebit,
@@ -251,10 +252,145 @@ export interface LedgerLatencyObserver {
 
 export interface LedgerOptions {
   afterCommit?: AfterCommit | undefined;
+  /**
+   * How a posting reaches the database. `function` (the default): one call of the
+   * ledger_post_entry SQL function whenever the entry allows it, else the statements;
+   * `statements`: always the multi-statement transaction (kept for comparison in the benchmark).
+   */
+  path?: 'function' | 'statements' | undefined;
   /** Told how long each postEntry took, from the call to its answer (retries included). */
   latency?: LedgerLatencyObserver | undefined;
   /** Told when an afterCommit hook fails; the posting it followed stays committed. */
   onAfterCommitError?: ((err: unknown, entry: PostedEntry) => void) | undefined;
+}
+
+/** An entry as ledger_read_entry answers it (jsonb). */
+interface RecordedEntry {
+  entryId: number | string;
+  createdAt: string;
+  type: string;
+  contentHash: string;
+  lines: Array<{
+    accountId: number | string;
+    kind: 'wallet' | 'system';
+    customerId: string | null;
+    code: string;
+    amount: number | string;
+    balanceAfter: string;
+  }>;
+  grants: RecordedShare[];
+}
+
+interface RecordedShare {
+  grantId: string;
+  customerId: string;
+  amount: number | string;
+  kind: GrantPostingKind;
+}
+
+/** One posting line as ledger_post_entry takes it (see drizzle/0011_ledger_post_function.sql). */
+interface FunctionLine {
+  /** The line's place in the caller's entry. */
+  i: number;
+  a: number;
+  k: 'wallet' | 'system';
+  o: string;
+  n: number;
+  prefer?: string[];
+  g?: {
+    id?: string;
+    category: string;
+    source: string;
+    priority?: number;
+    effectiveAt?: string;
+    expiresAt?: string;
+    reason?: string;
+    metadata?: Record<string, unknown>;
+  };
+}
+
+/** What ledger_post_entry answers. */
+type FunctionResult =
+  | {
+      status: 'posted';
+      entryId: number | string;
+      createdAt: string;
+      lines: Array<{ accountId: number | string; amount: number | string; balanceAfter: string }>;
+      grants: RecordedShare[];
+    }
+  | ({ status: 'exists' } & RecordedEntry)
+  | { status: 'retry' | 'watched' };
+
+type FunctionOutcome =
+  | { status: 'posted'; entry: PostedEntry }
+  | { status: 'exists'; existing: { entry: PostedEntry; contentHash: string } }
+  /** retry: the key's first writer rolled back meanwhile; statements: take the statement path. */
+  | { status: 'retry' | 'statements' };
+
+/** SQLSTATEs ledger_post_entry raises its refusals with. */
+const FUNCTION_REFUSALS = {
+  grantsShort: 'LD001',
+  walletShort: 'LD002',
+  staleAccount: 'LD003',
+  stepClosed: 'LD004',
+  needsReadCommitted: 'LD005',
+} as const;
+
+/**
+ * Whether one ledger_post_entry call can post the entry. Draws from one named grant and gives
+ * back to the grants of an earlier draw (returnTo, with its breakage) stay in the statements.
+ */
+function functionCanPost(input: PostEntryInput): boolean {
+  return input.lines.every((line) =>
+    line.amount < 0 ? !line.debit?.only : !line.credit || 'grant' in line.credit,
+  );
+}
+
+const isoText = (value: Date | string) =>
+  (value instanceof Date ? value : new Date(value)).toISOString();
+
+function shareOf(row: RecordedShare): GrantShare {
+  return {
+    grantId: row.grantId,
+    customerId: row.customerId,
+    amount: Number(row.amount),
+    kind: row.kind,
+  };
+}
+
+/** An entry as recorded, as the replay of its key answers it. */
+function recordedAsPosted(
+  idempotencyKey: string,
+  recorded: RecordedEntry,
+): { entry: PostedEntry; contentHash: string } {
+  return {
+    contentHash: recorded.contentHash,
+    entry: {
+      entryId: Number(recorded.entryId),
+      idempotencyKey,
+      type: recorded.type,
+      createdAt: toDate(recorded.createdAt),
+      replayed: true,
+      grants: recorded.grants.map(shareOf),
+      lines: recorded.lines.map((r) => ({
+        account: r.kind === 'wallet' ? { wallet: r.customerId! } : { system: r.code },
+        accountId: Number(r.accountId),
+        amount: Number(r.amount),
+        balanceAfter: balanceNumber(r.balanceAfter),
+        balanceAfterExact: r.balanceAfter,
+      })),
+    },
+  };
+}
+
+/** The JSON detail a ledger_post_entry refusal carries. */
+function refusalDetail(err: unknown): Record<string, string | number | null> {
+  const detail = (err as { detail?: unknown }).detail;
+  try {
+    return typeof detail === 'string' ? (JSON.parse(detail) as Record<string, string>) : {};
+  } catch {
+    return {};
+  }
 }
 
 /** Creates the ledger over a postgres.js pool; caches account ids and checks them in each posting. */
@@ -325,45 +461,150 @@ export function createLedger(
   }
 
   async function readPosted(idempotencyKey: string) {
-    const rows = await sql<
-      {
-        entry_id: string;
-        content_hash: string;
-        type: string;
-        created_at: Date | string;
-        account_id: string;
-        kind: 'wallet' | 'system';
-        customer_id: string | null;
-        code: string;
-        amount: string;
-        balance_after: string;
-      }[]
-    >`
-      select e.id as entry_id, e.content_hash, e.type, e.created_at,
-             p.account_id, a.kind, a.customer_id, a.code, p.amount, p.balance_after
-      from entries e
-      join postings p on p.entry_id = e.id
-      join accounts a on a.id = p.account_id
-      where e.idempotency_key = ${idempotencyKey}
-      order by p.id`;
-    const first = rows[0];
-    if (!first) return undefined;
-    const entry: PostedEntry = {
-      entryId: Number(first.entry_id),
-      idempotencyKey,
-      type: first.type,
-      createdAt: toDate(first.created_at),
-      replayed: true,
-      grants: await sharesOf(sql, Number(first.entry_id)),
-      lines: rows.map((r) => ({
-        account: r.kind === 'wallet' ? { wallet: r.customer_id! } : { system: r.code },
-        accountId: Number(r.account_id),
-        amount: Number(r.amount),
-        balanceAfter: balanceNumber(r.balance_after),
-        balanceAfterExact: r.balance_after,
-      })),
-    };
-    return { entry, contentHash: first.content_hash };
+    const [row] = await sql<{ entry: RecordedEntry | null }[]>`
+      select ledger_read_entry(${idempotencyKey}) as entry`;
+    return row?.entry ? recordedAsPosted(idempotencyKey, row.entry) : undefined;
+  }
+
+  /** Set once the database's default isolation is not READ COMMITTED: calls then pin it. */
+  let pinReadCommitted = false;
+
+  /** The whole posting in one round trip: one call of ledger_post_entry. */
+  async function postWithFunction(
+    input: PostEntryInput,
+    hash: string,
+    accounts: ResolvedAccount[],
+  ): Promise<FunctionOutcome> {
+    const lines: FunctionLine[] = [];
+    for (const [i, line] of input.lines.entries()) {
+      const account = accounts[i]!;
+      const wire: FunctionLine = {
+        i,
+        a: account.id,
+        k: account.kind,
+        o: account.owner,
+        n: line.amount,
+      };
+      if (account.kind === 'wallet' && line.amount < 0 && line.debit?.prefer?.length) {
+        wire.prefer = line.debit.prefer;
+      }
+      if (account.kind === 'wallet' && line.amount > 0) {
+        const grant =
+          line.credit && 'grant' in line.credit ? line.credit.grant : defaultGrantFor(input.type);
+        try {
+          validateNewGrant(grant, input.idempotencyKey, true);
+        } catch {
+          // Refused if it is new, answered if it is a replay: the statements tell which.
+          return { status: 'statements' };
+        }
+        wire.g = {
+          ...(grant.id ? { id: grant.id } : {}),
+          category: grant.category,
+          source: grant.source,
+          ...(grant.priority !== undefined ? { priority: grant.priority } : {}),
+          ...(grant.effectiveAt ? { effectiveAt: isoText(grant.effectiveAt) } : {}),
+          ...(grant.expiresAt ? { expiresAt: isoText(grant.expiresAt) } : {}),
+          ...(grant.reason ? { reason: grant.reason } : {}),
+          ...(grant.metadata ? { metadata: grant.metadata } : {}),
+        };
+      }
+      lines.push(wire);
+    }
+    const args = [
+      input.idempotencyKey,
+      hash,
+      input.type,
+      input.description,
+      input.workflowId ?? null,
+      JSON.stringify(input.metadata ?? {}),
+      input.fence ?? null,
+      JSON.stringify(lines),
+    ];
+    const text =
+      'select ledger_post_entry($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8::text::jsonb) as r';
+    let result: FunctionResult;
+    const pinned = pinReadCommitted;
+    try {
+      const rows = pinned
+        ? await sql.begin(POSTING_ISOLATION, (tx) =>
+            tx.unsafe<{ r: FunctionResult }[]>(text, args, { prepare: true }),
+          )
+        : await sql.unsafe<{ r: FunctionResult }[]>(text, args, { prepare: true });
+      result = rows[0]!.r;
+    } catch (err) {
+      const code = sqlState(err);
+      if (code === FUNCTION_REFUSALS.needsReadCommitted && !pinned) {
+        pinReadCommitted = true;
+        return postWithFunction(input, hash, accounts);
+      }
+      throw functionRefusal(err, input);
+    }
+    if (result.status === 'posted') {
+      const byId = new Map(result.lines.map((l) => [Number(l.accountId), l]));
+      const entry: PostedEntry = {
+        entryId: Number(result.entryId),
+        idempotencyKey: input.idempotencyKey,
+        type: input.type,
+        createdAt: toDate(result.createdAt),
+        replayed: false,
+        lines: input.lines.map((line, i) => {
+          const accountId = accounts[i]!.id;
+          const posted = byId.get(accountId)!;
+          return {
+            account: line.account,
+            accountId,
+            amount: Number(posted.amount),
+            balanceAfter: balanceNumber(posted.balanceAfter),
+            balanceAfterExact: posted.balanceAfter,
+          };
+        }),
+        grants: result.grants.map(shareOf),
+      };
+      return { status: 'posted', entry };
+    }
+    if (result.status === 'exists') {
+      return { status: 'exists', existing: recordedAsPosted(input.idempotencyKey, result) };
+    }
+    return { status: result.status === 'retry' ? 'retry' : 'statements' };
+  }
+
+  /** A refusal raised by ledger_post_entry, as the same error the statements would throw. */
+  function functionRefusal(err: unknown, input: PostEntryInput): unknown {
+    const code = sqlState(err);
+    const detail = refusalDetail(err);
+    if (code === FUNCTION_REFUSALS.grantsShort) {
+      const available = BigInt(detail['available'] ?? 0);
+      const need = BigInt(detail['required'] ?? 0);
+      return new BusinessError(
+        'insufficient_credits',
+        `insufficient credits: the wallet holds ${available} spendable, this needs ${need} (short by ${need - available})`,
+        {
+          balance: Number(available),
+          available: Number(available),
+          required: Number(need),
+          shortfall: Number(need - available),
+        },
+      );
+    }
+    if (code === FUNCTION_REFUSALS.walletShort) {
+      const balance = BigInt(detail['balance'] ?? 0);
+      const required = BigInt(detail['required'] ?? 0);
+      return new BusinessError(
+        'insufficient_credits',
+        `insufficient credits: the wallet holds ${balance}, this needs ${required} (short by ${required - balance})`,
+        {
+          balance: jsonSafe(balance),
+          required: jsonSafe(required),
+          shortfall: jsonSafe(required - balance),
+        },
+      );
+    }
+    if (code === FUNCTION_REFUSALS.staleAccount) return new StaleAccount(input.lines[0]!.account);
+    if (code === FUNCTION_REFUSALS.stepClosed) {
+      const closedBy = detail['closedBy'];
+      return new StepClosed(input.fence!, typeof closedBy === 'string' ? closedBy : null);
+    }
+    return err;
   }
 
   async function postEntry(input: PostEntryInput, afterPost?: AfterPost): Promise<PostedEntry> {
@@ -418,6 +659,26 @@ export function createLedger(
     const hash = contentHash(input);
     const accounts = await resolveAccounts(input);
 
+    if (options.path !== 'statements' && !afterPost && functionCanPost(input)) {
+      let outcome: FunctionOutcome;
+      try {
+        outcome = await postWithFunction(input, hash, accounts);
+      } catch (err) {
+        if (err instanceof StaleAccount) {
+          for (const line of input.lines) forget(line.account);
+          if (staleRetries > 0) return post(input, afterPost, staleRetries - 1);
+          throw new BusinessError('account_not_found', `no account ${refKey(err.account)}`, {
+            account: err.account,
+          });
+        }
+        throw refusalFor(err, input);
+      }
+      if (outcome.status === 'posted') return outcome.entry;
+      if (outcome.status === 'exists') return replayOf(input, hash, outcome.existing);
+      if (outcome.status === 'retry') return post(input, afterPost, staleRetries);
+      // 'watched': the wallet's watchers run in the statement path below.
+    }
+
     let posted: PostedEntry | undefined;
     try {
       posted = await sql.begin(POSTING_ISOLATION, (tx) =>
@@ -440,6 +701,15 @@ export function createLedger(
       // The conflicting insert rolled back between our two statements: post afresh.
       return post(input, afterPost, staleRetries);
     }
+    return replayOf(input, hash, existing);
+  }
+
+  /** The answer to a key already posted: the first result, or a conflict when the content differs. */
+  async function replayOf(
+    input: PostEntryInput,
+    hash: string,
+    existing: { entry: PostedEntry; contentHash: string },
+  ): Promise<PostedEntry> {
     if (existing.contentHash !== hash) {
       throw new BusinessError(
         'idempotency_conflict',

@@ -165,9 +165,13 @@ export function walletRoutes({
 }: AppDeps & { walletEvents: WalletEventHub; streamSlots: StreamSlots }) {
   const app = new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
-  async function walletOf(customerId: string): Promise<{ id: number; balance: number | string }> {
+  async function walletOf(
+    customerId: string,
+    waitForPostings = false,
+  ): Promise<{ id: number; balance: number | string }> {
     const [row] = await db.sql<{ id: string; balance: string }[]>`
-      select id, balance from accounts where kind = 'wallet' and customer_id = ${customerId}`;
+      select id, balance from accounts where kind = 'wallet' and customer_id = ${customerId}
+      ${waitForPostings ? db.sql`for share` : db.sql``}`;
     if (!row) throw new ApiError(404, 'customer_not_found', 'No wallet exists for this customer.');
     return { id: Number(row.id), balance: jsonBalance(row.balance) };
   }
@@ -281,7 +285,9 @@ export function walletRoutes({
           queue.push(event);
           wake?.();
         });
-        const current = await walletOf(customerId);
+        // FOR SHARE waits for a posting that holds the wallet and may have looked for
+        // listeners before this stream registered: its balance is in this first read.
+        const current = await walletOf(customerId, true);
         await stream.writeSSE({
           event: 'balance',
           data: JSON.stringify({
