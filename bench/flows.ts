@@ -30,8 +30,10 @@ export interface FlowBenchOptions {
   warmupSeconds: number;
   /** Concurrent debits in the hot-wallet run; the wallet covers half of them. */
   hotDebits: number;
-  webhookRate: number;
-  webhookEvents: number;
+  /** Fixed webhook rates (events/s): the target's, and one this machine can sustain. */
+  webhookRates: number[];
+  /** Seconds of webhooks at each rate. */
+  webhookSeconds: number;
   /** The verification timeout of the timeout-to-refund runs. */
   refundTimeoutSeconds: number;
   refundConcurrency: number[];
@@ -50,8 +52,8 @@ export const defaultFlowBenchOptions = (): FlowBenchOptions => ({
   clients: 8,
   warmupSeconds: 2,
   hotDebits: 200,
-  webhookRate: 50,
-  webhookEvents: 150,
+  webhookRates: [10, 50],
+  webhookSeconds: 3,
   refundTimeoutSeconds: 2,
   refundConcurrency: [30, 100],
   growthWallets: [1_000, 100_000],
@@ -90,7 +92,7 @@ export interface FlowBenchResults {
     overdraft: boolean;
     exact: boolean;
   };
-  webhook: { eventsPerSecond: number; events: number; maxSendLagMs: number } & Compared;
+  webhook: Array<{ eventsPerSecond: number; events: number; maxSendLagMs: number } & Compared>;
   timeoutRefund: Array<{ concurrency: number; timeoutSeconds: number } & Compared>;
   growth: Array<{ wallets: number; workers: number } & Compared>;
   /** Rate at the most wallets over the rate at the fewest. */
@@ -141,8 +143,8 @@ export async function runFlowBench(
         clients: opts.clients,
         warmupSeconds: opts.warmupSeconds,
         hotDebits: opts.hotDebits,
-        webhookRate: opts.webhookRate,
-        webhookEvents: opts.webhookEvents,
+        webhookRates: opts.webhookRates,
+        webhookSeconds: opts.webhookSeconds,
         refundTimeoutSeconds: opts.refundTimeoutSeconds,
         refundConcurrency: opts.refundConcurrency,
         growthWallets: opts.growthWallets,
@@ -150,7 +152,7 @@ export async function runFlowBench(
       },
       endToEnd: [],
       hotWallet: undefined as unknown as FlowBenchResults['hotWallet'],
-      webhook: undefined as unknown as FlowBenchResults['webhook'],
+      webhook: [],
       timeoutRefund: [],
       growth: [],
       growthRate: undefined,
@@ -165,7 +167,11 @@ export async function runFlowBench(
     results.hotWallet = await hotWallet(d, opts.hotDebits);
 
     // 3. Webhook to credited.
-    results.webhook = await webhookToCredited(d, opts, nextBuyer);
+    for (const rate of opts.webhookRates) {
+      results.webhook.push(
+        await webhookToCredited(d, rate, Math.round(rate * opts.webhookSeconds), opts, nextBuyer),
+      );
+    }
 
     // 4. Timeout to refund.
     for (const concurrency of opts.refundConcurrency) {
@@ -230,10 +236,11 @@ async function hotWallet(d: Driver, debits: number): Promise<FlowBenchResults['h
 
 async function webhookToCredited(
   d: Driver,
+  rate: number,
+  n: number,
   opts: FlowBenchOptions,
   nextBuyer: () => Customer,
-): Promise<FlowBenchResults['webhook']> {
-  const n = opts.webhookEvents;
+): Promise<FlowBenchResults['webhook'][number]> {
   d.say(`webhook to credited: opening ${n} checkouts`);
   const paymentIds: string[] = [];
   await pool(Array.from({ length: n }), opts.clients, async () => {
@@ -245,10 +252,10 @@ async function webhookToCredited(
     p.catch(() => undefined);
     return p;
   });
-  d.say(`webhook to credited: ${n} signed webhooks at ${opts.webhookRate}/s`);
+  d.say(`webhook to credited: ${n} signed webhooks at ${rate}/s`);
   const app = await fixedRate(
     n,
-    opts.webhookRate,
+    rate,
     (i) => d.deliverStripe(events[i]!.body, events[i]!.signature),
     async (i) => {
       const status = await closed[i]!;
@@ -256,7 +263,7 @@ async function webhookToCredited(
     },
   );
 
-  d.say(`webhook to credited: baseline, ${n} signals at ${opts.webhookRate}/s`);
+  d.say(`webhook to credited: baseline, ${n} signals at ${rate}/s`);
   const bareIds: string[] = [];
   await pool(Array.from({ length: n }), opts.clients, async () => {
     bareIds.push(await d.startBare(bare.topup, 3_600));
@@ -268,14 +275,14 @@ async function webhookToCredited(
   });
   const baseline = await fixedRate(
     n,
-    opts.webhookRate,
+    rate,
     (i) => d.signalBare(bareIds[i]!),
     async (i) => {
       await bareClosed[i]!;
     },
   );
   return {
-    eventsPerSecond: opts.webhookRate,
+    eventsPerSecond: rate,
     events: n,
     maxSendLagMs: Math.max(app.lagMs, baseline.lagMs),
     ...compare(app, baseline),
@@ -342,7 +349,7 @@ if (isMainModule(import.meta.url)) {
     ? {
         seconds: 3,
         warmupSeconds: 1,
-        webhookEvents: 50,
+        webhookSeconds: 1,
         refundConcurrency: [10, 30],
         growthWallets: [1_000, 10_000],
         resultsDir: undefined,

@@ -45,14 +45,15 @@ export function flowRows(r: FlowBenchResults): Row[] {
     ratio: h.elapsed,
     target: h.exact && !h.overdraft ? `exactly ${h.covered} ok, no overdraft ✓` : 'NOT EXACT ✗',
   });
-  const w = r.webhook;
-  rows.push({
-    figure: `Webhook to credited at ${w.eventsPerSecond}/s: p99 (${w.events} events)`,
-    app: `${ms(w.app.p99)} (p50 ${ms(w.app.p50)})`,
-    baseline: `${ms(w.baseline.p99)} (p50 ${ms(w.baseline.p50)})`,
-    ratio: w.p99,
-    target: '< 300 ms',
-  });
+  for (const w of r.webhook) {
+    rows.push({
+      figure: `Webhook to credited at ${w.eventsPerSecond}/s: p99 (${w.events} events)`,
+      app: `${ms(w.app.p99)} (p50 ${ms(w.app.p50)})`,
+      baseline: `${ms(w.baseline.p99)} (p50 ${ms(w.baseline.p50)})`,
+      ratio: w.p99,
+      target: '< 300 ms',
+    });
+  }
   for (const t of r.timeoutRefund) {
     rows.push({
       figure: `Timeout to refund, ${t.concurrency} concurrent: p99 past the ${t.timeoutSeconds} s timeout`,
@@ -94,8 +95,10 @@ export function flowErrors(r: FlowBenchResults): string[] {
     add(`end to end (${e.workers}) app`, e.app);
     add(`end to end (${e.workers}) baseline`, e.baseline);
   }
-  add('webhook app', r.webhook.app);
-  add('webhook baseline', r.webhook.baseline);
+  for (const w of r.webhook) {
+    add(`webhook ${w.eventsPerSecond}/s app`, w.app);
+    add(`webhook ${w.eventsPerSecond}/s baseline`, w.baseline);
+  }
   for (const t of r.timeoutRefund) {
     add(`timeout ${t.concurrency} app`, t.app);
     add(`timeout ${t.concurrency} baseline`, t.baseline);
