@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { isMainModule } from '../src/main.js';
 import { writeFlowReports, printFlowTable } from './flows/report.js';
 import { bare } from './flows/bare-contract.js';
-import { Driver, closedLoop, fixedRate, pool, type Customer } from './flows/scenarios.js';
+import { Driver, alternating, fixedRate, pool, type Customer } from './flows/scenarios.js';
 import { startFlowStack, type ProcessEnv } from './flows/stack.js';
 import { ratio, summarise, type Summary } from './flows/stats.js';
 
@@ -28,6 +28,8 @@ export interface FlowBenchOptions {
   clients: number;
   /** Unmeasured seconds before each closed-loop run. */
   warmupSeconds: number;
+  /** Slices the baseline and the app alternate in, within `seconds` each. */
+  rounds: number;
   /** Concurrent debits in the hot-wallet run; the wallet covers half of them. */
   hotDebits: number;
   /** Fixed webhook rates (events/s): the target's, and one this machine can sustain. */
@@ -51,6 +53,7 @@ export const defaultFlowBenchOptions = (): FlowBenchOptions => ({
   seconds: 8,
   clients: 8,
   warmupSeconds: 2,
+  rounds: 4,
   hotDebits: 200,
   webhookRates: [10, 50],
   webhookSeconds: 3,
@@ -62,6 +65,20 @@ export const defaultFlowBenchOptions = (): FlowBenchOptions => ({
   readme: new URL('../README.md', import.meta.url).pathname,
   say: (m) => console.log(`· ${m}`),
 });
+
+interface HotRun {
+  elapsedMs: number;
+  succeeded: number;
+  refused: number;
+  errors: number;
+  /** What the unexpected answers were (a few). */
+  unexpected: string[];
+}
+
+export interface HistoryShape {
+  events: number;
+  workflowTasks: number;
+}
 
 export interface Compared {
   app: Summary & { firstError?: string };
@@ -77,17 +94,15 @@ export interface FlowBenchResults {
   cpus: number;
   options: Omit<FlowBenchOptions, 'say' | 'resultsDir' | 'readme'>;
   endToEnd: Array<{ workers: number } & Compared>;
+  /** Call → debit settled (POST 202; the baseline's update-with-start), 1 worker. */
+  startToDebit: Compared | undefined;
+  /** One completed purchase's history next to one baseline run's: noise-free round trips. */
+  history: { app: HistoryShape; baseline: HistoryShape } | undefined;
   hotWallet: {
     debits: number;
     covered: number;
-    hot: {
-      elapsedMs: number;
-      succeeded: number;
-      refused: number;
-      errors: number;
-      balanceAfter: number;
-    };
-    spread: { elapsedMs: number; succeeded: number; refused: number; errors: number };
+    hot: HotRun & { balanceAfter: number };
+    spread: HotRun;
     elapsed: number | undefined;
     overdraft: boolean;
     exact: boolean;
@@ -124,13 +139,17 @@ export async function runFlowBench(
     const nextBuyer = () => buyers[turn++ % buyers.length]!;
 
     const endToEnd = async () => {
-      say(`end to end, ${stack.workerCount()} worker(s): baseline`);
-      const baseline = await closedLoop(opts.clients, opts.seconds, opts.warmupSeconds, () =>
-        d.barePurchase(),
+      say(
+        `end to end, ${stack.workerCount()} worker(s): baseline and verification purchases, ` +
+          `${opts.rounds} alternating rounds`,
       );
-      say(`end to end, ${stack.workerCount()} worker(s): verification purchases`);
-      const app = await closedLoop(opts.clients, opts.seconds, opts.warmupSeconds, () =>
-        d.purchase(nextBuyer()),
+      const { app, baseline } = await alternating(
+        opts.clients,
+        opts.seconds,
+        opts.warmupSeconds,
+        opts.rounds,
+        () => d.barePurchase(),
+        () => d.purchase(nextBuyer()),
       );
       return compare(app, baseline);
     };
@@ -142,6 +161,7 @@ export async function runFlowBench(
         seconds: opts.seconds,
         clients: opts.clients,
         warmupSeconds: opts.warmupSeconds,
+        rounds: opts.rounds,
         hotDebits: opts.hotDebits,
         webhookRates: opts.webhookRates,
         webhookSeconds: opts.webhookSeconds,
@@ -151,6 +171,8 @@ export async function runFlowBench(
         env: opts.env,
       },
       endToEnd: [],
+      history: undefined,
+      startToDebit: undefined,
       hotWallet: undefined as unknown as FlowBenchResults['hotWallet'],
       webhook: [],
       timeoutRefund: [],
@@ -159,7 +181,18 @@ export async function runFlowBench(
     };
 
     // 1. End to end, one worker then two.
+    d.startLatencies = { app: [], bare: [] };
     results.endToEnd.push({ workers: 1, ...(await endToEnd()) });
+    results.startToDebit = compare(
+      summarise(d.startLatencies.app, 0, 1),
+      summarise(d.startLatencies.bare, 0, 1),
+    );
+    if (d.lastPurchase.app && d.lastPurchase.bare) {
+      results.history = {
+        app: await d.historyShape(d.lastPurchase.app),
+        baseline: await d.historyShape(d.lastPurchase.bare),
+      };
+    }
     await stack.addWorkers();
     results.endToEnd.push({ workers: 2, ...(await endToEnd()) });
 
@@ -201,6 +234,7 @@ async function hotWallet(d: Driver, debits: number): Promise<FlowBenchResults['h
     let succeeded = 0;
     let refused = 0;
     let errors = 0;
+    const unexpected = new Set<string>();
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: debits }, async (_, i) => {
@@ -208,13 +242,23 @@ async function hotWallet(d: Driver, debits: number): Promise<FlowBenchResults['h
           const settled = await d.debitOutcome(customers[i % customers.length]!);
           if (settled === 'debited') succeeded++;
           else if (settled === 'insufficient_credits') refused++;
-          else errors++;
-        } catch {
+          else {
+            errors++;
+            unexpected.add(settled);
+          }
+        } catch (err) {
           errors++;
+          unexpected.add((err as Error).message);
         }
       }),
     );
-    return { elapsedMs: performance.now() - t0, succeeded, refused, errors };
+    return {
+      elapsedMs: performance.now() - t0,
+      succeeded,
+      refused,
+      errors,
+      unexpected: [...unexpected].slice(0, 5),
+    };
   };
   d.say(`hot wallet: ${debits} debits spread over ${debits} wallets (baseline)`);
   const spread = await run(await d.customers(debits, d.price));
@@ -349,6 +393,7 @@ if (isMainModule(import.meta.url)) {
     ? {
         seconds: 3,
         warmupSeconds: 1,
+        rounds: 1,
         webhookSeconds: 1,
         refundConcurrency: [10, 30],
         growthWallets: [1_000, 10_000],

@@ -3,7 +3,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FlowBenchResults } from '../flows.js';
-import { formatMs, formatRatio } from './stats.js';
+import { formatMs, formatRatio, ratio } from './stats.js';
 
 export interface Row {
   figure: string;
@@ -36,6 +36,26 @@ export function flowRows(r: FlowBenchResults): Row[] {
         target: 'p99 ratio',
       },
     );
+  }
+  if (r.startToDebit) {
+    const s = r.startToDebit;
+    rows.push({
+      figure: 'End to end, 1 worker: call → debit settled, p50 / p99',
+      app: `${ms(s.app.p50)} / ${ms(s.app.p99)}`,
+      baseline: `${ms(s.baseline.p50)} / ${ms(s.baseline.p99)}`,
+      ratio: s.p50,
+      target: 'p50 ratio',
+    });
+  }
+  if (r.history) {
+    const { app, baseline } = r.history;
+    rows.push({
+      figure: 'End to end: history events / workflow tasks per purchase',
+      app: `${app.events} / ${app.workflowTasks}`,
+      baseline: `${baseline.events} / ${baseline.workflowTasks}`,
+      ratio: ratio(app.workflowTasks, baseline.workflowTasks),
+      target: 'workflow tasks ratio',
+    });
   }
   const h = r.hotWallet;
   rows.push({

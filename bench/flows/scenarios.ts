@@ -153,8 +153,25 @@ export class Driver {
       return 'debited';
     } catch (err) {
       const cause = (err as { cause?: { type?: string } }).cause;
-      return cause?.type ?? 'error';
+      if (cause?.type) return cause.type;
+      // Closed before the update reached it (a refused purchase): its state says why.
+      const res = await fetch(`${this.stack.apiUrl}/v1/verifications/${started.id}`, {
+        headers: { authorization: `Bearer ${customer.token}` },
+      });
+      const state = (await res.json()) as { status?: string; error?: { code: string } };
+      if (state.status === 'failed') return state.error?.code ?? 'failed';
+      return state.status === 'pending' ? 'error' : 'debited';
     }
+  }
+
+  /** Events and workflow tasks in a closed run's history: the round trips a flow costs. */
+  async historyShape(workflowId: string): Promise<{ events: number; workflowTasks: number }> {
+    const history = await this.temporal.workflow.getHandle(workflowId).fetchHistory();
+    const events = history.events ?? [];
+    return {
+      events: events.length,
+      workflowTasks: events.filter((e) => e.workflowTaskCompletedEventAttributes).length,
+    };
   }
 
   async started(customer: Customer, timeoutSeconds?: number): Promise<Started> {
@@ -185,12 +202,20 @@ export class Driver {
     return (result as { status?: string } | null)?.status ?? String(result);
   }
 
+  /** The last purchase (real or baseline) that completed, for its history's shape. */
+  lastPurchase: { app?: string; bare?: string } = {};
+  /** Milliseconds from the call to the settled debit (POST 202, or the baseline's update). */
+  startLatencies = { app: [] as number[], bare: [] as number[] };
+
   /** One purchase end to end: API call → debit → code → completed. */
   async purchase(customer: Customer): Promise<void> {
+    const t0 = performance.now();
     const started = await this.started(customer);
+    this.startLatencies.app.push(performance.now() - t0);
     await this.deliverCode(started.id);
     const status = await this.outcome(started.workflowId);
     if (status !== 'completed') throw new Error(`verification ${started.id} ended ${status}`);
+    this.lastPurchase.app = started.workflowId;
   }
 
   /** The baseline's start: update-with-start answering once the first no-op step ran. */
@@ -214,9 +239,12 @@ export class Driver {
 
   /** One baseline run: start, first step, signal, remaining steps, closed. */
   async barePurchase(): Promise<void> {
+    const t0 = performance.now();
     const workflowId = await this.startBare(bare.verification, LONG_TIMEOUT_SECONDS);
+    this.startLatencies.bare.push(performance.now() - t0);
     await this.signalBare(workflowId);
     await this.outcome(workflowId);
+    this.lastPurchase.bare = workflowId;
   }
 
   /** POST /v1/checkouts; the payment as recorded once its Stripe session exists. */
@@ -336,38 +364,70 @@ const note = (errors: Errors, err: unknown) => {
 };
 
 /**
- * `clients` loops calling `op` back to back for `seconds`, after an unmeasured warm-up; the
- * rate counts what finished, the wall time runs to the last one's end.
+ * Two closed-loop runs interleaved in `rounds` slices (baseline, then app, each round), so a
+ * burst of other work on a shared machine lands on both sides rather than on one.
  */
-export async function closedLoop(
+export async function alternating(
   clients: number,
   seconds: number,
   warmupSeconds: number,
+  rounds: number,
+  baselineOp: () => Promise<void>,
+  appOp: () => Promise<void>,
+): Promise<{ baseline: LoopSummary; app: LoopSummary }> {
+  const slice = seconds / rounds;
+  const runs = { baseline: [] as LoopSlice[], app: [] as LoopSlice[] };
+  if (warmupSeconds > 0) {
+    await loopSlice(clients, warmupSeconds, baselineOp);
+    await loopSlice(clients, warmupSeconds, appOp);
+  }
+  for (let i = 0; i < rounds; i++) {
+    runs.baseline.push(await loopSlice(clients, slice, baselineOp));
+    runs.app.push(await loopSlice(clients, slice, appOp));
+  }
+  const merge = (slices: LoopSlice[]): LoopSummary => ({
+    ...summarise(
+      slices.flatMap((x) => x.latencies),
+      slices.reduce((n, x) => n + x.errors.count, 0),
+      slices.reduce((n, x) => n + x.seconds, 0),
+    ),
+    firstError: slices.find((x) => x.errors.first)?.errors.first,
+  });
+  return { baseline: merge(runs.baseline), app: merge(runs.app) };
+}
+
+export type LoopSummary = Summary & { firstError?: string | undefined };
+
+interface LoopSlice {
+  latencies: number[];
+  errors: Errors;
+  seconds: number;
+}
+
+/** `clients` loops calling `op` back to back for `seconds`; wall time to the last one's end. */
+async function loopSlice(
+  clients: number,
+  seconds: number,
   op: () => Promise<void>,
-): Promise<Summary & { firstError?: string }> {
-  const drive = async (s: number, latencies?: number[]) => {
-    const errors: Errors = { count: 0 };
-    const start = performance.now();
-    const deadline = start + s * 1000;
-    await Promise.all(
-      Array.from({ length: clients }, async () => {
-        while (performance.now() < deadline) {
-          const t0 = performance.now();
-          try {
-            await op();
-            latencies?.push(performance.now() - t0);
-          } catch (err) {
-            note(errors, err);
-          }
-        }
-      }),
-    );
-    return { errors, seconds: (performance.now() - start) / 1000 };
-  };
-  if (warmupSeconds > 0) await drive(warmupSeconds);
+): Promise<LoopSlice> {
+  const errors: Errors = { count: 0 };
   const latencies: number[] = [];
-  const run = await drive(seconds, latencies);
-  return { ...summarise(latencies, run.errors.count, run.seconds), firstError: run.errors.first };
+  const start = performance.now();
+  const deadline = start + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < deadline) {
+        const t0 = performance.now();
+        try {
+          await op();
+          latencies.push(performance.now() - t0);
+        } catch (err) {
+          note(errors, err);
+        }
+      }
+    }),
+  );
+  return { latencies, errors, seconds: (performance.now() - start) / 1000 };
 }
 
 /**
