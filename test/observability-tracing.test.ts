@@ -147,7 +147,8 @@ describe('a traced verification purchase', () => {
     const http = named('POST /v1/verifications');
     expect(http.parentSpanId).toBe(callerSpan);
     expect(http.kind).toBe(2); // SERVER
-    const start = named('StartWorkflow:verificationPurchase');
+    // The purchase starts and waits for its debit in one update-with-start call.
+    const start = named('UpdateWithStartWorkflow:debitSettled');
     expect(start.parentSpanId).toBe(http.spanId);
     // The workflow and its activities (debit, the refused rental, the refund) in the same trace.
     const run = named('RunWorkflow:verificationPurchase');

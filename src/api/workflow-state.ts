@@ -2,11 +2,13 @@
 // the read model once it has closed, and from the workflow's own description when no worker
 // answers in time (so a dead worker never makes a GET hang).
 import {
+  WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   type Client,
   type WorkflowExecutionDescription,
   type WorkflowHandle,
+  type WorkflowIdConflictPolicy,
   type WorkflowStartOptions,
 } from '@temporalio/client';
 import type { QueryDefinition, Workflow } from '@temporalio/common';
@@ -140,19 +142,7 @@ export async function startOrFindFlow<W extends Workflow>(
   start: FlowStart<W>,
 ): Promise<WorkflowHandle<W>> {
   try {
-    const options = {
-      taskQueue: start.taskQueue,
-      workflowId: start.workflowId,
-      args: [start.input] as Parameters<W>,
-      memo: { input: start.input },
-      workflowIdConflictPolicy: 'USE_EXISTING',
-      workflowIdReusePolicy: 'REJECT_DUPLICATE',
-      typedSearchAttributes: [
-        { key: searchAttributes.customerId, value: start.customerId },
-        { key: searchAttributes.flowStatus, value: start.initialStatus },
-      ],
-      // Every flow takes exactly one input object; TypeScript cannot see that through W.
-    } as unknown as WorkflowStartOptions<W>;
+    const options = flowStartOptions(start);
     return await withStartDeadline(temporal, start.startTimeoutMs, () =>
       temporal.workflow.start<W>(start.workflowType, options),
     );
@@ -161,4 +151,33 @@ export async function startOrFindFlow<W extends Workflow>(
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     return temporal.workflow.getHandle<W>(start.workflowId);
   }
+}
+
+/** The start options every flow uses: business id, input in the memo, customer and status. */
+function flowStartOptions<W extends Workflow>(
+  start: FlowStart<W>,
+): WorkflowStartOptions<W> & { workflowIdConflictPolicy: WorkflowIdConflictPolicy } {
+  return {
+    taskQueue: start.taskQueue,
+    workflowId: start.workflowId,
+    args: [start.input] as Parameters<W>,
+    memo: { input: start.input },
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    workflowIdReusePolicy: 'REJECT_DUPLICATE',
+    typedSearchAttributes: [
+      { key: searchAttributes.customerId, value: start.customerId },
+      { key: searchAttributes.flowStatus, value: start.initialStatus },
+    ],
+    // Every flow takes exactly one input object; TypeScript cannot see that through W.
+  } as unknown as WorkflowStartOptions<W> & { workflowIdConflictPolicy: WorkflowIdConflictPolicy };
+}
+
+/**
+ * The same start as {@link startOrFindFlow}, as the start half of an update-with-start: one call
+ * that starts (or finds the running) flow and waits for its update, instead of two.
+ */
+export function flowStartOperation<W extends Workflow>(
+  start: FlowStart<W>,
+): WithStartWorkflowOperation<W> {
+  return new WithStartWorkflowOperation<W>(start.workflowType, flowStartOptions(start));
 }

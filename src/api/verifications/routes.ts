@@ -28,7 +28,13 @@ import {
   idempotencyKeyHeader,
 } from '../common.js';
 import { ApiError, statusForCode, validationHook } from '../errors.js';
-import { readFlowState, startOrFindFlow } from '../workflow-state.js';
+import {
+  TemporalUnavailableError,
+  ensureTemporalAnswers,
+  flowStartOperation,
+  readFlowState,
+} from '../workflow-state.js';
+import { isTemporalUnavailable } from '../../readiness/temporal-availability.js';
 
 /** How long POST waits for the debit before answering 202 pending anyway. */
 const DEBIT_WAIT_MS = 10_000;
@@ -285,20 +291,25 @@ export function verificationRoutes({
       price: Number(price.price),
       timeoutSeconds: body.timeoutSeconds,
     };
-    const handle = await startOrFindFlow<typeof verificationPurchase>(temporal, {
+    // The update below waits for the worker, so the short start deadline cannot cover it: ask
+    // first whether Temporal answers at all (503 with Retry-After when it does not).
+    await ensureTemporalAnswers(temporal, temporalStartTimeoutMs);
+    const start = flowStartOperation<typeof verificationPurchase>({
       workflowType: 'verificationPurchase',
       workflowId,
       taskQueue,
       input,
       customerId: principal.sub,
       initialStatus: 'pending',
-      startTimeoutMs: temporalStartTimeoutMs,
     });
 
     let state: VerificationState | undefined;
     try {
+      // One call starts the purchase (or finds the running one) and waits for its debit.
       state = await temporal.connection.withDeadline(Date.now() + DEBIT_WAIT_MS, () =>
-        handle.executeUpdate(debitSettledUpdate),
+        temporal.workflow.executeUpdateWithStart(debitSettledUpdate, {
+          startWorkflowOperation: start,
+        }),
       );
     } catch (err) {
       const refusal = updateRefusal(err);
@@ -307,6 +318,8 @@ export function verificationRoutes({
       }
       // Closed already (a retried POST), or no worker answered in time: report what is known.
       state = await readVerification(temporal, db, id);
+      // Temporal stopped answering between the check and the start: nothing was started.
+      if (!state && isTemporalUnavailable(err)) throw new TemporalUnavailableError();
       if (state?.status === 'failed' && state.error) {
         throw new ApiError(statusForCode(state.error.code), state.error.code, state.error.message);
       }

@@ -1,0 +1,418 @@
+// `npm run bench:flows`: what the flows' safety costs, end to end, as ratios to baselines measured
+// in the same run on the same Temporal server and worker settings:
+//   - end to end: verification purchases/s and p50/p99 (API call → debit → code → completed)
+//     against bare workflows with as many no-op activities, with one worker and with two;
+//   - hot wallet: 200 concurrent debits on one wallet that covers 100, against 200 wallets;
+//   - webhook to credited: p99 at a fixed rate of signed Stripe webhooks, against a bare signal;
+//   - timeout to refund: p99 delay past the verification timeout, at two concurrencies;
+//   - growth: the end-to-end rate with 1,000 and 100,000 wallets in the ledger.
+// Writes bench/results/flows.{json,md,svg} and the README's "Flow benchmarks" table.
+//
+//   npm run bench:flows -- [--seconds 8] [--clients 8] [--quick]
+//
+// runFlowBench(options) runs it from another script (npm run bench).
+import { cpus } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { isMainModule } from '../src/main.js';
+import { writeFlowReports, printFlowTable } from './flows/report.js';
+import { bare } from './flows/bare-contract.js';
+import { Driver, alternating, fixedRate, pool, type Customer } from './flows/scenarios.js';
+import { startFlowStack, type ProcessEnv } from './flows/stack.js';
+import { ratio, summarise, type Summary } from './flows/stats.js';
+
+export interface FlowBenchOptions {
+  /** Measured seconds of each closed-loop run (end to end, growth). */
+  seconds: number;
+  /** Concurrent purchasers in the closed-loop runs. */
+  clients: number;
+  /** Unmeasured seconds before each closed-loop run. */
+  warmupSeconds: number;
+  /** Slices the baseline and the app alternate in, within `seconds` each. */
+  rounds: number;
+  /** Concurrent debits in the hot-wallet run; the wallet covers half of them. */
+  hotDebits: number;
+  /** Fixed webhook rates (events/s): the target's, and one this machine can sustain. */
+  webhookRates: number[];
+  /** Seconds of webhooks at each rate. */
+  webhookSeconds: number;
+  /** The verification timeout of the timeout-to-refund runs. */
+  refundTimeoutSeconds: number;
+  refundConcurrency: number[];
+  growthWallets: number[];
+  /** Settings for the API and worker processes (e.g. pool sizes), recorded with the results. */
+  env: ProcessEnv;
+  /** Where flows.json/md/svg go; nothing is written when undefined. */
+  resultsDir: string | undefined;
+  /** Rewrites the README's "Flow benchmarks" table when set. */
+  readme: string | undefined;
+  say: (message: string) => void;
+}
+
+export const defaultFlowBenchOptions = (): FlowBenchOptions => ({
+  seconds: 8,
+  clients: 8,
+  warmupSeconds: 2,
+  rounds: 4,
+  hotDebits: 200,
+  webhookRates: [10, 50],
+  webhookSeconds: 3,
+  refundTimeoutSeconds: 2,
+  refundConcurrency: [30, 100],
+  growthWallets: [1_000, 100_000],
+  env: {},
+  resultsDir: new URL('./results/', import.meta.url).pathname,
+  readme: new URL('../README.md', import.meta.url).pathname,
+  say: (m) => console.log(`· ${m}`),
+});
+
+interface HotRun {
+  elapsedMs: number;
+  succeeded: number;
+  refused: number;
+  errors: number;
+  /** What the unexpected answers were (a few). */
+  unexpected: string[];
+}
+
+export interface HistoryShape {
+  events: number;
+  workflowTasks: number;
+}
+
+export interface Compared {
+  app: Summary & { firstError?: string };
+  baseline: Summary & { firstError?: string };
+  rate: number | undefined;
+  p50: number | undefined;
+  p99: number | undefined;
+}
+
+export interface FlowBenchResults {
+  startedAt: string;
+  seconds: number;
+  cpus: number;
+  options: Omit<FlowBenchOptions, 'say' | 'resultsDir' | 'readme'>;
+  endToEnd: Array<{ workers: number } & Compared>;
+  /** Call → debit settled (POST 202; the baseline's update-with-start), 1 worker. */
+  startToDebit: Compared | undefined;
+  /** One completed purchase's history next to one baseline run's: noise-free round trips. */
+  history: { app: HistoryShape; baseline: HistoryShape } | undefined;
+  hotWallet: {
+    debits: number;
+    covered: number;
+    hot: HotRun & { balanceAfter: number };
+    spread: HotRun;
+    elapsed: number | undefined;
+    overdraft: boolean;
+    exact: boolean;
+  };
+  webhook: Array<{ eventsPerSecond: number; events: number; maxSendLagMs: number } & Compared>;
+  timeoutRefund: Array<{ concurrency: number; timeoutSeconds: number } & Compared>;
+  growth: Array<{ wallets: number; workers: number } & Compared>;
+  /** Rate at the most wallets over the rate at the fewest. */
+  growthRate: number | undefined;
+}
+
+const compare = (app: Compared['app'], baseline: Compared['baseline']): Compared => ({
+  app,
+  baseline,
+  rate: ratio(app.perSecond, baseline.perSecond),
+  p50: ratio(app.p50, baseline.p50),
+  p99: ratio(app.p99, baseline.p99),
+});
+
+export async function runFlowBench(
+  overrides: Partial<FlowBenchOptions> = {},
+): Promise<FlowBenchResults> {
+  const opts = { ...defaultFlowBenchOptions(), ...overrides };
+  const { say } = opts;
+  const began = performance.now();
+  const startedAt = new Date().toISOString();
+  const stack = await startFlowStack({ say, env: opts.env });
+  let driver: Driver | undefined;
+  try {
+    driver = await Driver.connect(stack, say);
+    const d = driver;
+    const buyers = await d.customers(50, 10_000_000);
+    let turn = 0;
+    const nextBuyer = () => buyers[turn++ % buyers.length]!;
+
+    const endToEnd = async () => {
+      say(
+        `end to end, ${stack.workerCount()} worker(s): baseline and verification purchases, ` +
+          `${opts.rounds} alternating rounds`,
+      );
+      const { app, baseline } = await alternating(
+        opts.clients,
+        opts.seconds,
+        opts.warmupSeconds,
+        opts.rounds,
+        () => d.barePurchase(),
+        () => d.purchase(nextBuyer()),
+      );
+      return compare(app, baseline);
+    };
+
+    const results: Omit<FlowBenchResults, 'seconds'> = {
+      startedAt,
+      cpus: cpus().length,
+      options: {
+        seconds: opts.seconds,
+        clients: opts.clients,
+        warmupSeconds: opts.warmupSeconds,
+        rounds: opts.rounds,
+        hotDebits: opts.hotDebits,
+        webhookRates: opts.webhookRates,
+        webhookSeconds: opts.webhookSeconds,
+        refundTimeoutSeconds: opts.refundTimeoutSeconds,
+        refundConcurrency: opts.refundConcurrency,
+        growthWallets: opts.growthWallets,
+        env: opts.env,
+      },
+      endToEnd: [],
+      history: undefined,
+      startToDebit: undefined,
+      hotWallet: undefined as unknown as FlowBenchResults['hotWallet'],
+      webhook: [],
+      timeoutRefund: [],
+      growth: [],
+      growthRate: undefined,
+    };
+
+    // 1. End to end, one worker then two.
+    d.startLatencies = { app: [], bare: [] };
+    results.endToEnd.push({ workers: 1, ...(await endToEnd()) });
+    results.startToDebit = compare(
+      summarise(d.startLatencies.app, 0, 1),
+      summarise(d.startLatencies.bare, 0, 1),
+    );
+    if (d.lastPurchase.app && d.lastPurchase.bare) {
+      results.history = {
+        app: await d.historyShape(d.lastPurchase.app),
+        baseline: await d.historyShape(d.lastPurchase.bare),
+      };
+    }
+    await stack.addWorkers();
+    results.endToEnd.push({ workers: 2, ...(await endToEnd()) });
+
+    // 2. Hot wallet.
+    results.hotWallet = await hotWallet(d, opts.hotDebits);
+
+    // 3. Webhook to credited.
+    for (const rate of opts.webhookRates) {
+      results.webhook.push(
+        await webhookToCredited(d, rate, Math.round(rate * opts.webhookSeconds), opts, nextBuyer),
+      );
+    }
+
+    // 4. Timeout to refund.
+    for (const concurrency of opts.refundConcurrency) {
+      results.timeoutRefund.push(await timeoutToRefund(d, concurrency, opts.refundTimeoutSeconds));
+    }
+
+    // 5. Growth.
+    for (const wallets of opts.growthWallets) {
+      const added = await d.preloadWallets(wallets);
+      say(`growth: ${wallets} wallets in the ledger (${added} pre-loaded)`);
+      results.growth.push({ wallets, workers: stack.workerCount(), ...(await endToEnd()) });
+    }
+    const first = results.growth[0];
+    const last = results.growth[results.growth.length - 1];
+    results.growthRate = ratio(last?.app.perSecond, first?.app.perSecond);
+
+    return { ...results, seconds: (performance.now() - began) / 1000 };
+  } finally {
+    await driver?.close().catch(() => undefined);
+    await stack.stop();
+  }
+}
+
+async function hotWallet(d: Driver, debits: number): Promise<FlowBenchResults['hotWallet']> {
+  const covered = Math.floor(debits / 2);
+  const run = async (customers: Customer[]) => {
+    let succeeded = 0;
+    let refused = 0;
+    let errors = 0;
+    const unexpected = new Set<string>();
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: debits }, async (_, i) => {
+        try {
+          const settled = await d.debitOutcome(customers[i % customers.length]!);
+          if (settled === 'debited') succeeded++;
+          else if (settled === 'insufficient_credits') refused++;
+          else {
+            errors++;
+            unexpected.add(settled);
+          }
+        } catch (err) {
+          errors++;
+          unexpected.add((err as Error).message);
+        }
+      }),
+    );
+    return {
+      elapsedMs: performance.now() - t0,
+      succeeded,
+      refused,
+      errors,
+      unexpected: [...unexpected].slice(0, 5),
+    };
+  };
+  d.say(`hot wallet: ${debits} debits spread over ${debits} wallets (baseline)`);
+  const spread = await run(await d.customers(debits, d.price));
+  d.say(`hot wallet: ${debits} concurrent debits on one wallet that covers ${covered}`);
+  const [hot] = await d.customers(1, covered * d.price);
+  const hotRun = await run([hot!]);
+  const balanceAfter = await d.balance(hot!.id);
+  return {
+    debits,
+    covered,
+    hot: { ...hotRun, balanceAfter },
+    spread,
+    elapsed: ratio(hotRun.elapsedMs, spread.elapsedMs),
+    overdraft: balanceAfter < 0,
+    exact:
+      hotRun.succeeded === covered && hotRun.refused === debits - covered && balanceAfter === 0,
+  };
+}
+
+async function webhookToCredited(
+  d: Driver,
+  rate: number,
+  n: number,
+  opts: FlowBenchOptions,
+  nextBuyer: () => Customer,
+): Promise<FlowBenchResults['webhook'][number]> {
+  d.say(`webhook to credited: opening ${n} checkouts`);
+  const paymentIds: string[] = [];
+  await pool(Array.from({ length: n }), opts.clients, async () => {
+    paymentIds.push(await d.openCheckout(nextBuyer()));
+  });
+  const events = await Promise.all(paymentIds.map((id) => d.paidEvent(id)));
+  const closed = events.map((e) => {
+    const p = d.outcome(e.workflowId);
+    p.catch(() => undefined);
+    return p;
+  });
+  d.say(`webhook to credited: ${n} signed webhooks at ${rate}/s`);
+  const app = await fixedRate(
+    n,
+    rate,
+    (i) => d.deliverStripe(events[i]!.body, events[i]!.signature),
+    async (i) => {
+      const status = await closed[i]!;
+      if (status !== 'credited') throw new Error(`checkout ended ${status}`);
+    },
+  );
+
+  d.say(`webhook to credited: baseline, ${n} signals at ${rate}/s`);
+  const bareIds: string[] = [];
+  await pool(Array.from({ length: n }), opts.clients, async () => {
+    bareIds.push(await d.startBare(bare.topup, 3_600));
+  });
+  const bareClosed = bareIds.map((id) => {
+    const p = d.outcome(id);
+    p.catch(() => undefined);
+    return p;
+  });
+  const baseline = await fixedRate(
+    n,
+    rate,
+    (i) => d.signalBare(bareIds[i]!),
+    async (i) => {
+      await bareClosed[i]!;
+    },
+  );
+  return {
+    eventsPerSecond: rate,
+    events: n,
+    maxSendLagMs: Math.max(app.lagMs, baseline.lagMs),
+    ...compare(app, baseline),
+  };
+}
+
+async function timeoutToRefund(
+  d: Driver,
+  concurrency: number,
+  timeoutSeconds: number,
+): Promise<FlowBenchResults['timeoutRefund'][number]> {
+  const timeoutMs = timeoutSeconds * 1000;
+  const buyers = await d.customers(concurrency, d.price);
+  const measure = async (start: (i: number) => Promise<string>, expect: string | undefined) => {
+    const delays: number[] = [];
+    let errors = 0;
+    let firstError: string | undefined;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async (_, i) => {
+        try {
+          const workflowId = await start(i);
+          const answered = performance.now();
+          const status = await d.outcome(workflowId);
+          if (expect && status !== expect) throw new Error(`ended ${status}, not ${expect}`);
+          delays.push(performance.now() - answered - timeoutMs);
+        } catch (err) {
+          errors++;
+          firstError ??= (err as Error).message;
+        }
+      }),
+    );
+    return { ...summarise(delays, errors, (performance.now() - t0) / 1000), firstError };
+  };
+  d.say(`timeout to refund: ${concurrency} concurrent, ${timeoutSeconds} s timeout, baseline`);
+  const baseline = await measure(() => d.startBare(bare.verification, timeoutSeconds), undefined);
+  d.say(`timeout to refund: ${concurrency} concurrent verifications`);
+  const app = await measure(
+    async (i) => (await d.started(buyers[i]!, timeoutSeconds)).workflowId,
+    'refunded',
+  );
+  return { concurrency, timeoutSeconds, ...compare(app, baseline) };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+if (isMainModule(import.meta.url)) {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string' },
+      clients: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+    },
+  });
+  const positive = (raw: string | undefined, name: string) => {
+    if (raw === undefined) return undefined;
+    if (!/^\d+$/.test(raw) || Number(raw) < 1) {
+      console.error(`--${name} must be a positive integer (got "${raw}")`);
+      process.exit(2);
+    }
+    return Number(raw);
+  };
+  const overrides: Partial<FlowBenchOptions> = values.quick
+    ? {
+        seconds: 3,
+        warmupSeconds: 1,
+        rounds: 1,
+        webhookSeconds: 1,
+        refundConcurrency: [10, 30],
+        growthWallets: [1_000, 10_000],
+        resultsDir: undefined,
+        readme: undefined,
+      }
+    : {};
+  const seconds = positive(values.seconds, 'seconds');
+  const clients = positive(values.clients, 'clients');
+  if (seconds) overrides.seconds = seconds;
+  if (clients) overrides.clients = clients;
+  try {
+    const results = await runFlowBench(overrides);
+    printFlowTable(results);
+    const opts = { ...defaultFlowBenchOptions(), ...overrides };
+    await writeFlowReports(results, { resultsDir: opts.resultsDir, readme: opts.readme });
+    process.exit(0);
+  } catch (err) {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    process.exit(1);
+  }
+}
