@@ -51,8 +51,22 @@ async function shutdown(code: number): Promise<void> {
   }
   process.exit(code);
 }
-process.on('SIGINT', () => void shutdown(0));
-process.on('SIGTERM', () => void shutdown(0));
+// A signal while the stack is still starting stops it once the start has finished (so nothing
+// it made is left behind); a second one leaves at once.
+let starting = true;
+let interrupted = false;
+function onSignal(): void {
+  if (!starting) {
+    void shutdown(0);
+    return;
+  }
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  say('Stopping once the start in progress has finished (again to leave at once)…');
+}
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+process.on('SIGHUP', onSignal);
 
 try {
   const started = Date.now();
@@ -68,6 +82,8 @@ try {
     temporalPort: 7233,
     appEnv: env,
   });
+  starting = false;
+  if (interrupted) await shutdown(0);
   const s = stack;
   const line = (label: string, value: string) => say(`  ${label.padEnd(24)} ${value}`);
   say('');
@@ -114,6 +130,7 @@ try {
     });
   }
 } catch (err) {
+  starting = false;
   say(`Could not start: ${err instanceof Error ? err.message : String(err)}`);
   await shutdown(1);
 }

@@ -23,8 +23,13 @@ for (const spec of [TEMPORAL_CLI, STRIPE_MOCK, MAILPIT]) {
     missing++;
   }
 }
-const server = await ensureTemporalServer(env, log);
+const server = await ensureTemporalServer(env, log).catch((err: unknown) => {
+  // A TEMPORAL_SERVER_DIR that lacks a part: say which, without a stack trace.
+  console.log((err as Error).message);
+  return null;
+});
 if (server) console.log(`${TEMPORAL_SERVER.label}: ${server.dir}`);
+else if (server === null) missing++;
 else {
   console.log(
     `${TEMPORAL_SERVER.label}: not found, and Go is not installed to build it ` +

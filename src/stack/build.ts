@@ -70,7 +70,12 @@ async function acquireLock(root: string, log: Log): Promise<() => void> {
     } catch {
       holder = undefined;
     }
-    if (holder !== undefined && Number.isInteger(holder) && !isAlive(holder)) {
+    // A holder that died, or one that died between making the lock and writing its pid.
+    const orphaned =
+      holder === undefined || !Number.isInteger(holder)
+        ? Date.now() - (statSync(dir, { throwIfNoEntry: false })?.mtimeMs ?? 0) > 10_000
+        : !isAlive(holder);
+    if (orphaned) {
       rmSync(dir, { recursive: true, force: true });
       continue;
     }

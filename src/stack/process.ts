@@ -99,6 +99,9 @@ class ManagedProcess implements StackProcess {
       cwd: spec.cwd,
       env: spec.env,
       stdio: ['ignore', 'pipe', 'pipe'],
+      // A process group of its own: a Ctrl-C reaches the stack's owner only, which then stops
+      // the processes in order (APIs, workers, Temporal) instead of all at once.
+      detached: true,
     });
     this.child = child;
     track(child);

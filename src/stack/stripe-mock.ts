@@ -43,7 +43,8 @@ function running(child: ChildProcess, port: number): RunningStripeMock {
     apiBase: `http://127.0.0.1:${port}`,
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+        // Gone already (a Ctrl-C reaches the whole process group): its exit event has fired.
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
       }),
