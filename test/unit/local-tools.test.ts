@@ -140,7 +140,8 @@ describe('stripe:simulate arguments', () => {
   });
 });
 
-describe('the scripts against an API over HTTP', () => {
+// Each case starts a TypeScript process; on a loaded machine that alone can take several seconds.
+describe('the scripts against an API over HTTP', { timeout: 60_000 }, () => {
   let server: Server;
   let base: string;
   const seen: {
