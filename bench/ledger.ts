@@ -31,7 +31,12 @@ import postgres from 'postgres';
 import { processEnv } from '../src/config.js';
 import { createDatabase, runMigrations, type Sql } from '../src/db/client.js';
 import { checkLedger } from '../src/ledger/check.js';
-import { createLedger, type Ledger, type PostEntryInput } from '../src/ledger/ledger.js';
+import {
+  createLedger,
+  type AfterPost,
+  type Ledger,
+  type PostEntryInput,
+} from '../src/ledger/ledger.js';
 
 const LOCAL_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const PGBENCH_SCALE = 10;
@@ -554,6 +559,7 @@ async function debitRun(
   shape: RunShape,
   system = 'revenue',
   posted?: PostEntryInput[],
+  afterPost?: AfterPost,
 ): Promise<Measurement> {
   const pick = () => customers[Math.floor(Math.random() * customers.length)]!;
   const tag = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
@@ -561,7 +567,7 @@ async function debitRun(
   say(`${label}, ${shape.seconds} s`);
   return measure(label, shape, async (seq) => {
     const input = debit(pick(), system, `bench-${tag}-${seq}`);
-    await ledger.postEntry(input);
+    await ledger.postEntry(input, afterPost);
     posted?.push(input);
   });
 }
@@ -623,7 +629,7 @@ export interface LedgerBenchResult {
   };
   options: Omit<LedgerBenchOptions, 'resultsDir'>;
   scaling: ScalingRow[];
-  /** Other shapes at GROWTH_CLIENTS on the function path (one-row system account, replays). */
+  /** Other shapes at GROWTH_CLIENTS: with an afterPost write, one-row system account, replays. */
   variants: Measurement[];
   growth: GrowthRow[];
   /** pgbench at GROWTH_CLIENTS: the baseline of `variants` and `growth`. */
@@ -886,6 +892,25 @@ export async function runLedgerBench(
       const db = await openPool(url, GROWTH_CLIENTS);
       try {
         const ledger = ledgerOn(db.sql, 'function');
+        // What the workflows' postings carry: a write of their own in the posting transaction.
+        await db.sql`create table bench_after_post (entry_id bigint primary key, note text)`;
+        const outboxRow: AfterPost = async (tx, entry) => {
+          await tx`insert into bench_after_post (entry_id, note) values (${entry.entryId}, 'after post')`;
+        };
+        for (const path of ['statements', 'function'] as const) {
+          result.variants.push(
+            await debitRun(
+              db.sql,
+              ledgerOn(db.sql, path),
+              customers,
+              `ledger ${path} + afterPost insert, ${GROWTH_CLIENTS} clients`,
+              shape,
+              'revenue',
+              undefined,
+              outboxRow,
+            ),
+          );
+        }
         await db.sql`insert into accounts (kind, code, shard) values ('system', 'bench_single', 0)`;
         const posted: PostEntryInput[] = [];
         result.variants.push(

@@ -141,6 +141,37 @@ describe('ledger_post_entry', () => {
     ]);
   });
 
+  it('commits an afterPost write with the posting, and rolls both back when it fails', async () => {
+    const customer = await createCustomer(db);
+    await fund(ledger, customer.id, 50);
+    const kept = debit(customer.id, 10);
+    const seenBalance: number[] = [];
+    await ledger.postEntry(kept, async (tx, entry) => {
+      seenBalance.push(entry.lines[0]!.balanceAfter);
+      await tx`insert into step_fences (key, closed_at, closed_by)
+               values (${`after-${kept.idempotencyKey}`}, now(), 'afterPost')`;
+    });
+    expect(seenBalance).toEqual([40]);
+    const [fence] = await db.sql<{ closed_by: string }[]>`
+      select closed_by from step_fences where key = ${`after-${kept.idempotencyKey}`}`;
+    expect(fence?.closed_by).toBe('afterPost');
+
+    const dropped = debit(customer.id, 10);
+    await expect(
+      ledger.postEntry(dropped, () => Promise.reject(new Error('hook failed'))),
+    ).rejects.toThrow('hook failed');
+    expect(await entriesWithKey(dropped.idempotencyKey)).toBe(0);
+    expect(await ledger.walletBalance(customer.id)).toBe(40);
+    // A replay runs no hook.
+    let hookRuns = 0;
+    const replay = await ledger.postEntry(kept, () => {
+      hookRuns++;
+      return Promise.resolve();
+    });
+    expect(replay.replayed).toBe(true);
+    expect(hookRuns).toBe(0);
+  });
+
   it('answers watched for a wallet with a low-balance alert, before writing anything', async () => {
     const customer = await createCustomer(db);
     await fund(ledger, customer.id, 100);

@@ -337,8 +337,9 @@ const FUNCTION_REFUSALS = {
 } as const;
 
 /**
- * Whether one ledger_post_entry call can post the entry. Draws from one named grant and gives
- * back to the grants of an earlier draw (returnTo, with its breakage) stay in the statements.
+ * Whether one ledger_post_entry call can post the entry (with an afterPost hook: the call and
+ * the hook in one transaction). Draws from one named grant and gives back to the grants of an
+ * earlier draw (returnTo, with its breakage) stay in the statements.
  */
 function functionCanPost(input: PostEntryInput): boolean {
   return input.lines.every((line) =>
@@ -474,6 +475,7 @@ export function createLedger(
     input: PostEntryInput,
     hash: string,
     accounts: ResolvedAccount[],
+    afterPost?: AfterPost,
   ): Promise<FunctionOutcome> {
     const lines: FunctionLine[] = [];
     for (const [i, line] of input.lines.entries()) {
@@ -522,6 +524,19 @@ export function createLedger(
     ];
     const text =
       'select ledger_post_entry($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8::text::jsonb) as r';
+    if (afterPost) {
+      // The caller's writes commit with the posting: the call and the hook share a transaction.
+      try {
+        return await sql.begin(POSTING_ISOLATION, async (tx) => {
+          const rows = await tx.unsafe<{ r: FunctionResult }[]>(text, args, { prepare: true });
+          const outcome = outcomeOf(rows[0]!.r, input, accounts);
+          if (outcome.status === 'posted') await afterPost(tx, outcome.entry);
+          return outcome;
+        });
+      } catch (err) {
+        throw functionRefusal(err, input);
+      }
+    }
     let result: FunctionResult;
     const pinned = pinReadCommitted;
     try {
@@ -539,6 +554,15 @@ export function createLedger(
       }
       throw functionRefusal(err, input);
     }
+    return outcomeOf(result, input, accounts);
+  }
+
+  /** What ledger_post_entry answered, as the ledger's own result. */
+  function outcomeOf(
+    result: FunctionResult,
+    input: PostEntryInput,
+    accounts: ResolvedAccount[],
+  ): FunctionOutcome {
     if (result.status === 'posted') {
       const byId = new Map(result.lines.map((l) => [Number(l.accountId), l]));
       const entry: PostedEntry = {
@@ -659,10 +683,10 @@ export function createLedger(
     const hash = contentHash(input);
     const accounts = await resolveAccounts(input);
 
-    if (options.path !== 'statements' && !afterPost && functionCanPost(input)) {
+    if (options.path !== 'statements' && functionCanPost(input)) {
       let outcome: FunctionOutcome;
       try {
-        outcome = await postWithFunction(input, hash, accounts);
+        outcome = await postWithFunction(input, hash, accounts, afterPost);
       } catch (err) {
         if (err instanceof StaleAccount) {
           for (const line of input.lines) forget(line.account);
