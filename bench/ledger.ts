@@ -1,11 +1,11 @@
-// `npm run bench`: ledger posting throughput next to a pgbench baseline measured on the same
-// PostgreSQL server in the same run, at 1, 8 and 32 clients, so the numbers say how much the
+// `npm run bench:ledger` (the first half of `npm run bench`): ledger posting throughput next to a
+// pgbench baseline measured on the same PostgreSQL server in the same run, at 1, 8 and 32 clients, so the numbers say how much the
 // ledger costs over the server's plain transaction rate rather than how fast this machine is.
 // Two posting paths run side by side: `function` (one call of ledger_post_entry, what postEntry
 // uses) and `statements` (the multi-statement transaction it falls back to). Then growth: the
 // same posting with 1,000 and with 100,000 wallets and a million postings already in the ledger.
 //
-//   npm run bench -- [--seconds 5] [--clients 1,8,32] [--customers 1000] [--no-growth]
+//   npm run bench:ledger -- [--seconds 5] [--clients 1,8,32] [--customers 1000] [--no-growth]
 //                    [--growth-postings 1000000] [--growth-wallets 1000,100000]
 //   (or BENCH_SECONDS, BENCH_CLIENTS, BENCH_CUSTOMERS; flags win)
 //
@@ -1024,7 +1024,7 @@ async function main(): Promise<number> {
       // The cleanup already ran; a stack trace of the abort would only be noise.
     } else if (err instanceof UsageError) {
       console.error(
-        `${err.message}\nusage: npm run bench -- [--seconds N] [--clients 1,8,32] [--customers N] ` +
+        `${err.message}\nusage: npm run bench:ledger -- [--seconds N] [--clients 1,8,32] [--customers N] ` +
           '[--no-growth] [--growth-wallets 1000,100000] [--growth-postings N]',
       );
     } else {
