@@ -1,6 +1,7 @@
 // `npm run bench:ledger` (the first half of `npm run bench`): ledger posting throughput next to a
-// pgbench baseline measured on the same PostgreSQL server in the same run, at 1, 8 and 32 clients, so the numbers say how much the
-// ledger costs over the server's plain transaction rate rather than how fast this machine is.
+// pgbench baseline measured on the same PostgreSQL server in the same run, at 1, 8 and 32
+// clients, so the numbers say how much the ledger costs over the server's plain transaction rate
+// rather than how fast this machine is.
 // Two posting paths run side by side: `function` (one call of ledger_post_entry, what postEntry
 // uses) and `statements` (the multi-statement transaction it falls back to). Then growth: the
 // same posting with 1,000 and with 100,000 wallets and a million postings already in the ledger.
