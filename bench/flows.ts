@@ -148,6 +148,12 @@ export async function runFlowBench(
   const began = performance.now();
   const startedAt = new Date().toISOString();
   const stack = await startFlowStack({ say, env: opts.env });
+  // Ctrl-C: tear the stack down (processes, database, login role) before leaving.
+  const interrupted = () => {
+    say('interrupted: tearing the stack down');
+    void stack.stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
   let driver: Driver | undefined;
   try {
     driver = await Driver.connect(stack, say);
@@ -256,6 +262,7 @@ export async function runFlowBench(
 
     return { ...results, seconds: (performance.now() - began) / 1000 };
   } finally {
+    process.off('SIGINT', interrupted);
     await driver?.close().catch(() => undefined);
     await stack.stop();
   }
