@@ -8,7 +8,7 @@
 //   - growth: the end-to-end rate with 1,000 and 100,000 wallets in the ledger.
 // Writes bench/results/flows.{json,md,svg} and the README's "Flow benchmarks" table.
 //
-//   npm run bench:flows -- [--seconds 8] [--clients 8] [--quick]
+//   npm run bench:flows -- [--seconds 8] [--clients 8] [--quick] [--only e2e,hot,webhook,timeout,growth]
 //
 // runFlowBench(options) runs it from another script (npm run bench).
 import { cpus } from 'node:os';
@@ -19,6 +19,7 @@ import { writeFlowReports, printFlowTable } from './flows/report.js';
 import { bare } from './flows/bare-contract.js';
 import { Driver, alternating, fixedRate, pool, type Customer } from './flows/scenarios.js';
 import { startFlowStack, type ProcessEnv } from './flows/stack.js';
+import type { CpuByPart } from './flows/cpu.js';
 import { ratio, summarise, type Summary } from './flows/stats.js';
 
 export interface FlowBenchOptions {
@@ -40,6 +41,8 @@ export interface FlowBenchOptions {
   refundTimeoutSeconds: number;
   refundConcurrency: number[];
   growthWallets: number[];
+  /** Which figures to measure (all by default); end to end always runs first. */
+  only: Array<'hot' | 'webhook' | 'timeout' | 'growth'> | undefined;
   /** Settings for the API and worker processes (e.g. pool sizes), recorded with the results. */
   env: ProcessEnv;
   /** Where flows.json/md/svg go; nothing is written when undefined. */
@@ -60,6 +63,7 @@ export const defaultFlowBenchOptions = (): FlowBenchOptions => ({
   refundTimeoutSeconds: 2,
   refundConcurrency: [30, 100],
   growthWallets: [1_000, 100_000],
+  only: undefined,
   env: {},
   resultsDir: new URL('./results/', import.meta.url).pathname,
   readme: new URL('../README.md', import.meta.url).pathname,
@@ -93,26 +97,40 @@ export interface FlowBenchResults {
   seconds: number;
   cpus: number;
   options: Omit<FlowBenchOptions, 'say' | 'resultsDir' | 'readme'>;
-  endToEnd: Array<{ workers: number } & Compared>;
+  endToEnd: Array<{ workers: number; cpuMsPerPurchase?: CpuCompared } & Compared>;
   /** Call → debit settled (POST 202; the baseline's update-with-start), 1 worker. */
   startToDebit: Compared | undefined;
   /** One completed purchase's history next to one baseline run's: noise-free round trips. */
   history: { app: HistoryShape; baseline: HistoryShape } | undefined;
-  hotWallet: {
-    debits: number;
-    covered: number;
-    hot: HotRun & { balanceAfter: number };
-    spread: HotRun;
-    elapsed: number | undefined;
-    overdraft: boolean;
-    exact: boolean;
-  };
+  /** Undefined when not measured (options.only). */
+  hotWallet:
+    | {
+        debits: number;
+        covered: number;
+        hot: HotRun & { balanceAfter: number };
+        spread: HotRun;
+        elapsed: number | undefined;
+        overdraft: boolean;
+        exact: boolean;
+      }
+    | undefined;
   webhook: Array<{ eventsPerSecond: number; events: number; maxSendLagMs: number } & Compared>;
   timeoutRefund: Array<{ concurrency: number; timeoutSeconds: number } & Compared>;
-  growth: Array<{ wallets: number; workers: number } & Compared>;
+  growth: Array<{ wallets: number; workers: number; cpuMsPerPurchase?: CpuCompared } & Compared>;
   /** Rate at the most wallets over the rate at the fewest. */
   growthRate: number | undefined;
 }
+
+/** CPU milliseconds per finished purchase, by part of the stack (Linux only). */
+export interface CpuCompared {
+  app: CpuByPart;
+  baseline: CpuByPart;
+}
+
+const perPurchase = (cpu: CpuByPart, completed: number): CpuByPart =>
+  Object.fromEntries(
+    Object.entries(cpu).map(([k, v]) => [k, completed > 0 ? (v * 1000) / completed : 0]),
+  );
 
 const compare = (app: Compared['app'], baseline: Compared['baseline']): Compared => ({
   app,
@@ -130,11 +148,19 @@ export async function runFlowBench(
   const began = performance.now();
   const startedAt = new Date().toISOString();
   const stack = await startFlowStack({ say, env: opts.env });
+  // Ctrl-C: tear the stack down (processes, database, login role) before leaving.
+  const interrupted = () => {
+    say('interrupted: tearing the stack down');
+    void stack.stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
   let driver: Driver | undefined;
   try {
     driver = await Driver.connect(stack, say);
     const d = driver;
-    const buyers = await d.customers(50, 10_000_000);
+    // Enough buyers that none passes the velocity alert (ALERT_VELOCITY_COUNT purchases within
+    // minutes), as real customers would not: the alert's work is not a purchase's usual cost.
+    const buyers = await d.customers(500, 1_000_000);
     let turn = 0;
     const nextBuyer = () => buyers[turn++ % buyers.length]!;
 
@@ -143,15 +169,26 @@ export async function runFlowBench(
         `end to end, ${stack.workerCount()} worker(s): baseline and verification purchases, ` +
           `${opts.rounds} alternating rounds`,
       );
-      const { app, baseline } = await alternating(
+      const { app, baseline, cpu } = await alternating(
         opts.clients,
         opts.seconds,
         opts.warmupSeconds,
         opts.rounds,
         () => d.barePurchase(),
         () => d.purchase(nextBuyer()),
+        () => d.cpu(),
       );
-      return compare(app, baseline);
+      return {
+        ...compare(app, baseline),
+        ...(cpu
+          ? {
+              cpuMsPerPurchase: {
+                app: perPurchase(cpu.app, app.completed),
+                baseline: perPurchase(cpu.baseline, baseline.completed),
+              },
+            }
+          : {}),
+      };
     };
 
     const results: Omit<FlowBenchResults, 'seconds'> = {
@@ -168,12 +205,13 @@ export async function runFlowBench(
         refundTimeoutSeconds: opts.refundTimeoutSeconds,
         refundConcurrency: opts.refundConcurrency,
         growthWallets: opts.growthWallets,
+        only: opts.only,
         env: opts.env,
       },
       endToEnd: [],
       history: undefined,
       startToDebit: undefined,
-      hotWallet: undefined as unknown as FlowBenchResults['hotWallet'],
+      hotWallet: undefined,
       webhook: [],
       timeoutRefund: [],
       growth: [],
@@ -196,23 +234,26 @@ export async function runFlowBench(
     await stack.addWorkers();
     results.endToEnd.push({ workers: 2, ...(await endToEnd()) });
 
+    const wanted = (item: 'hot' | 'webhook' | 'timeout' | 'growth') =>
+      !opts.only || opts.only.includes(item);
+
     // 2. Hot wallet.
-    results.hotWallet = await hotWallet(d, opts.hotDebits);
+    if (wanted('hot')) results.hotWallet = await hotWallet(d, opts.hotDebits);
 
     // 3. Webhook to credited.
-    for (const rate of opts.webhookRates) {
+    for (const rate of wanted('webhook') ? opts.webhookRates : []) {
       results.webhook.push(
         await webhookToCredited(d, rate, Math.round(rate * opts.webhookSeconds), opts, nextBuyer),
       );
     }
 
     // 4. Timeout to refund.
-    for (const concurrency of opts.refundConcurrency) {
+    for (const concurrency of wanted('timeout') ? opts.refundConcurrency : []) {
       results.timeoutRefund.push(await timeoutToRefund(d, concurrency, opts.refundTimeoutSeconds));
     }
 
     // 5. Growth.
-    for (const wallets of opts.growthWallets) {
+    for (const wallets of wanted('growth') ? opts.growthWallets : []) {
       const added = await d.preloadWallets(wallets);
       say(`growth: ${wallets} wallets in the ledger (${added} pre-loaded)`);
       results.growth.push({ wallets, workers: stack.workerCount(), ...(await endToEnd()) });
@@ -223,12 +264,16 @@ export async function runFlowBench(
 
     return { ...results, seconds: (performance.now() - began) / 1000 };
   } finally {
+    process.off('SIGINT', interrupted);
     await driver?.close().catch(() => undefined);
     await stack.stop();
   }
 }
 
-async function hotWallet(d: Driver, debits: number): Promise<FlowBenchResults['hotWallet']> {
+async function hotWallet(
+  d: Driver,
+  debits: number,
+): Promise<NonNullable<FlowBenchResults['hotWallet']>> {
   const covered = Math.floor(debits / 2);
   const run = async (customers: Customer[]) => {
     let succeeded = 0;
@@ -379,6 +424,7 @@ if (isMainModule(import.meta.url)) {
       seconds: { type: 'string' },
       clients: { type: 'string' },
       quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
     },
   });
   const positive = (raw: string | undefined, name: string) => {
@@ -389,6 +435,15 @@ if (isMainModule(import.meta.url)) {
     }
     return Number(raw);
   };
+  const only = values.only
+    ?.split(',')
+    .map((x) => x.trim())
+    .filter(Boolean) as FlowBenchOptions['only'];
+  const known = ['e2e', 'hot', 'webhook', 'timeout', 'growth'];
+  if (only?.some((x) => !known.includes(x))) {
+    console.error(`--only takes a list of ${known.join(', ')} (end to end always runs)`);
+    process.exit(2);
+  }
   const overrides: Partial<FlowBenchOptions> = values.quick
     ? {
         seconds: 3,
@@ -405,6 +460,10 @@ if (isMainModule(import.meta.url)) {
   const clients = positive(values.clients, 'clients');
   if (seconds) overrides.seconds = seconds;
   if (clients) overrides.clients = clients;
+  if (only) {
+    // A partial run is for comparing a change; it leaves the recorded results alone.
+    Object.assign(overrides, { only, resultsDir: undefined, readme: undefined });
+  }
   try {
     const results = await runFlowBench(overrides);
     printFlowTable(results);

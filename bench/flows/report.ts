@@ -58,13 +58,15 @@ export function flowRows(r: FlowBenchResults): Row[] {
     });
   }
   const h = r.hotWallet;
-  rows.push({
-    figure: `Hot wallet: ${h.debits} debits on 1 wallet covering ${h.covered} (elapsed)`,
-    app: `${h.hot.elapsedMs.toFixed(0)} ms, ${h.hot.succeeded} ok, ${h.hot.refused} refused, balance ${h.hot.balanceAfter}`,
-    baseline: `${h.spread.elapsedMs.toFixed(0)} ms over ${h.debits} wallets`,
-    ratio: h.elapsed,
-    target: h.exact && !h.overdraft ? `exactly ${h.covered} ok, no overdraft ✓` : 'NOT EXACT ✗',
-  });
+  if (h) {
+    rows.push({
+      figure: `Hot wallet: ${h.debits} debits on 1 wallet covering ${h.covered} (elapsed)`,
+      app: `${h.hot.elapsedMs.toFixed(0)} ms, ${h.hot.succeeded} ok, ${h.hot.refused} refused, balance ${h.hot.balanceAfter}`,
+      baseline: `${h.spread.elapsedMs.toFixed(0)} ms over ${h.debits} wallets`,
+      ratio: h.elapsed,
+      target: h.exact && !h.overdraft ? `exactly ${h.covered} ok, no overdraft ✓` : 'NOT EXACT ✗',
+    });
+  }
   for (const w of r.webhook) {
     rows.push({
       figure: `Webhook to credited at ${w.eventsPerSecond}/s: p99 (${w.events} events)`,
@@ -106,6 +108,19 @@ export function flowRows(r: FlowBenchResults): Row[] {
   return rows;
 }
 
+/** CPU ms per purchase by part, creditflow next to the baseline (first end-to-end run). */
+export function cpuRows(r: FlowBenchResults): string[][] {
+  const run = r.endToEnd.find((e) => e.cpuMsPerPurchase);
+  if (!run?.cpuMsPerPurchase) return [];
+  const { app, baseline } = run.cpuMsPerPurchase;
+  const parts = ['temporal', 'workers', 'baseline worker', 'api', 'postgresql', 'driver'];
+  const total = (x: Record<string, number>) => Object.values(x).reduce((a, b) => a + b, 0);
+  return [
+    ...parts.map((p) => [p, (app[p] ?? 0).toFixed(1), (baseline[p] ?? 0).toFixed(1)]),
+    ['total', total(app).toFixed(1), total(baseline).toFixed(1)],
+  ];
+}
+
 export function flowErrors(r: FlowBenchResults): string[] {
   const lines: string[] = [];
   const add = (what: string, s: { errors: number; firstError?: string | undefined }) => {
@@ -124,9 +139,11 @@ export function flowErrors(r: FlowBenchResults): string[] {
     add(`timeout ${t.concurrency} baseline`, t.baseline);
   }
   for (const g of r.growth) add(`growth ${g.wallets} app`, g.app);
-  if (r.hotWallet.hot.errors || r.hotWallet.spread.errors) {
+  const h = r.hotWallet;
+  if (h && (h.hot.errors || h.spread.errors)) {
     lines.push(
-      `hot wallet: ${r.hotWallet.hot.errors + r.hotWallet.spread.errors} unexpected answers`,
+      `hot wallet: ${h.hot.errors + h.spread.errors} unexpected answers: ` +
+        [...h.hot.unexpected, ...h.spread.unexpected].join('; '),
     );
   }
   return lines;
@@ -141,7 +158,11 @@ function markdownTable(r: FlowBenchResults): string {
       (x) => `| ${x.figure} | ${x.app} | ${x.baseline} | ${formatRatio(x.ratio)} | ${x.target} |`,
     ),
   ];
-  return `${lines.join('\n')}\n\nMeasured ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC on ${r.cpus} CPUs (shared with other work), ${r.options.clients} clients, ${r.options.seconds} s per closed-loop run, in ${r.seconds.toFixed(0)} s. Ratios are creditflow over a baseline measured in the same run on the same Temporal dev server and worker settings (bare workflows with as many no-op activities; for the hot wallet, the same debits spread over as many wallets).`;
+  const cpu = cpuRows(r);
+  const cpuTable = cpu.length
+    ? `\n\nCPU milliseconds per purchase by process, end to end with 1 worker:\n\n| process | creditflow | baseline |\n| --- | --- | --- |\n${cpu.map((c) => `| ${c.join(' | ')} |`).join('\n')}`
+    : '';
+  return `${lines.join('\n')}${cpuTable}\n\nMeasured ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC on ${r.cpus} CPUs (shared with other work), ${r.options.clients} clients, ${r.options.seconds} s per closed-loop run, in ${r.seconds.toFixed(0)} s. Ratios are creditflow over a baseline measured in the same run on the same Temporal dev server and worker settings (bare workflows with as many no-op activities; for the hot wallet, the same debits spread over as many wallets).`;
 }
 
 export function printFlowTable(r: FlowBenchResults): void {
@@ -152,6 +173,12 @@ export function printFlowTable(r: FlowBenchResults): void {
   const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i]!)).join('  ');
   console.log(`\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`);
   for (const c of cells) console.log(line(c));
+  const cpu = cpuRows(r);
+  if (cpu.length) {
+    console.log('\nCPU ms per purchase (end to end, 1 worker): process  creditflow  baseline');
+    for (const c of cpu)
+      console.log(`  ${c[0]!.padEnd(16)} ${c[1]!.padStart(8)} ${c[2]!.padStart(9)}`);
+  }
   for (const e of flowErrors(r)) console.log(e);
   console.log(`\n(${r.seconds.toFixed(0)} s)`);
 }

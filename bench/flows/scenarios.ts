@@ -13,6 +13,7 @@ import { debitSettledUpdate } from '../../src/shared.js';
 import { checkoutMetadata } from '../../src/stripe/gateway.js';
 import { bare } from './bare-contract.js';
 import type { FlowStack, Say } from './stack.js';
+import { cpuSnapshot, cpuSpent, type CpuByPart } from './cpu.js';
 import { summarise, type Summary } from './stats.js';
 
 /** What the API answers a purchase with (POST /v1/verifications, 202). */
@@ -109,6 +110,13 @@ export class Driver {
     await this.sql`analyze customers`;
     await this.sql`analyze accounts`;
     return Math.max(0, missing);
+  }
+
+  /** CPU seconds so far by part of the stack (with this database's PostgreSQL backends). */
+  async cpu(): Promise<CpuByPart | undefined> {
+    const rows = await this.sql<{ pid: number }[]>`
+      select pid from pg_stat_activity where datname = current_database()`;
+    return cpuSnapshot(rows.map((r) => r.pid));
   }
 
   async balance(customerId: string): Promise<number> {
@@ -374,16 +382,36 @@ export async function alternating(
   rounds: number,
   baselineOp: () => Promise<void>,
   appOp: () => Promise<void>,
-): Promise<{ baseline: LoopSummary; app: LoopSummary }> {
+  meter?: () => Promise<CpuByPart | undefined>,
+): Promise<{
+  baseline: LoopSummary;
+  app: LoopSummary;
+  cpu?: { baseline: CpuByPart; app: CpuByPart };
+}> {
   const slice = seconds / rounds;
   const runs = { baseline: [] as LoopSlice[], app: [] as LoopSlice[] };
+  const cpu = { baseline: {} as CpuByPart, app: {} as CpuByPart };
+  let metered = Boolean(meter);
+  const metering = async (side: 'baseline' | 'app', run: () => Promise<LoopSlice>) => {
+    const before = metered ? await meter!() : undefined;
+    const result = await run();
+    const after = metered ? await meter!() : undefined;
+    if (before && after) {
+      for (const [k, v] of Object.entries(cpuSpent(before, after))) {
+        cpu[side][k] = (cpu[side][k] ?? 0) + v;
+      }
+    } else {
+      metered = false;
+    }
+    return result;
+  };
   if (warmupSeconds > 0) {
     await loopSlice(clients, warmupSeconds, baselineOp);
     await loopSlice(clients, warmupSeconds, appOp);
   }
   for (let i = 0; i < rounds; i++) {
-    runs.baseline.push(await loopSlice(clients, slice, baselineOp));
-    runs.app.push(await loopSlice(clients, slice, appOp));
+    runs.baseline.push(await metering('baseline', () => loopSlice(clients, slice, baselineOp)));
+    runs.app.push(await metering('app', () => loopSlice(clients, slice, appOp)));
   }
   const merge = (slices: LoopSlice[]): LoopSummary => ({
     ...summarise(
@@ -393,7 +421,11 @@ export async function alternating(
     ),
     firstError: slices.find((x) => x.errors.first)?.errors.first,
   });
-  return { baseline: merge(runs.baseline), app: merge(runs.app) };
+  return {
+    baseline: merge(runs.baseline),
+    app: merge(runs.app),
+    ...(metered ? { cpu } : {}),
+  };
 }
 
 export type LoopSummary = Summary & { firstError?: string | undefined };
