@@ -173,16 +173,7 @@ export async function drawFromGrants(
     );
     const available = BigInt(rows[0]?.total ?? '0');
     if (available < need) {
-      throw new BusinessError(
-        'insufficient_credits',
-        `insufficient credits: the wallet holds ${available} spendable, this needs ${need} (short by ${need - available})`,
-        {
-          balance: Number(available),
-          available: Number(available),
-          required: Number(need),
-          shortfall: Number(need - available),
-        },
-      );
+      throw insufficientSpendable(available, need);
     }
     taken = [];
     let left = need;
@@ -349,4 +340,18 @@ export async function sharesOf(tx: Tx | import('../db/client.js').Sql, entryId: 
     amount: Number(r.amount),
     kind: r.kind,
   }));
+}
+
+/** The refusal when the wallet's spendable grants hold less than a debit needs. */
+export function insufficientSpendable(available: bigint, need: bigint): BusinessError {
+  return new BusinessError(
+    'insufficient_credits',
+    `insufficient credits: the wallet holds ${available} spendable, this needs ${need} (short by ${need - available})`,
+    {
+      balance: Number(available),
+      available: Number(available),
+      required: Number(need),
+      shortfall: Number(need - available),
+    },
+  );
 }

@@ -10,6 +10,7 @@ import {
   creditToGrants,
   defaultGrantFor,
   drawFromGrants,
+  insufficientSpendable,
   validateNewGrant,
   type GrantPostingKind,
   type GrantShare,
@@ -599,29 +600,12 @@ export function createLedger(
     if (code === FUNCTION_REFUSALS.grantsShort) {
       const available = BigInt(detail['available'] ?? 0);
       const need = BigInt(detail['required'] ?? 0);
-      return new BusinessError(
-        'insufficient_credits',
-        `insufficient credits: the wallet holds ${available} spendable, this needs ${need} (short by ${need - available})`,
-        {
-          balance: Number(available),
-          available: Number(available),
-          required: Number(need),
-          shortfall: Number(need - available),
-        },
-      );
+      return insufficientSpendable(available, need);
     }
     if (code === FUNCTION_REFUSALS.walletShort) {
       const balance = BigInt(detail['balance'] ?? 0);
       const required = BigInt(detail['required'] ?? 0);
-      return new BusinessError(
-        'insufficient_credits',
-        `insufficient credits: the wallet holds ${balance}, this needs ${required} (short by ${required - balance})`,
-        {
-          balance: jsonSafe(balance),
-          required: jsonSafe(required),
-          shortfall: jsonSafe(required - balance),
-        },
-      );
+      return insufficientBalance(balance, required);
     }
     if (code === FUNCTION_REFUSALS.staleAccount) return new StaleAccount(input.lines[0]!.account);
     if (code === FUNCTION_REFUSALS.stepClosed) {
@@ -935,15 +919,7 @@ export function createLedger(
     if (!current) throw new StaleAccount(line.account);
     const balance = BigInt(current.balance);
     const required = BigInt(-line.amount);
-    throw new BusinessError(
-      'insufficient_credits',
-      `insufficient credits: the wallet holds ${balance}, this needs ${required} (short by ${required - balance})`,
-      {
-        balance: jsonSafe(balance),
-        required: jsonSafe(required),
-        shortfall: jsonSafe(required - balance),
-      },
-    );
+    throw insufficientBalance(balance, required);
   }
 
   async function walletBalanceExact(customerId: string): Promise<string> {
@@ -1079,4 +1055,17 @@ function refusalFor(err: unknown, input: PostEntryInput): unknown {
     );
   }
   return toBusinessErrorIfPermanent(err, { idempotencyKey: input.idempotencyKey });
+}
+
+/** The refusal when a wallet's balance is less than a debit needs. */
+function insufficientBalance(balance: bigint, required: bigint): BusinessError {
+  return new BusinessError(
+    'insufficient_credits',
+    `insufficient credits: the wallet holds ${balance}, this needs ${required} (short by ${required - balance})`,
+    {
+      balance: jsonSafe(balance),
+      required: jsonSafe(required),
+      shortfall: jsonSafe(required - balance),
+    },
+  );
 }
