@@ -404,10 +404,6 @@ export function jsonRequest(
   };
 }
 
-/**
- * A worker in its own OS process (src/worker.ts), for chaos tests that SIGKILL it mid-flow.
- * It bundles the workflows itself at start, so allow a few seconds before it polls.
- */
 /** src/worker.ts as its own OS process against the run's services, on `taskQueue`. */
 function spawnWorker(taskQueue: string, extraEnv: Record<string, string>) {
   return spawn(process.execPath, ['--import', 'tsx', workerEntry], {
@@ -427,11 +423,26 @@ function spawnWorker(taskQueue: string, extraEnv: Record<string, string>) {
   });
 }
 
-export async function spawnWorkerProcess(taskQueue: string, extraEnv: Record<string, string> = {}) {
+/**
+ * A worker in its own OS process (src/worker.ts), for chaos tests that SIGKILL it mid-flow. It runs
+ * the run's prebuilt workflow bundle, so a start (and a restart after a kill) does not bundle again;
+ * `bundleAtStart` makes it bundle src/workflows itself, as a worker under tsx does by default, and a
+ * tracing worker (OTEL_EXPORTER_OTLP_ENDPOINT) always does, since that bundle differs.
+ */
+export async function spawnWorkerProcess(
+  taskQueue: string,
+  extraEnv: Record<string, string> = {},
+  options: { bundleAtStart?: boolean } = {},
+) {
   const metricsPort = await freePort();
+  const prebuilt: Record<string, string> =
+    options.bundleAtStart || extraEnv['OTEL_EXPORTER_OTLP_ENDPOINT'] !== undefined
+      ? {}
+      : { WORKFLOW_BUNDLE_PATH: inject('workflowBundlePath') };
   const child = spawnWorker(taskQueue, {
     WORKER_METRICS_PORT: String(metricsPort),
     OUTBOX_POLL_INTERVAL_MS: '100',
+    ...prebuilt,
     ...extraEnv,
   });
   const output: string[] = [];
