@@ -1,7 +1,7 @@
 // Factories and harness shared by integration tests: each test file gets its own task queue,
 // customers and ids against the run's one PostgreSQL and one Temporal server.
 import { Client, Connection } from '@temporalio/client';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
@@ -404,9 +404,16 @@ export function jsonRequest(
   };
 }
 
+/** Worker processes this test file started that have not exited yet. */
+const liveWorkers = new Set<ChildProcess>();
+// A file that ends early (a timed-out test, a failed hook) must not leave its workers polling.
+process.once('exit', () => {
+  for (const child of liveWorkers) child.kill('SIGKILL');
+});
+
 /** src/worker.ts as its own OS process against the run's services, on `taskQueue`. */
 function spawnWorker(taskQueue: string, extraEnv: Record<string, string>) {
-  return spawn(process.execPath, ['--import', 'tsx', workerEntry], {
+  const child = spawn(process.execPath, ['--import', 'tsx', workerEntry], {
     cwd: projectRoot,
     env: {
       ...processEnv(),
@@ -421,6 +428,9 @@ function spawnWorker(taskQueue: string, extraEnv: Record<string, string>) {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  liveWorkers.add(child);
+  child.once('exit', () => liveWorkers.delete(child));
+  return child;
 }
 
 /**
@@ -457,7 +467,10 @@ export async function spawnWorkerProcess(
       return res?.ok ? true : undefined;
     },
     { timeoutMs: 60_000, intervalMs: 200 },
-  );
+  ).catch((err: unknown) => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    throw err;
+  });
   return {
     pid: child.pid,
     output,
