@@ -10,6 +10,7 @@ import { mintToken } from '../../src/api/auth.js';
 import { signSmsBody } from '../../src/api/webhooks/sms.js';
 import { createLedger, type Ledger } from '../../src/ledger/ledger.js';
 import { debitSettledUpdate } from '../../src/shared.js';
+import { fundedCustomers, pool } from '../../src/stack/load.js';
 import { checkoutMetadata } from '../../src/stripe/gateway.js';
 import { bare } from './bare-contract.js';
 import type { FlowStack, Say } from './stack.js';
@@ -63,33 +64,11 @@ export class Driver {
 
   /** Customers with wallets, in one statement; `credits` each through the real posting. */
   async customers(count: number, credits: number): Promise<Customer[]> {
-    const tag = randomUUID().slice(0, 8);
-    const rows = await this.sql<{ id: string }[]>`
-      with c as (
-        insert into customers (email)
-        select 'flowbench-' || ${tag} || '-' || g || '@example.test'
-        from generate_series(1, ${count}::int) g
-        returning id
-      )
-      insert into accounts (kind, customer_id, code)
-      select 'wallet', id, 'wallet' from c
-      returning customer_id as id`;
-    const ids = rows.map((r) => r.id);
-    if (credits > 0) {
-      await pool(ids, 8, (id) =>
-        this.ledger
-          .postEntry({
-            idempotencyKey: `flowbench-funding-${id}`,
-            type: 'adjustment',
-            description: 'Benchmark funding',
-            lines: [
-              { account: { wallet: id }, amount: credits },
-              { account: { system: 'adjustments' }, amount: -credits },
-            ],
-          })
-          .then(() => undefined),
-      );
-    }
+    const ids = await fundedCustomers(this.sql, this.ledger, {
+      count,
+      credits,
+      label: 'flowbench',
+    });
     return Promise.all(
       ids.map(async (id) => ({
         id,
@@ -344,22 +323,7 @@ export class Driver {
   }
 }
 
-/** Runs `fn` over `items` with at most `concurrency` at a time. */
-export async function pool<T>(
-  items: readonly T[],
-  concurrency: number,
-  fn: (item: T, index: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-      while (next < items.length) {
-        const index = next++;
-        await fn(items[index]!, index);
-      }
-    }),
-  );
-}
+export { pool };
 
 export interface Errors {
   count: number;
