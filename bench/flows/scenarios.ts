@@ -5,12 +5,12 @@ import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/clie
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import postgres from 'postgres';
-import Stripe from 'stripe';
 import { mintToken } from '../../src/api/auth.js';
 import { signSmsBody } from '../../src/api/webhooks/sms.js';
 import { createLedger, type Ledger } from '../../src/ledger/ledger.js';
 import { debitSettledUpdate } from '../../src/shared.js';
 import { fundedCustomers, pool } from '../../src/stack/load.js';
+import { stripeEvent, stripeSignature } from '../../src/stack/stripe-double.js';
 import { checkoutMetadata } from '../../src/stripe/gateway.js';
 import { bare } from './bare-contract.js';
 import type { FlowStack, Say } from './stack.js';
@@ -36,7 +36,6 @@ const LONG_TIMEOUT_SECONDS = 3_600;
 export class Driver {
   readonly sql: postgres.Sql;
   readonly ledger: Ledger;
-  private readonly stripe = new Stripe('sk_test_flowbench');
   price = 0;
 
   private constructor(
@@ -279,36 +278,25 @@ export class Driver {
       amount: Number(p.amount),
       currency: p.currency,
     };
-    const event = {
-      id: `evt_flowbench_${randomUUID().replace(/-/g, '')}`,
-      object: 'event',
-      api_version: '2025-10-29.clover',
-      created: Math.floor(Date.now() / 1000),
-      livemode: false,
-      pending_webhooks: 1,
-      request: { id: null, idempotency_key: null },
-      type: 'checkout.session.completed',
-      data: {
-        object: {
-          id: p.stripe_session_id,
-          object: 'checkout.session',
-          mode: 'payment',
-          client_reference_id: paymentId,
-          metadata: checkoutMetadata(request),
-          amount_total: request.amount,
-          currency: request.currency,
-          payment_intent: p.payment_intent_id ?? `pi_flowbench_${randomUUID().replace(/-/g, '')}`,
-          status: 'complete',
-          payment_status: 'paid',
-          url: null,
-        },
+    const event = stripeEvent(
+      'checkout.session.completed',
+      {
+        id: p.stripe_session_id,
+        object: 'checkout.session',
+        mode: 'payment',
+        client_reference_id: paymentId,
+        metadata: checkoutMetadata(request),
+        amount_total: request.amount,
+        currency: request.currency,
+        payment_intent: p.payment_intent_id ?? `pi_flowbench_${randomUUID().replace(/-/g, '')}`,
+        status: 'complete',
+        payment_status: 'paid',
+        url: null,
       },
-    };
+      `evt_flowbench_${randomUUID().replace(/-/g, '')}`,
+    );
     const body = JSON.stringify(event);
-    const signature = this.stripe.webhooks.generateTestHeaderString({
-      payload: body,
-      secret: this.stack.stripeWebhookSecret,
-    });
+    const signature = stripeSignature(body, this.stack.stripeWebhookSecret);
     return { workflowId: p.workflow_id, body, signature };
   }
 
