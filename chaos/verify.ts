@@ -270,9 +270,13 @@ export async function verifyLoad(
     add(item.sellerId, item.price);
     for (const order of item.orders) {
       const o = orderRows.get(order.orderId);
-      const net = o ? Number(o.charged) - Number(o.refunded) : 0;
+      if (!o) {
+        badItems.push(`order ${order.orderId} recorded no outcome`);
+        continue;
+      }
+      const net = Number(o.charged) - Number(o.refunded);
       const want = order.buyerId === soldTo ? item.price : 0;
-      if (o && net !== want) badItems.push(`order ${order.orderId} kept ${net}, wanted ${want}`);
+      if (net !== want) badItems.push(`order ${order.orderId} kept ${net}, wanted ${want}`);
     }
   }
   fail('contested items not sold exactly once', badItems);
