@@ -3,11 +3,7 @@
 // no longer open, a repeated idempotency key, an outage).
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import {
-  TEST_STRIPE_KEY,
-  startStripeDouble,
-  type StripeDouble,
-} from '../../test/stripe.js';
+import { TEST_STRIPE_KEY, startStripeDouble, type StripeDouble } from '../../test/stripe.js';
 import {
   StripeRequestRefused,
   createStripeGateway,
