@@ -121,7 +121,13 @@ export default tseslint.config(
     },
   },
   {
-    files: ['scripts/**/*.ts', 'bench/**/*.ts', 'src/start.ts', 'src/stack/**/*.ts'],
+    files: [
+      'scripts/**/*.ts',
+      'bench/**/*.ts',
+      'chaos/**/*.ts',
+      'src/start.ts',
+      'src/stack/**/*.ts',
+    ],
     rules: { 'no-console': 'off' },
   },
   {

@@ -29,6 +29,7 @@ import {
   sessionObject,
   stripeEvent,
   webhookRequest,
+  startStripeDouble,
 } from './stripe.js';
 
 export interface CheckoutStarted {
@@ -67,7 +68,7 @@ export async function startCheckoutBench(
   const taskQueue = uniqueId(name);
   const db = testDatabase();
   const temporal = await connectTestClient();
-  const stripe = await StripeDouble.start();
+  const stripe = await startStripeDouble();
   const packs = options.packs ? { packs: options.packs } : {};
   const real = createActivities({ db, stripe: stripe.gateway, ...packs });
   const worker =

@@ -15,6 +15,8 @@ interface Stall {
   finished: ReturnType<typeof signal<{ ok: boolean; error?: unknown }>>;
 }
 const stalls = new Map<string, Stall>();
+/** Workflows whose first sale attempt finishes its work but never reports it (a worker crash). */
+const answerLost = new Set<string>();
 
 function stallFirstAttempt(workflowId: string): Stall {
   const stall = { started: signal(), release: gate(), finished: signal<{ ok: boolean }>() };
@@ -45,7 +47,14 @@ beforeAll(async () => {
     wrap: (real: Activities) => ({
       debitVerification: (input) => stalled(input.workflowId, () => real.debitVerification(input)),
       debitOrder: (input) => stalled(input.workflowId, () => real.debitOrder(input)),
-      transferItem: (input) => stalled(`${input.workflowId}:sale`, () => real.transferItem(input)),
+      transferItem: (input) =>
+        stalled(`${input.workflowId}:sale`, async () => {
+          const outcome = await real.transferItem(input);
+          if (attempt() === 1 && answerLost.has(input.workflowId)) {
+            throw new Error('the worker died before it reported the outcome');
+          }
+          return outcome;
+        }),
     }),
   });
 });
@@ -138,15 +147,45 @@ describe('a debit attempt that outlived its timeout', () => {
       'refusal:item_withdrawn',
     );
 
-    // The seller lists it again; then the old attempt wakes up and tries to sell it.
+    // The seller lists it again; then the old attempt wakes up and tries to sell it: the closed
+    // fence answers the refusal already given, and nothing is posted.
     await b.db.sql`update items set status = 'available' where id = ${item.id}`;
     stall.release.open();
-    expectStepClosed(await stall.finished.fired);
+    expect(await stall.finished.fired).toEqual({ ok: true });
     expect(await b.entryTypes(workflowId)).toEqual(['order_purchase', 'order_refund']);
     expect(await b.ledger.walletBalance(buyer.id)).toBe(1000);
     expect(await b.ledger.walletBalance(item.sellerId)).toBe(0);
     const [row] = await b.db.sql<{ status: string; owner_id: string }[]>`
       select status, owner_id from items where id = ${item.id}`;
     expect(row).toEqual({ status: 'available', owner_id: item.sellerId });
+  });
+  it('order: a sale refused by an attempt whose answer was lost is refused again, and refunded', async () => {
+    const buyer = await b.customerWith(1000);
+    const item = await b.item(300);
+    const orderId = randomUUID();
+    const workflowId = workflowIds.order(orderId);
+    const stall = stallFirstAttempt(`${workflowId}:sale`);
+    answerLost.add(workflowId);
+    const handle = await b.startOrder(buyer.id, [item.id], orderId);
+    await stall.started.fired;
+    // Withdrawn while the first sale attempt runs: it is refused and closes the sale's fence,
+    // then its worker dies before telling the workflow; the retry meets the closed fence.
+    await b.db.sql`update items set status = 'withdrawn' where id = ${item.id}`;
+    stall.release.open();
+    expect((await stall.finished.fired).ok).toBe(false);
+    expect((await fenceOf(`${workflowId}:sale:${item.id}`))?.closed_by).toBe(
+      'refusal:item_withdrawn',
+    );
+    const run = await b.settled(handle);
+    expect(run.ok).toBe(false);
+    // The order ends as a refused item, refunded from escrow, not as a failed workflow.
+    expect(await b.entryTypes(workflowId)).toEqual(['order_purchase', 'order_refund']);
+    expect(await b.ledger.walletBalance(buyer.id)).toBe(1000);
+    const [order] = await b.db.sql<{ status: string; failed: unknown }[]>`
+      select status, failed from orders where id = ${orderId}`;
+    expect(order).toEqual({
+      status: 'failed',
+      failed: [{ itemId: item.id, reason: 'item_withdrawn' }],
+    });
   });
 });

@@ -29,6 +29,7 @@ import {
   sessionObject,
   signatureFor,
   stripeEvent,
+  startStripeDouble,
 } from './stripe.js';
 
 const lines: string[] = [];
@@ -51,7 +52,7 @@ let app: App;
 beforeAll(async () => {
   db = testDatabase();
   temporal = await connectTestClient();
-  stripe = await StripeDouble.start();
+  stripe = await startStripeDouble();
   const taskQueue = uniqueId('log-redaction');
   const sms = new SimulatedSmsProvider();
   await db.sql`insert into prices (service, country, price) values (${service}, 'US', 40)`;

@@ -30,6 +30,7 @@ import {
   sessionObject,
   stripeEvent,
   webhookRequest,
+  startStripeDouble,
 } from './stripe.js';
 
 export interface FindingRow {
@@ -76,7 +77,7 @@ export async function startReconciliationBench(
   const taskQueue = uniqueId(name);
   const db = testDatabase();
   const temporal = await connectTestClient();
-  const stripe = await StripeDouble.start();
+  const stripe = await startStripeDouble();
   const ledger = createLedger(db.sql);
   const injectedViolations: Violation[] = [];
   const reconciliation = createReconciliationActivities({

@@ -5,11 +5,12 @@ import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/clie
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import postgres from 'postgres';
-import Stripe from 'stripe';
 import { mintToken } from '../../src/api/auth.js';
 import { signSmsBody } from '../../src/api/webhooks/sms.js';
 import { createLedger, type Ledger } from '../../src/ledger/ledger.js';
 import { debitSettledUpdate } from '../../src/shared.js';
+import { fundedCustomers, pool } from '../../src/stack/load.js';
+import { stripeEvent, stripeSignature } from '../../src/stack/stripe-double.js';
 import { checkoutMetadata } from '../../src/stripe/gateway.js';
 import { bare } from './bare-contract.js';
 import type { FlowStack, Say } from './stack.js';
@@ -35,7 +36,6 @@ const LONG_TIMEOUT_SECONDS = 3_600;
 export class Driver {
   readonly sql: postgres.Sql;
   readonly ledger: Ledger;
-  private readonly stripe = new Stripe('sk_test_flowbench');
   price = 0;
 
   private constructor(
@@ -63,33 +63,11 @@ export class Driver {
 
   /** Customers with wallets, in one statement; `credits` each through the real posting. */
   async customers(count: number, credits: number): Promise<Customer[]> {
-    const tag = randomUUID().slice(0, 8);
-    const rows = await this.sql<{ id: string }[]>`
-      with c as (
-        insert into customers (email)
-        select 'flowbench-' || ${tag} || '-' || g || '@example.test'
-        from generate_series(1, ${count}::int) g
-        returning id
-      )
-      insert into accounts (kind, customer_id, code)
-      select 'wallet', id, 'wallet' from c
-      returning customer_id as id`;
-    const ids = rows.map((r) => r.id);
-    if (credits > 0) {
-      await pool(ids, 8, (id) =>
-        this.ledger
-          .postEntry({
-            idempotencyKey: `flowbench-funding-${id}`,
-            type: 'adjustment',
-            description: 'Benchmark funding',
-            lines: [
-              { account: { wallet: id }, amount: credits },
-              { account: { system: 'adjustments' }, amount: -credits },
-            ],
-          })
-          .then(() => undefined),
-      );
-    }
+    const ids = await fundedCustomers(this.sql, this.ledger, {
+      count,
+      credits,
+      label: 'flowbench',
+    });
     return Promise.all(
       ids.map(async (id) => ({
         id,
@@ -300,36 +278,25 @@ export class Driver {
       amount: Number(p.amount),
       currency: p.currency,
     };
-    const event = {
-      id: `evt_flowbench_${randomUUID().replace(/-/g, '')}`,
-      object: 'event',
-      api_version: '2025-10-29.clover',
-      created: Math.floor(Date.now() / 1000),
-      livemode: false,
-      pending_webhooks: 1,
-      request: { id: null, idempotency_key: null },
-      type: 'checkout.session.completed',
-      data: {
-        object: {
-          id: p.stripe_session_id,
-          object: 'checkout.session',
-          mode: 'payment',
-          client_reference_id: paymentId,
-          metadata: checkoutMetadata(request),
-          amount_total: request.amount,
-          currency: request.currency,
-          payment_intent: p.payment_intent_id ?? `pi_flowbench_${randomUUID().replace(/-/g, '')}`,
-          status: 'complete',
-          payment_status: 'paid',
-          url: null,
-        },
+    const event = stripeEvent(
+      'checkout.session.completed',
+      {
+        id: p.stripe_session_id,
+        object: 'checkout.session',
+        mode: 'payment',
+        client_reference_id: paymentId,
+        metadata: checkoutMetadata(request),
+        amount_total: request.amount,
+        currency: request.currency,
+        payment_intent: p.payment_intent_id ?? `pi_flowbench_${randomUUID().replace(/-/g, '')}`,
+        status: 'complete',
+        payment_status: 'paid',
+        url: null,
       },
-    };
+      `evt_flowbench_${randomUUID().replace(/-/g, '')}`,
+    );
     const body = JSON.stringify(event);
-    const signature = this.stripe.webhooks.generateTestHeaderString({
-      payload: body,
-      secret: this.stack.stripeWebhookSecret,
-    });
+    const signature = stripeSignature(body, this.stack.stripeWebhookSecret);
     return { workflowId: p.workflow_id, body, signature };
   }
 
@@ -344,22 +311,7 @@ export class Driver {
   }
 }
 
-/** Runs `fn` over `items` with at most `concurrency` at a time. */
-export async function pool<T>(
-  items: readonly T[],
-  concurrency: number,
-  fn: (item: T, index: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-      while (next < items.length) {
-        const index = next++;
-        await fn(items[index]!, index);
-      }
-    }),
-  );
-}
+export { pool };
 
 export interface Errors {
   count: number;

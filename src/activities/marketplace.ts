@@ -5,10 +5,13 @@ import type { Database } from '../db/client.js';
 import { BusinessError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { OrderItemFailureReason, OrderState } from '../shared.js';
-import { closeUnlessPosted } from '../ledger/fences.js';
+import { StepClosed, closeUnlessPosted } from '../ledger/fences.js';
 import { itemSold, orderDebited, orderRefunded } from '../notifications/messages.js';
 import { finalRefusalClosesStep, refusalsAreFinal, spendableCredits } from './ledger.js';
 import { enqueueNotifications } from './notifications.js';
+
+/** How a refused sale marks its closed fence: `refusal:<reason>`. */
+const REFUSAL = 'refusal:';
 
 /** The idempotency (and fence) key of an order's debit: refunds give back to what it drew. */
 export const orderDebitKey = (workflowId: string) => `${workflowId}:debit`;
@@ -260,10 +263,15 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
         else if (err instanceof BusinessError && err.code === 'account_not_found') {
           reason = 'seller_unavailable';
         }
+        // An earlier attempt was refused and closed the sale, but its answer never reached the
+        // workflow (its worker died, or it timed out): that refusal is this step's answer.
+        else if (err instanceof StepClosed && err.closedBy?.startsWith(REFUSAL)) {
+          reason = err.closedBy.slice(REFUSAL.length) as OrderItemFailureReason;
+        }
         if (!reason) throw err;
         // The workflow will refund this item: close its sale, so an earlier attempt still
         // running cannot pay the seller from escrow afterwards. If it already did, it is sold.
-        const found = await closeUnlessPosted(db.sql, key, `refusal:${reason}`);
+        const found = await closeUnlessPosted(db.sql, key, `${REFUSAL}${reason}`);
         if (found.posted) return { sold: true, entryId: found.entryId };
         log.info('order item skipped', { orderId: input.orderId, itemId: item.itemId, reason });
         return { sold: false, reason };

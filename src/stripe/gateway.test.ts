@@ -3,7 +3,7 @@
 // no longer open, a repeated idempotency key, an outage).
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { StripeDouble, TEST_STRIPE_KEY } from '../../test/stripe.js';
+import { TEST_STRIPE_KEY, startStripeDouble, type StripeDouble } from '../../test/stripe.js';
 import {
   StripeRequestRefused,
   createStripeGateway,
@@ -14,7 +14,7 @@ import {
 let stripe: StripeDouble;
 
 beforeAll(async () => {
-  stripe = await StripeDouble.start();
+  stripe = await startStripeDouble();
 });
 
 afterAll(async () => {
