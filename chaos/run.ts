@@ -55,6 +55,8 @@ export interface ScenarioResult {
   finished: number;
   credited: number;
   refunded: number;
+  /** Of those, verifications refunded because the provider step ran out of time. */
+  providerGaveUp: number;
   duplicatesPrevented: number;
   stuck: number;
   checkerOk: boolean;
@@ -325,7 +327,7 @@ export function chaosTable(results: ChaosResults): string {
     String(r.started),
     String(r.finished),
     String(r.credited),
-    String(r.refunded),
+    r.providerGaveUp > 0 ? `${r.refunded} (${r.providerGaveUp} provider)` : String(r.refunded),
     String(r.duplicatesPrevented),
     String(r.stuck),
     String(r.crashes),

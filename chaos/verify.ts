@@ -16,6 +16,11 @@ export interface Outcome {
   credited: number;
   /** Refunds booked exactly once: timed-out and cancelled verifications, goodwill, top-ups. */
   refunded: number;
+  /**
+   * Verifications refunded because the provider step ran out of its time (`provider_failed`)
+   * before the driver's code, cancel or timeout could decide them; each refunded once.
+   */
+  providerGaveUp: number;
   /** Extra deliveries of Stripe events (beyond one per event) that credited nothing more. */
   duplicatesPrevented: number;
   checkerOk: boolean;
@@ -189,9 +194,22 @@ export async function verifyLoad(
       group by 1`,
   );
   const wrongVerification: string[] = [];
+  let providerGaveUp = 0;
   for (const v of load.verifications) {
     const row = rows.get(v.id);
     const refunds = verificationRefunds.get(v.workflowId) ?? 0;
+    // The provider step ran out of its time under the faults: refunded once, nothing charged, and
+    // no goodwill refund was asked (the driver saw it refunded before it became active).
+    if (
+      row?.status === 'refunded' &&
+      row.refund_reason === 'provider_failed' &&
+      refunds === 1 &&
+      !v.goodwill
+    ) {
+      providerGaveUp++;
+      refunded++;
+      continue;
+    }
     const want =
       v.outcome === 'complete'
         ? { status: 'completed', reason: null, refunds: 0 }
@@ -334,6 +352,7 @@ export async function verifyLoad(
     stuck: running.length + stray.length,
     credited,
     refunded,
+    providerGaveUp,
     duplicatesPrevented: duplicateFree ? options.stripeDeliveries - load.stripeEvents : 0,
     checkerOk: report.ok,
     failures,
