@@ -155,6 +155,14 @@ export async function verifyLoad(
   const notCreditedOnce: string[] = [];
   const wrongPaymentStatus: string[] = [];
   const notRefundedOnce: string[] = [];
+  /** A refund workflow booked exactly one entry and ended `refunded`. */
+  const expectRefundedOnce = (workflowId: string) => {
+    const n = refundEntries.get(workflowId) ?? 0;
+    const status = refundRows.get(workflowId);
+    if (n !== 1 || status !== 'refunded') {
+      notRefundedOnce.push(`${workflowId} (${n} entries, ${status ?? 'no row'})`);
+    } else refunded++;
+  };
   for (const topup of load.topups) {
     const payment = paymentById.get(topup.paymentId);
     const entries = topupEntries.get(topup.workflowId) ?? 0;
@@ -166,11 +174,7 @@ export async function verifyLoad(
     const want = topup.refund ? 'refunded' : 'credited';
     if (payment.status !== want) wrongPaymentStatus.push(`${topup.paymentId} ${payment.status}`);
     if (topup.refund) {
-      const n = refundEntries.get(topup.refund.workflowId) ?? 0;
-      const status = refundRows.get(topup.refund.workflowId);
-      if (n !== 1 || status !== 'refunded') {
-        notRefundedOnce.push(`${topup.refund.workflowId} (${n} entries, ${status ?? 'no row'})`);
-      } else refunded++;
+      expectRefundedOnce(topup.refund.workflowId);
     } else {
       add(topup.customerId, Number(payment.credits));
     }
@@ -231,11 +235,7 @@ export async function verifyLoad(
     }
     if (want.refunds === 1) refunded++;
     if (v.goodwill) {
-      const n = refundEntries.get(v.goodwill.workflowId) ?? 0;
-      const status = refundRows.get(v.goodwill.workflowId);
-      if (n !== 1 || status !== 'refunded') {
-        notRefundedOnce.push(`${v.goodwill.workflowId} (${n} entries, ${status ?? 'no row'})`);
-      } else refunded++;
+      expectRefundedOnce(v.goodwill.workflowId);
     } else if (v.outcome === 'complete') {
       add(v.customerId, -load.price);
     }
