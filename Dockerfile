@@ -11,6 +11,7 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY scripts/patch-deps.js ./scripts/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
@@ -19,9 +20,12 @@ RUN npm run build
 
 # Production dependencies only. Optional dependencies must stay in: @swc/core and the Temporal
 # core bridge ship their native binaries that way.
+# The install's postinstall step (scripts/patch-deps.js) guards postgres.js against a crash on a
+# dropped connection; it must run here too.
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY scripts/patch-deps.js ./scripts/
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM node:20-bookworm-slim

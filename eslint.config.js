@@ -123,6 +123,7 @@ export default tseslint.config(
   {
     files: [
       'scripts/**/*.ts',
+      'scripts/**/*.js',
       'bench/**/*.ts',
       'chaos/**/*.ts',
       'src/start.ts',
