@@ -185,8 +185,16 @@ async function runScenario(
       ? driver.traffic.stripeDeliveries - load.stripeEvents
       : struck;
   const crashes = supervisor.crashesSince(new Date(began).toISOString());
+  // A process that exits on its own is a failure even when nothing was lost: the fault was meant
+  // to be met by a handled error, not a restart.
+  const failures = [
+    ...outcome.failures,
+    ...crashes.map(
+      (c) => `${c.process} (pid ${c.pid}) exited on its own at ${c.at}; last lines:\n${c.log}`,
+    ),
+  ];
   const passed =
-    outcome.failures.length === 0 &&
+    failures.length === 0 &&
     outcome.stuck === 0 &&
     outcome.checkerOk &&
     outcome.started === outcome.finished;
@@ -196,6 +204,7 @@ async function runScenario(
     faults,
     planned: plannedWorkflows(scenario.plan),
     ...outcome,
+    failures,
     passed,
     crashes: crashes.length,
     crashLog: crashes,
