@@ -176,7 +176,9 @@ export type OrderItemFailureReason =
   | 'own_item'
   | 'seller_unavailable'
   | 'duplicate_item'
-  | 'item_changed';
+  | 'item_changed'
+  /** The ledger refused the sale outright (a final error, logged); the price was refunded. */
+  | 'transfer_failed';
 
 export interface OrderState {
   id: string;

@@ -1,7 +1,8 @@
 // A forward attempt that outlives its timeout must never post after the workflow settled without
 // it: the compensation (or final refusal) closes the step's fence, and the late attempt refuses.
 import { ApplicationFailure } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import postgres from 'postgres';
 import { randomUUID } from 'node:crypto';
 import type { Activities } from '../src/activities/index.js';
 import { workflowIds } from '../src/shared.js';
@@ -187,5 +188,49 @@ describe('a debit attempt that outlived its timeout', () => {
       status: 'failed',
       failed: [{ itemId: item.id, reason: 'item_withdrawn' }],
     });
+  });
+
+  it('order: a sale the database refuses outright is refunded, not left in escrow', async () => {
+    const buyer = await b.customerWith(1000);
+    const kept = await b.item(200);
+    const refused = await b.item(300);
+    // A constraint the sale's data breaks on every try (as an operator's new check would):
+    // a permanent database error inside the sale's transaction, for this one item.
+    const fn = `refuse_sale_${refused.id.replace(/-/g, '')}`;
+    const owner = postgres(inject('ownerDatabaseUrl'), { max: 1, onnotice: () => {} });
+    await owner.unsafe(`
+      create function ${fn}() returns trigger language plpgsql as $$
+      begin
+        raise exception 'sale refused for this test' using errcode = '23514';
+      end $$;
+      create trigger ${fn} before update on items for each row
+        when (new.id = '${refused.id}' and new.status = 'sold') execute function ${fn}();`);
+    try {
+      const orderId = randomUUID();
+      const workflowId = workflowIds.order(orderId);
+      const handle = await b.startOrder(buyer.id, [kept.id, refused.id], orderId);
+      const run = await b.settled(handle);
+      expect(run.ok).toBe(true);
+      expect(await b.entryTypes(workflowId)).toEqual(['order_purchase', 'sale', 'order_refund']);
+      expect(await b.ledger.walletBalance(buyer.id)).toBe(800);
+      expect(await b.ledger.walletBalance(kept.sellerId)).toBe(200);
+      expect(await b.ledger.walletBalance(refused.sellerId)).toBe(0);
+      expect((await fenceOf(`${workflowId}:sale:${refused.id}`))?.closed_by).toBe(
+        'refusal:transfer_failed',
+      );
+      const [order] = await b.db.sql<{ status: string; failed: unknown; refunded: number }[]>`
+        select status, failed, refunded::int as refunded from orders where id = ${orderId}`;
+      expect(order).toEqual({
+        status: 'partially_completed',
+        failed: [{ itemId: refused.id, reason: 'transfer_failed' }],
+        refunded: 300,
+      });
+      const [item] = await b.db.sql<{ status: string }[]>`
+        select status from items where id = ${refused.id}`;
+      expect(item?.status).toBe('available');
+    } finally {
+      await owner.unsafe(`drop trigger ${fn} on items; drop function ${fn}();`);
+      await owner.end();
+    }
   });
 });

@@ -2,6 +2,7 @@
 import { log } from '@temporalio/activity';
 import type postgres from 'postgres';
 import type { Database } from '../db/client.js';
+import { permanentDbErrorReason, sqlState } from '../db/errors.js';
 import { BusinessError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { OrderItemFailureReason, OrderState } from '../shared.js';
@@ -267,6 +268,19 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
         // workflow (its worker died, or it timed out): that refusal is this step's answer.
         else if (err instanceof StepClosed && err.closedBy?.startsWith(REFUSAL)) {
           reason = err.closedBy.slice(REFUSAL.length) as OrderItemFailureReason;
+        }
+        // Any other final refusal (the ledger or the database refuses the sale's data the same
+        // way on every try): the sale did not post, so the item is not bought and its price goes
+        // back from escrow. Failing the step instead would end the order with the buyer's credits
+        // left in escrow. Logged at error level: it needs a look, but not at the buyer's expense.
+        else if (err instanceof BusinessError || permanentDbErrorReason(err)) {
+          reason = 'transfer_failed';
+          log.error('order item sale refused by the ledger; the item is refunded', {
+            orderId: input.orderId,
+            itemId: item.itemId,
+            code: err instanceof BusinessError ? err.code : sqlState(err),
+            error: (err as Error).message,
+          });
         }
         if (!reason) throw err;
         // The workflow will refund this item: close its sale, so an earlier attempt still
