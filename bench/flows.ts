@@ -115,7 +115,16 @@ export interface FlowBenchResults {
       }
     | undefined;
   webhook: Array<{ eventsPerSecond: number; events: number; maxSendLagMs: number } & Compared>;
-  timeoutRefund: Array<{ concurrency: number; timeoutSeconds: number } & Compared>;
+  timeoutRefund: Array<
+    {
+      concurrency: number;
+      timeoutSeconds: number;
+      /** How late the timer itself fired past the timeout. */
+      timerLate: { app: Summary; baseline: Summary };
+      /** From the purchase's answer plus the timeout to its workflow closing (rent and release included). */
+      closed: { app: Summary; baseline: Summary };
+    } & Compared
+  >;
   growth: Array<{ wallets: number; workers: number; cpuMsPerPurchase?: CpuCompared } & Compared>;
   /** Rate at the most wallets over the rate at the fewest. */
   growthRate: number | undefined;
@@ -387,6 +396,8 @@ async function timeoutToRefund(
   const buyers = await d.customers(concurrency, d.price);
   const measure = async (start: (i: number) => Promise<string>, expect: string | undefined) => {
     const delays: number[] = [];
+    const timerLate: number[] = [];
+    const closed: number[] = [];
     let errors = 0;
     let firstError: string | undefined;
     const t0 = performance.now();
@@ -397,14 +408,23 @@ async function timeoutToRefund(
           const answered = performance.now();
           const status = await d.outcome(workflowId);
           if (expect && status !== expect) throw new Error(`ended ${status}, not ${expect}`);
-          delays.push(performance.now() - answered - timeoutMs);
+          closed.push(performance.now() - answered - timeoutMs);
+          const delay = await d.timeoutRefundDelay(workflowId, timeoutMs);
+          delays.push(delay.refundMs);
+          timerLate.push(delay.timerLateMs);
         } catch (err) {
           errors++;
           firstError ??= (err as Error).message;
         }
       }),
     );
-    return { ...summarise(delays, errors, (performance.now() - t0) / 1000), firstError };
+    const seconds = (performance.now() - t0) / 1000;
+    return {
+      ...summarise(delays, errors, seconds),
+      firstError,
+      timerLate: summarise(timerLate, 0, seconds),
+      closed: summarise(closed, 0, seconds),
+    };
   };
   d.say(`timeout to refund: ${concurrency} concurrent, ${timeoutSeconds} s timeout, baseline`);
   const baseline = await measure(() => d.startBare(bare.verification, timeoutSeconds), undefined);
@@ -413,7 +433,13 @@ async function timeoutToRefund(
     async (i) => (await d.started(buyers[i]!, timeoutSeconds)).workflowId,
     'refunded',
   );
-  return { concurrency, timeoutSeconds, ...compare(app, baseline) };
+  return {
+    concurrency,
+    timeoutSeconds,
+    ...compare(app, baseline),
+    timerLate: { app: app.timerLate, baseline: baseline.timerLate },
+    closed: { app: app.closed, baseline: baseline.closed },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 // webhooks) and a baseline through Temporal alone, on the same server and worker settings, and
 // reports both so the figure is the ratio between them.
 import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
+import { tsToMs } from '@temporalio/common/lib/time.js';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import postgres from 'postgres';
@@ -157,6 +158,39 @@ export class Driver {
     return {
       events: events.length,
       workflowTasks: events.filter((e) => e.workflowTaskCompletedEventAttributes).length,
+    };
+  }
+
+  /**
+   * How long after its timeout expired a timed-out purchase was refunded, read from its Temporal
+   * history so the real flow and the baseline are measured alike: from the timer's start plus the
+   * timeout to the completion of the first step scheduled after the timer fired (the refund).
+   * The steps before the timer (renting the number) and after the refund (releasing it, closing
+   * the run) are not part of it. Also how late the timer itself fired.
+   */
+  async timeoutRefundDelay(
+    workflowId: string,
+    timeoutMs: number,
+  ): Promise<{ refundMs: number; timerLateMs: number }> {
+    const history = await this.temporal.workflow.getHandle(workflowId).fetchHistory();
+    const events = history.events ?? [];
+    const id = (e: (typeof events)[number]) => Number(e.eventId);
+    const started = events.find((e) => e.timerStartedEventAttributes);
+    const fired = events.find((e) => e.timerFiredEventAttributes);
+    if (!started || !fired) throw new Error(`${workflowId}: no timer fired in its history`);
+    const refund = events.find((e) => e.activityTaskScheduledEventAttributes && id(e) > id(fired));
+    const done =
+      refund &&
+      events.find(
+        (e) =>
+          e.activityTaskCompletedEventAttributes &&
+          Number(e.activityTaskCompletedEventAttributes.scheduledEventId) === id(refund),
+      );
+    if (!done) throw new Error(`${workflowId}: no step completed after its timer fired`);
+    const expired = tsToMs(started.eventTime) + timeoutMs;
+    return {
+      refundMs: tsToMs(done.eventTime) - expired,
+      timerLateMs: tsToMs(fired.eventTime) - expired,
     };
   }
 
