@@ -46,7 +46,14 @@ let b: WorkflowBench;
 beforeAll(async () => {
   b = await workflowBench('fences', {
     wrap: (real: Activities) => ({
-      debitVerification: (input) => stalled(input.workflowId, () => real.debitVerification(input)),
+      debitVerification: (input) =>
+        stalled(input.workflowId, async () => {
+          if (attempt() === 1 && answerLost.has(input.workflowId)) {
+            await real.debitVerification(input).catch(() => undefined);
+            throw new Error('the worker died before it reported the outcome');
+          }
+          return real.debitVerification(input);
+        }),
       debitOrder: (input) => stalled(input.workflowId, () => real.debitOrder(input)),
       transferItem: (input) =>
         stalled(`${input.workflowId}:sale`, async () => {
@@ -118,16 +125,40 @@ describe('a debit attempt that outlived its timeout', () => {
       'refusal:insufficient_credits',
     );
 
-    // The buyer tops up again; then the old attempt wakes up with enough credits to post.
+    // The buyer tops up again; then the old attempt wakes up with enough credits to post: the
+    // closed fence answers the refusal already given, and nothing is posted.
     await b.adjust(buyer.id, 1000);
     stall.release.open();
-    expectStepClosed(await stall.finished.fired);
+    const late = await stall.finished.fired;
+    expect(late.ok).toBe(false);
+    expect((late.error as ApplicationFailure).type).toBe('insufficient_credits');
+    expect((late.error as ApplicationFailure).nonRetryable).toBe(true);
     expect(await b.entryTypes(handle.workflowId)).toEqual([]);
     expect(await b.ledger.walletBalance(buyer.id)).toBe(1000);
     const [row] = await b.db.sql<
       { status: string }[]
     >`select status from items where id = ${item.id}`;
     expect(row?.status).toBe('available');
+  });
+
+  it('verification: a debit refused by an attempt whose answer was lost is refused again with its reason', async () => {
+    const customer = await b.customerWith(0);
+    const verificationId = randomUUID();
+    const workflowId = workflowIds.verification(verificationId);
+    answerLost.add(workflowId);
+    const handle = await b.startVerification(customer.id, { verificationId });
+    const run = await b.settled(handle);
+    // The first attempt was refused (no credits) and closed the step, then its answer was lost;
+    // the retry meets the closed fence and answers the same refusal, not "step closed".
+    expect(run.ok).toBe(false);
+    const failure = run.ok ? undefined : (run.error as Error).cause;
+    expect((failure as ApplicationFailure).type).toBe('insufficient_credits');
+    expect((await fenceOf(`${workflowId}:debit`))?.closed_by).toBe('refusal:insufficient_credits');
+    expect(await b.entryTypes(workflowId)).toEqual([]);
+    const [row] = await b.db.sql<{ status: string; error: string }[]>`
+      select status, error from verifications where id = ${verificationId}`;
+    expect(row).toEqual({ status: 'failed', error: 'insufficient_credits' });
+    expect(await b.ledger.walletBalance(customer.id)).toBe(0);
   });
 
   it('order: a sale attempt that outlived its timeout cannot pay the seller after the refund', async () => {

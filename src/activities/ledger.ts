@@ -1,8 +1,8 @@
 // Ledger activities: every balance change a workflow makes goes through the posting function.
 import { ApplicationFailure, log } from '@temporalio/activity';
 import type { Database } from '../db/client.js';
-import { BusinessError } from '../errors.js';
-import { closeUnlessPosted } from '../ledger/fences.js';
+import { BusinessError, type BusinessErrorCode } from '../errors.js';
+import { StepClosed, closeUnlessPosted } from '../ledger/fences.js';
 import { spendable } from '../ledger/grants.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { AdjustmentInput } from '../shared.js';
@@ -37,6 +37,9 @@ export async function refusalsAreFinal<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
+/** How a refused step marks its closed fence: `refusal:<code>`. */
+const REFUSAL = 'refusal:';
+
 /**
  * A business refusal of a fenced forward step closes its fence: an earlier attempt of the same
  * step that is still running (it outlived its timeout) can then never post after the workflow was
@@ -50,8 +53,19 @@ export async function finalRefusalClosesStep<T>(
   try {
     return await work();
   } catch (err) {
+    // An earlier attempt was refused and closed the step, but its answer never reached the
+    // workflow (its worker died, or it timed out): that refusal is this attempt's answer too,
+    // not a closed step. Nothing was posted by either.
+    if (err instanceof StepClosed && err.closedBy?.startsWith(REFUSAL)) {
+      const code = err.closedBy.slice(REFUSAL.length) as BusinessErrorCode;
+      throw new BusinessError(
+        code,
+        `refused (${code}) by an earlier attempt of this step, whose answer was lost; nothing was charged`,
+        { fence, refusedEarlier: true },
+      );
+    }
     if (!(err instanceof BusinessError)) throw err;
-    const found = await closeUnlessPosted(db.sql, fence, `refusal:${err.code}`);
+    const found = await closeUnlessPosted(db.sql, fence, `${REFUSAL}${err.code}`);
     if (found.posted) return work();
     throw err;
   }
