@@ -1,6 +1,6 @@
 // `npm run stack:prod [-- --drop] [-- --workers N --apis N]`: the production topology on this
-// machine — the Temporal server on PostgreSQL, two workers and two API processes running the
-// compiled build — until Ctrl-C. --drop removes the stack's databases when it stops.
+// machine — the Temporal server on PostgreSQL with the Temporal UI, two workers and two API
+// processes running the compiled build — until Ctrl-C. --drop removes the stack's databases when it stops.
 import { parseArgs } from 'node:util';
 import { processEnv } from '../src/config.js';
 import { ensureBuild } from '../src/stack/build.js';
@@ -102,6 +102,7 @@ try {
     `Temporal (pid ${s.temporal.pid})`,
     `${s.temporal.address}  namespace ${s.temporal.namespace}`,
   );
+  if (s.ui) line(`Temporal UI (pid ${s.ui.pid})`, s.ui.url);
   line('Temporal metrics', s.temporal.metricsUrl);
   line('Temporal config', s.temporal.configFile);
   line('Temporal databases', `${s.temporal.databases.default}, ${s.temporal.databases.visibility}`);
@@ -123,7 +124,7 @@ try {
   );
   say('Ready. Ctrl-C stops everything.');
   // A process that dies on its own is reported; the operator decides whether to restart.
-  for (const proc of [s.temporal, ...s.workers, ...s.apis]) {
+  for (const proc of [s.temporal, ...(s.ui ? [s.ui] : []), ...s.workers, ...s.apis]) {
     void proc.exited.then((code) => {
       if (!stopping)
         say(`${proc.name} (pid ${proc.pid}) exited with code ${code}; see ${proc.logFile}`);

@@ -1,11 +1,13 @@
 // `npm run tools`: finds or builds the Go tools (Temporal CLI, stripe-mock, mailpit, and the
-// Temporal server with its sql tool for `npm run stack:prod`) into the per-user cache.
+// Temporal server with its sql tool and the Temporal UI server for `npm run stack:prod`) into the
+// per-user cache.
 import { processEnv } from '../src/config.js';
 import {
   MAILPIT,
   STRIPE_MOCK,
   TEMPORAL_CLI,
   TEMPORAL_SERVER,
+  TEMPORAL_UI,
   ensureTemporalServer,
   ensureTool,
 } from '../src/stack/tools.js';
@@ -13,7 +15,7 @@ import {
 const env = processEnv();
 const log = (m: string) => console.log(m);
 let missing = 0;
-for (const spec of [TEMPORAL_CLI, STRIPE_MOCK, MAILPIT]) {
+for (const spec of [TEMPORAL_CLI, STRIPE_MOCK, MAILPIT, TEMPORAL_UI]) {
   const path = await ensureTool(spec, env, log);
   if (path) console.log(`${spec.label}: ${path}`);
   else {

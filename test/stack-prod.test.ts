@@ -1,5 +1,5 @@
-// The production topology (npm run stack:prod): the Temporal server on PostgreSQL, two workers and
-// two API processes from dist/ on plain node. A purchase made through one API is read through the
+// The production topology (npm run stack:prod): the Temporal server on PostgreSQL with the Temporal
+// UI, two workers and two API processes from dist/ on plain node. A purchase made through one API is read through the
 // other, and a flow whose only worker was SIGKILLed finishes once that worker is restarted.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -144,6 +144,39 @@ describe('the production topology', () => {
     const read = await call(api2, 'GET', `/v1/verifications/${id}`, token);
     expect(read.body).toMatchObject({ status: 'completed', code: '123456', price: PRICE });
     expect((await call(api1, 'GET', '/v1/wallet', token)).body['balance']).toBe(100 - PRICE);
+  });
+
+  it('runs the Temporal UI against this cluster, and the API links operators to it', async () => {
+    const ui = stack.ui;
+    expect(ui, 'the Temporal UI server (npm run tools builds it)').toBeDefined();
+    expect([stack.temporal.pid, ...stack.workers.map((w) => w.pid)]).not.toContain(ui!.pid);
+    const customer = await call(stack.apis[0]!, 'POST', '/v1/customers', admin, {
+      email: `stack-ui-${randomBytes(6).toString('hex')}@example.test`,
+    });
+    const adjusted = await call(
+      stack.apis[1]!,
+      'POST',
+      '/v1/admin/adjustments',
+      admin,
+      { customerId: customer.body['id'], amount: 5, reason: 'stack test: UI link' },
+      { 'idempotency-key': `ui-${customer.body['id'] as string}` },
+    );
+    expect(adjusted.status).toBe(202);
+    const workflowId = adjusted.body['workflowId'] as string;
+    const ns = encodeURIComponent(stack.temporal.namespace);
+    expect(adjusted.body['temporalUiUrl']).toBe(
+      `${ui!.url}/namespaces/${ns}/workflows/${encodeURIComponent(workflowId)}`,
+    );
+    // The page is the UI's; what it shows comes from the cluster through the UI server's API.
+    expect((await fetch(adjusted.body['temporalUiUrl'] as string)).status).toBe(200);
+    const described = await eventually(async () => {
+      const res = await fetch(
+        `${ui!.url}/api/v1/namespaces/${ns}/workflows/${encodeURIComponent(workflowId)}`,
+      );
+      type Described = { workflowExecutionInfo?: { execution?: { workflowId?: string } } };
+      return res.ok ? ((await res.json()) as Described) : undefined;
+    });
+    expect(described.workflowExecutionInfo?.execution?.workflowId).toBe(workflowId);
   });
 
   it('finishes a flow whose only worker was SIGKILLed, once that worker is restarted', async () => {

@@ -2,7 +2,7 @@
 // PostgreSQL, and several workers and API processes, each its own OS process running the compiled
 // entry points (dist/) on plain node. `npm run stack:prod` and the tests that kill processes run it.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { runMigrations } from '../db/client.js';
@@ -17,7 +17,9 @@ import {
   type TemporalServerConfigInput,
 } from './temporal-server.js';
 import {
+  TEMPORAL_UI,
   ensureTemporalServer,
+  ensureTool,
   temporalServerMissingMessage,
   type Log,
   type TemporalServerTools,
@@ -44,6 +46,13 @@ export interface ProdStackOptions {
   apiPort?: number;
   /** Preferred Temporal frontend port. */
   temporalPort?: number;
+  /**
+   * Run the Temporal UI as its own process (found in the tool cache or built once; needs Go).
+   * Default true; without Go and without a built UI the stack starts without it and says so.
+   */
+  ui?: boolean;
+  /** Preferred Temporal UI port. */
+  uiPort?: number;
   /** A running stripe-mock (or Stripe) to use instead of starting one. */
   stripeApiBase?: string;
   taskQueue?: string;
@@ -109,6 +118,8 @@ export interface ProdStack {
     metricsUrl: string;
     databases: { default: string; visibility: string };
   };
+  /** The Temporal UI process, pointed at this stack's Temporal server; absent when not started. */
+  ui: (StackProcess & { url: string }) | undefined;
   stripeApiBase: string;
   workers: StackWorker[];
   apis: StackApi[];
@@ -273,6 +284,46 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
     });
     stops.push(temporal.close);
 
+    // The Temporal UI, as its own deployment would run it: pointed at the frontend.
+    let ui: (StackProcess & { url: string }) | undefined;
+    const uiServer =
+      options.ui === false ? undefined : await ensureTool(TEMPORAL_UI, options.env, log);
+    if (uiServer) {
+      const uiPort = await freePort(options.uiPort ?? 8233);
+      const uiUrl = `http://127.0.0.1:${uiPort}`;
+      const uiDir = join(dir, 'temporal-ui');
+      mkdirSync(join(uiDir, 'config'), { recursive: true });
+      writeFileSync(
+        join(uiDir, 'config', 'production.yaml'),
+        [
+          `temporalGrpcAddress: ${temporal.address}`,
+          'host: 127.0.0.1',
+          `port: ${uiPort}`,
+          'enableUi: true',
+          `defaultNamespace: ${temporal.namespace}`,
+          '',
+        ].join('\n'),
+      );
+      const started = await startProcess({
+        name: 'Temporal UI',
+        command: uiServer,
+        args: ['--root', uiDir, '--config', 'config', '--env', 'production', 'start'],
+        env: { PATH: process.env['PATH'], HOME: process.env['HOME'] },
+        cwd: uiDir,
+        logFile: join(dir, 'temporal-ui.log'),
+        ready: async () => (await fetch(`${uiUrl}/`).catch(() => undefined))?.ok === true,
+        readyTimeoutMs: 30_000,
+        stopGraceMs: 5_000,
+      });
+      stops.push(started.close);
+      ui = Object.assign(started, { url: uiUrl });
+    } else if (options.ui !== false) {
+      log(
+        `Temporal UI: not started (${TEMPORAL_UI.label} is not built and Go is not installed; ` +
+          `go install ${TEMPORAL_UI.goPackage}, or set ${TEMPORAL_UI.envVar}).`,
+      );
+    }
+
     const secrets: StackSecrets = {
       AUTH_JWT_SECRET: randomBytes(32).toString('hex'),
       STRIPE_WEBHOOK_SECRET: `whsec_${randomBytes(24).toString('hex')}`,
@@ -290,6 +341,7 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
       TEMPORAL_TASK_QUEUE: taskQueue,
       STRIPE_SECRET_KEY: 'sk_test_creditflowstack',
       STRIPE_API_BASE: stripeApiBase,
+      ...(ui ? { TEMPORAL_UI_URL: ui.url } : {}),
       ...secrets,
     };
     const inherited = Object.fromEntries(
@@ -381,6 +433,7 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
         metricsUrl: `http://127.0.0.1:${running.ports.metrics}/metrics`,
         databases: temporalDatabases,
       }),
+      ui,
       stripeApiBase,
       workers,
       apis,

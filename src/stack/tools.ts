@@ -1,5 +1,5 @@
 // Finds the Go-built tools (Temporal CLI, stripe-mock, mailpit, the Temporal server and its sql
-// tool), or builds them once into a cache outside the repo.
+// tool, the Temporal UI server), or builds them once into a cache outside the repo.
 import { execFileSync, spawn } from 'node:child_process';
 import {
   accessSync,
@@ -17,8 +17,10 @@ import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
 export interface ToolSpec {
-  /** Binary name, as installed by `go install`. */
+  /** Binary name in the cache (and on PATH). */
   binary: string;
+  /** The name `go install` gives it, when that is not `binary` (renamed in the cache). */
+  installedAs?: string;
   /** What the progress lines call it. */
   label: string;
   /** Environment variable that points at an existing binary. */
@@ -43,6 +45,19 @@ export const STRIPE_MOCK: ToolSpec = {
   envVar: 'STRIPE_MOCK_PATH',
   goPackage: 'github.com/stripe/stripe-mock@v0.197.0',
   buildEstimate: 'about 10 seconds',
+};
+
+/**
+ * The Temporal UI as its own process, for the production-shaped stack (the CLI's dev server has
+ * the same UI built in). The same release as the dev server's UI; `go install` calls it `server`.
+ */
+export const TEMPORAL_UI: ToolSpec = {
+  binary: 'temporal-ui-server',
+  installedAs: 'server',
+  label: 'Temporal UI server',
+  envVar: 'TEMPORAL_UI_SERVER_PATH',
+  goPackage: 'github.com/temporalio/ui-server/v2/cmd/server@v2.42.1',
+  buildEstimate: 'about 1 minute the first time',
 };
 
 /** The local mail catcher: an SMTP server with a web UI and an API to read what arrived. */
@@ -144,7 +159,20 @@ export async function buildTool(spec: ToolSpec, env: Env, log: Log): Promise<str
   log(
     `Building ${spec.label} with go install ${spec.goPackage} (${spec.buildEstimate}; cached in ${dir})…`,
   );
-  await goInstall(go, [spec.goPackage], dir, env, spec.label, log);
+  if (!spec.installedAs || spec.installedAs === spec.binary) {
+    await goInstall(go, [spec.goPackage], dir, env, spec.label, log);
+    return join(dir, spec.binary);
+  }
+  // Built under its own name in a folder of its own, then moved into place under ours.
+  const staging = join(dir, `.building-${spec.binary}-${process.pid}`);
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { recursive: true });
+  try {
+    await goInstall(go, [spec.goPackage], staging, env, spec.label, log);
+    renameSync(join(staging, spec.installedAs), join(dir, spec.binary));
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
   return join(dir, spec.binary);
 }
 
