@@ -259,6 +259,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResults> {
       name: `creditflow_chaos_${Date.now().toString(36)}`,
       stripeApiBase: stripe.apiBase,
       apiPort: 0,
+      // Dropped at the end; a run killed outright is cleaned up by the next start.
+      ephemeral: true,
+      ui: false,
       appEnv: {
         LOG_LEVEL: 'warn',
         // One driver plays every customer from one address: limits would refuse the load.

@@ -80,6 +80,7 @@ try {
     apis,
     apiPort: 3000,
     temporalPort: 7233,
+    ephemeral: values.drop,
     appEnv: env,
   });
   starting = false;

@@ -33,6 +33,7 @@ beforeAll(async () => {
     name: `creditflow_stacktest_${suffix}`,
     stripeApiBase: inject('stripeApiBase'),
     apiPort: 0,
+    ephemeral: true,
     appEnv: { LOG_LEVEL: 'warn', RECONCILIATION_SCHEDULES: 'false' },
   });
   admin = await mintToken(stack.secrets.AUTH_JWT_SECRET, { sub: 'stack-test', role: 'admin' }, 600);

@@ -1,7 +1,7 @@
 // One OS process of the production-shaped stack (Temporal server, a worker, an API): started,
 // watched until ready, killed, stopped and restarted from the outside, its output kept in a file.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 export interface ProcessSpec {
@@ -21,6 +21,21 @@ export interface ProcessSpec {
   readyTimeoutMs: number;
   /** How long stop() waits after SIGTERM before SIGKILL. */
   stopGraceMs: number;
+  /**
+   * Where the current run's pid is recorded while it runs (with this process's pid as its
+   * owner), so a later start can stop what a killed owner left running (`reapOrphans`).
+   */
+  pidFile?: string;
+}
+
+/** What a pid file records. */
+export interface PidRecord {
+  name: string;
+  pid: number;
+  /** The process that started it; when that is gone, the run is an orphan. */
+  ownerPid: number;
+  command: string;
+  startedAt: string;
 }
 
 /** What a caller holds on to: the current run's pid and exit, and the controls. */
@@ -105,6 +120,18 @@ class ManagedProcess implements StackProcess {
     });
     this.child = child;
     track(child);
+    const { pidFile } = spec;
+    if (pidFile && child.pid !== undefined) {
+      const record: PidRecord = {
+        name: spec.name,
+        pid: child.pid,
+        ownerPid: process.pid,
+        command: spec.command,
+        startedAt: new Date().toISOString(),
+      };
+      writeFileSync(pidFile, `${JSON.stringify(record)}\n`);
+      child.once('exit', () => rmSync(pidFile, { force: true }));
+    }
     this.exit = new Promise((resolve) => {
       child.once('exit', (code) => resolve(code));
       child.once('error', () => resolve(child.exitCode ?? -1));

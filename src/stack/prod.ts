@@ -2,13 +2,20 @@
 // PostgreSQL, and several workers and API processes, each its own OS process running the compiled
 // entry points (dist/) on plain node. `npm run stack:prod` and the tests that kill processes run it.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import postgres from 'postgres';
 import { runMigrations } from '../db/client.js';
 import { projectRoot } from '../paths.js';
 import { freePort } from './ports.js';
 import { LOCAL_POSTGRES_URL, assertReachable, dropLogin, ensureAppLogin } from './postgres.js';
+import {
+  PIDS_DIR,
+  reapOrphans,
+  removeStackRecord,
+  writePidRecord,
+  writeStackRecord,
+} from './orphans.js';
 import { startProcess, type StackProcess } from './process.js';
 import { startStripeMock } from './stripe-mock.js';
 import {
@@ -53,6 +60,11 @@ export interface ProdStackOptions {
   ui?: boolean;
   /** Preferred Temporal UI port. */
   uiPort?: number;
+  /**
+   * The caller drops the databases when it stops (tests, the chaos suite, `--drop`): if it is
+   * killed before it can, the next start drops them. Otherwise they are kept and reported.
+   */
+  ephemeral?: boolean;
   /** A running stripe-mock (or Stripe) to use instead of starting one. */
   stripeApiBase?: string;
   taskQueue?: string;
@@ -205,8 +217,14 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
     throw new Error(`stack name "${name}": use lower-case letters, digits and _ (at most 41)`);
   }
   const dir = options.dir ?? join(projectRoot, '.data', 'stack-prod', name);
-  mkdirSync(dir, { recursive: true });
   const serverUrl = options.postgresUrl ?? LOCAL_POSTGRES_URL;
+  // First, what a start that was killed outright left running beside this one.
+  await reapOrphans(dirname(dir), serverUrl, log).catch((err: unknown) =>
+    log(`Could not check for processes left by a killed stack: ${(err as Error).message}`),
+  );
+  mkdirSync(join(dir, PIDS_DIR), { recursive: true });
+  const pidFile = (processName: string) =>
+    join(dir, PIDS_DIR, `${processName.toLowerCase().replace(/[^a-z0-9]+/g, '-')}.json`);
   const workerEntry = entry('src/worker.js');
   const apiEntry = entry('src/server.js');
   const stops: Array<() => Promise<void>> = [];
@@ -215,6 +233,7 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
     for (const stop of stops.splice(0).reverse()) {
       await stop().catch((err: unknown) => log(`stop failed: ${(err as Error).message}`));
     }
+    removeStackRecord(dir);
   };
   const dropAll = async () => {
     for (const drop of drops.splice(0).reverse()) {
@@ -238,6 +257,19 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
       );
       await dropLogin(serverUrl, appRole);
     });
+    const temporalDatabases = {
+      default: `${name}_temporal`,
+      visibility: `${name}_temporal_visibility`,
+    };
+    const server = new URL(serverUrl);
+    writeStackRecord(dir, {
+      name,
+      ownerPid: process.pid,
+      server: `${server.hostname}:${server.port || '5432'}`,
+      databases: [database, temporalDatabases.default, temporalDatabases.visibility],
+      appRole,
+      ephemeral: options.ephemeral ?? false,
+    });
     const ownerUrl = databaseUrl(serverUrl, database);
     log(`PostgreSQL: database ${database} on ${new URL(serverUrl).host}; applying migrations…`);
     await runMigrations(ownerUrl);
@@ -255,15 +287,16 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
           'stripe-mock is needed: install Go (it is then built once) or set STRIPE_MOCK_PATH.',
         );
       }
-      stops.push(mock.stop);
+      const mockPidFile = pidFile('stripe-mock');
+      writePidRecord(mockPidFile, { name: 'stripe-mock', pid: mock.pid, command: mock.binary });
+      stops.push(async () => {
+        await mock.stop();
+        rmSync(mockPidFile, { force: true });
+      });
       stripeApiBase = mock.apiBase;
     }
 
     // Temporal on PostgreSQL, in databases of its own.
-    const temporalDatabases = {
-      default: `${name}_temporal`,
-      visibility: `${name}_temporal_visibility`,
-    };
     // Dropped by name: a start that failed halfway may have made them already.
     drops.push(() =>
       withAdmin(serverUrl, async (sql) => {
@@ -280,6 +313,7 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
       pools: options.temporalPools ?? DEFAULT_POOLS,
       historyShards: options.historyShards,
       frontendPort: options.temporalPort,
+      pidFile: pidFile('temporal-server'),
       log,
     });
     stops.push(temporal.close);
@@ -311,6 +345,7 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
         env: { PATH: process.env['PATH'], HOME: process.env['HOME'] },
         cwd: uiDir,
         logFile: join(dir, 'temporal-ui.log'),
+        pidFile: pidFile('temporal-ui'),
         ready: async () => (await fetch(`${uiUrl}/`).catch(() => undefined))?.ok === true,
         readyTimeoutMs: 30_000,
         stopGraceMs: 5_000,
@@ -374,6 +409,7 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
           }),
           cwd: projectRoot,
           logFile: join(dir, `worker-${i + 1}.log`),
+          pidFile: pidFile(`worker-${i + 1}`),
           ready: polling(metricsUrl),
           readyTimeoutMs: 60_000,
           stopGraceMs: 40_000,
@@ -396,6 +432,7 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
         env: processEnv({ PORT: String(port) }),
         cwd: projectRoot,
         logFile: join(dir, `api-${i + 1}.log`),
+        pidFile: pidFile(`api-${i + 1}`),
         ready: async () => (await fetch(`${url}/readyz`).catch(() => undefined))?.ok === true,
         readyTimeoutMs: 60_000,
         stopGraceMs: 15_000,

@@ -5,6 +5,8 @@ import { STRIPE_MOCK, ensureTool, type Log } from './tools.js';
 
 export interface RunningStripeMock {
   apiBase: string;
+  pid: number;
+  binary: string;
   stop: () => Promise<void>;
 }
 
@@ -29,7 +31,7 @@ export async function startStripeMock(
     );
     try {
       await waitForPort(port, child, 'stripe-mock', 15_000);
-      return running(child, port);
+      return running(child, port, binary);
     } catch (err) {
       child.kill('SIGKILL');
       if (attempt >= 3) throw err;
@@ -38,9 +40,11 @@ export async function startStripeMock(
   }
 }
 
-function running(child: ChildProcess, port: number): RunningStripeMock {
+function running(child: ChildProcess, port: number, binary: string): RunningStripeMock {
   return {
     apiBase: `http://127.0.0.1:${port}`,
+    pid: child.pid ?? -1,
+    binary,
     stop: () =>
       new Promise<void>((resolve) => {
         // Gone already (a Ctrl-C reaches the whole process group): its exit event has fired.

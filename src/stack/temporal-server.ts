@@ -245,6 +245,8 @@ export interface TemporalServerOptions {
   /** Preferred frontend port (e.g. 7233); a free one when taken or absent. */
   frontendPort?: number;
   logLevel?: TemporalServerConfigInput['logLevel'];
+  /** Where the running server's pid is recorded (see ProcessSpec.pidFile). */
+  pidFile?: string;
   log: Log;
 }
 
@@ -374,6 +376,7 @@ export async function startTemporalServer(
     env: { PATH: process.env['PATH'], HOME: process.env['HOME'] },
     cwd: dir,
     logFile: join(dir, 'temporal-server.log'),
+    ...(options.pidFile ? { pidFile: options.pidFile } : {}),
     ready: () => frontendAnswers(address),
     readyTimeoutMs: 90_000,
     stopGraceMs: 10_000,
