@@ -78,6 +78,8 @@ export interface ChaosResults {
   stackStartMs: number;
   passed: boolean;
   scenarios: ScenarioResult[];
+  /** Processes that exited on their own after the last scenario was counted (fail the run). */
+  trailingCrashes: Crash[];
 }
 
 interface Scenario {
@@ -184,7 +186,8 @@ async function runScenario(
     scenario.name === 'webhook-storm'
       ? driver.traffic.stripeDeliveries - load.stripeEvents
       : struck;
-  const crashes = supervisor.crashesSince(new Date(began).toISOString());
+  // Every crash since the previous scenario was counted, between scenarios included.
+  const crashes = supervisor.takeCrashes();
   // A process that exits on its own is a failure even when nothing was lost: the fault was meant
   // to be met by a handled error, not a restart.
   const failures = [
@@ -301,9 +304,19 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResults> {
       workflowsPerScenario: workflows,
       wallMs: Date.now() - began,
       stackStartMs,
-      passed: results.every((r) => r.passed),
+      passed: false,
       scenarios: results,
+      trailingCrashes: [],
     };
+    // A crash after the last scenario was counted (while it settled) fails the run too.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    summary.trailingCrashes = supervisor.takeCrashes();
+    for (const crash of summary.trailingCrashes) {
+      say(
+        `${crash.process} (pid ${crash.pid}) exited on its own at ${crash.at}, after the last scenario`,
+      );
+    }
+    summary.passed = results.every((r) => r.passed) && summary.trailingCrashes.length === 0;
     if (options.resultsFile) {
       mkdirSync(dirname(options.resultsFile), { recursive: true });
       writeFileSync(options.resultsFile, `${JSON.stringify(summary, null, 2)}\n`);

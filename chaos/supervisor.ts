@@ -57,9 +57,13 @@ export class Supervisor {
     }
   }
 
-  /** Crashes since `since` (ISO time). */
-  crashesSince(since: string): Crash[] {
-    return this.crashes.filter((c) => c.at >= since);
+  private taken = 0;
+
+  /** Crashes not yet taken: each crash is counted once, by whoever takes it first. */
+  takeCrashes(): Crash[] {
+    const fresh = this.crashes.slice(this.taken);
+    this.taken = this.crashes.length;
+    return fresh;
   }
 
   /** The stack is being stopped: exits from now on are expected. */

@@ -35,6 +35,8 @@ it('keeps every credit exact under worker kills, a Temporal restart, lost connec
     ['webhook-storm', true],
     ['hot-wallet', true],
   ]);
+  expect(results.trailingCrashes).toEqual([]);
+  expect(results.passed).toBe(true);
   for (const s of results.scenarios) {
     expect(s.started, s.scenario).toBe(s.planned);
     expect(s.finished, s.scenario).toBe(s.started);

@@ -92,8 +92,23 @@ describe('a stack whose start was killed outright', () => {
       pid: stranger,
       command: '/usr/bin/some-other-program',
     });
+    // A pid reused since: the same program, but not the process that was started.
+    const reused = longRunning();
+    writePidRecord(join(dir, PIDS_DIR, 'worker-2.json'), {
+      name: 'worker 2',
+      pid: reused,
+      command: '/bin/sleep',
+    });
+    const reusedPath = join(dir, PIDS_DIR, 'worker-2.json');
+    writeFileSync(
+      reusedPath,
+      JSON.stringify({
+        ...(JSON.parse(readFileSync(reusedPath, 'utf8')) as object),
+        startTicks: '1',
+      }),
+    );
     // The records are the owner's: rewrite them as the killed owner's.
-    for (const file of ['worker-1.json', 'api-1.json']) {
+    for (const file of ['worker-1.json', 'api-1.json', 'worker-2.json']) {
       const path = join(dir, PIDS_DIR, file);
       const record = JSON.parse(readFileSync(path, 'utf8')) as object;
       writeFileSync(path, JSON.stringify({ ...record, ownerPid: owner }));
@@ -104,6 +119,7 @@ describe('a stack whose start was killed outright', () => {
     expect(reaped).toMatchObject({ processes: 1, stacks: 1 });
     await expect.poll(() => isAlive(orphan)).toBe(false);
     expect(isAlive(stranger)).toBe(true);
+    expect(isAlive(reused)).toBe(true);
     const left = await admin<{ datname: string }[]>`
       select datname from pg_database where datname in ${admin(databases)}`;
     expect(left).toEqual([]);

@@ -36,11 +36,30 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** Whether `pid` still runs `command` (Linux /proc); false when it cannot be told. */
-function runs(pid: number, command: string): boolean {
+/**
+ * When `pid` started, in clock ticks since boot (Linux /proc/<pid>/stat, field 22): with the pid
+ * it names one process for good, even after the pid is reused. Undefined when it cannot be read.
+ */
+export function processStartTicks(pid: number): string | undefined {
   try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return argv[0] === command;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces and parentheses) start at field 3.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether `record` still names the process that was started: same pid, same start time and
+ * the same program. False when it cannot be told (no /proc): then nothing is stopped.
+ */
+function stillRuns(record: PidRecord): boolean {
+  if (record.pid === process.pid || !record.startTicks) return false;
+  if (processStartTicks(record.pid) !== record.startTicks) return false;
+  try {
+    const argv = readFileSync(`/proc/${record.pid}/cmdline`, 'utf8').split('\0');
+    return argv[0] === record.command;
   } catch {
     return false;
   }
@@ -58,12 +77,17 @@ export function writeStackRecord(dir: string, record: StackRecord): void {
   writeFileSync(join(dir, STACK_RECORD), `${JSON.stringify(record, null, 2)}\n`);
 }
 
-/** Records a process this process started by other means than startProcess. */
+/** Records a process this process started (its start time read now, to tell a reused pid). */
 export function writePidRecord(
   file: string,
   record: Pick<PidRecord, 'name' | 'pid' | 'command'>,
 ): void {
-  const full: PidRecord = { ...record, ownerPid: process.pid, startedAt: new Date().toISOString() };
+  const full: PidRecord = {
+    ...record,
+    ownerPid: process.pid,
+    startedAt: new Date().toISOString(),
+    startTicks: processStartTicks(record.pid),
+  };
   writeFileSync(file, `${JSON.stringify(full)}\n`);
 }
 
@@ -119,7 +143,7 @@ export async function reapOrphans(
       for (const file of files) {
         const record = readJson<PidRecord>(join(pidsDir, file));
         if (!record || isAlive(record.ownerPid)) continue;
-        if (isAlive(record.pid) && runs(record.pid, record.command)) {
+        if (isAlive(record.pid) && stillRuns(record)) {
           log(
             `Stopping ${record.name} (pid ${record.pid}) of stack ${name}, left running by a ` +
               `start (pid ${record.ownerPid}) that was killed.`,

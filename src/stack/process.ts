@@ -1,7 +1,8 @@
 // One OS process of the production-shaped stack (Temporal server, a worker, an API): started,
 // watched until ready, killed, stopped and restarted from the outside, its output kept in a file.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, rmSync, type WriteStream } from 'node:fs';
+import { writePidRecord } from './orphans.js';
 import { createInterface } from 'node:readline';
 
 export interface ProcessSpec {
@@ -36,6 +37,8 @@ export interface PidRecord {
   ownerPid: number;
   command: string;
   startedAt: string;
+  /** When the process started, in clock ticks since boot (tells a reused pid apart). */
+  startTicks?: string | undefined;
 }
 
 /** What a caller holds on to: the current run's pid and exit, and the controls. */
@@ -122,14 +125,7 @@ class ManagedProcess implements StackProcess {
     track(child);
     const { pidFile } = spec;
     if (pidFile && child.pid !== undefined) {
-      const record: PidRecord = {
-        name: spec.name,
-        pid: child.pid,
-        ownerPid: process.pid,
-        command: spec.command,
-        startedAt: new Date().toISOString(),
-      };
-      writeFileSync(pidFile, `${JSON.stringify(record)}\n`);
+      writePidRecord(pidFile, { name: spec.name, pid: child.pid, command: spec.command });
       child.once('exit', () => rmSync(pidFile, { force: true }));
     }
     this.exit = new Promise((resolve) => {

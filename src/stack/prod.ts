@@ -318,45 +318,26 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
     });
     stops.push(temporal.close);
 
-    // The Temporal UI, as its own deployment would run it: pointed at the frontend.
+    // The Temporal UI, as its own deployment would run it: pointed at the frontend. Optional:
+    // a UI that cannot be built or started is reported and the stack runs without it.
     let ui: (StackProcess & { url: string }) | undefined;
-    const uiServer =
-      options.ui === false ? undefined : await ensureTool(TEMPORAL_UI, options.env, log);
-    if (uiServer) {
-      const uiPort = await freePort(options.uiPort ?? 8233);
-      const uiUrl = `http://127.0.0.1:${uiPort}`;
-      const uiDir = join(dir, 'temporal-ui');
-      mkdirSync(join(uiDir, 'config'), { recursive: true });
-      writeFileSync(
-        join(uiDir, 'config', 'production.yaml'),
-        [
-          `temporalGrpcAddress: ${temporal.address}`,
-          'host: 127.0.0.1',
-          `port: ${uiPort}`,
-          'enableUi: true',
-          `defaultNamespace: ${temporal.namespace}`,
-          '',
-        ].join('\n'),
-      );
-      const started = await startProcess({
-        name: 'Temporal UI',
-        command: uiServer,
-        args: ['--root', uiDir, '--config', 'config', '--env', 'production', 'start'],
-        env: { PATH: process.env['PATH'], HOME: process.env['HOME'] },
-        cwd: uiDir,
-        logFile: join(dir, 'temporal-ui.log'),
-        pidFile: pidFile('temporal-ui'),
-        ready: async () => (await fetch(`${uiUrl}/`).catch(() => undefined))?.ok === true,
-        readyTimeoutMs: 30_000,
-        stopGraceMs: 5_000,
-      });
-      stops.push(started.close);
-      ui = Object.assign(started, { url: uiUrl });
-    } else if (options.ui !== false) {
-      log(
-        `Temporal UI: not started (${TEMPORAL_UI.label} is not built and Go is not installed; ` +
-          `go install ${TEMPORAL_UI.goPackage}, or set ${TEMPORAL_UI.envVar}).`,
-      );
+    if (options.ui !== false) {
+      try {
+        const started = await startTemporalUi({
+          env: options.env,
+          log,
+          dir,
+          temporal,
+          preferredPort: options.uiPort ?? 8233,
+          pidFile: pidFile('temporal-ui'),
+        });
+        if (started) {
+          stops.push(started.close);
+          ui = started;
+        }
+      } catch (err) {
+        log(`Temporal UI: not started (${(err as Error).message.split('\n')[0]}).`);
+      }
     }
 
     const secrets: StackSecrets = {
@@ -486,4 +467,52 @@ export async function startProdStack(options: ProdStackOptions): Promise<ProdSta
     await dropAll();
     throw err;
   }
+}
+
+/** Starts the Temporal UI server against `temporal`; undefined when it is not built and Go is not installed. */
+async function startTemporalUi(input: {
+  env: Env;
+  log: Log;
+  dir: string;
+  temporal: { address: string; namespace: string };
+  preferredPort: number;
+  pidFile: string;
+}): Promise<(StackProcess & { url: string; close: () => Promise<void> }) | undefined> {
+  const { temporal, log } = input;
+  const uiServer = await ensureTool(TEMPORAL_UI, input.env, log);
+  if (!uiServer) {
+    log(
+      `Temporal UI: not started (${TEMPORAL_UI.label} is not built and Go is not installed; ` +
+        `go install ${TEMPORAL_UI.goPackage}, or set ${TEMPORAL_UI.envVar}).`,
+    );
+    return undefined;
+  }
+  const port = await freePort(input.preferredPort);
+  const url = `http://127.0.0.1:${port}`;
+  const uiDir = join(input.dir, 'temporal-ui');
+  mkdirSync(join(uiDir, 'config'), { recursive: true });
+  writeFileSync(
+    join(uiDir, 'config', 'production.yaml'),
+    [
+      `temporalGrpcAddress: ${temporal.address}`,
+      'host: 127.0.0.1',
+      `port: ${port}`,
+      'enableUi: true',
+      `defaultNamespace: ${temporal.namespace}`,
+      '',
+    ].join('\n'),
+  );
+  const started = await startProcess({
+    name: 'Temporal UI',
+    command: uiServer,
+    args: ['--root', uiDir, '--config', 'config', '--env', 'production', 'start'],
+    env: { PATH: process.env['PATH'], HOME: process.env['HOME'] },
+    cwd: uiDir,
+    logFile: join(input.dir, 'temporal-ui.log'),
+    pidFile: input.pidFile,
+    ready: async () => (await fetch(`${url}/`).catch(() => undefined))?.ok === true,
+    readyTimeoutMs: 30_000,
+    stopGraceMs: 5_000,
+  });
+  return Object.assign(started, { url });
 }
