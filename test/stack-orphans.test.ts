@@ -63,6 +63,15 @@ function stackDir(name: string): string {
 
 const serverKey = `${server.hostname}:${server.port || '5432'}`;
 
+/** Records stack `name` in its folder as a start by `ownerPid` would have. */
+function recordStack(
+  dir: string,
+  name: string,
+  record: { ownerPid: number; databases: string[]; ephemeral: boolean },
+): void {
+  writeStackRecord(dir, { name, server: serverKey, appRole: `${name}_app`, ...record });
+}
+
 describe('a stack whose start was killed outright', () => {
   it('has its processes stopped and its throw-away databases and role dropped', async () => {
     const name = `orphan_${randomBytes(4).toString('hex')}`;
@@ -71,14 +80,7 @@ describe('a stack whose start was killed outright', () => {
     const databases = [name, `${name}_temporal`];
     for (const db of databases) await admin.unsafe(`create database "${db}"`);
     await admin.unsafe(`create role "${name}_app" login`);
-    writeStackRecord(dir, {
-      name,
-      ownerPid: owner,
-      server: serverKey,
-      databases,
-      appRole: `${name}_app`,
-      ephemeral: true,
-    });
+    recordStack(dir, name, { ownerPid: owner, databases, ephemeral: true });
     const orphan = longRunning();
     writePidRecord(join(dir, PIDS_DIR, 'worker-1.json'), {
       name: 'worker 1',
@@ -134,14 +136,7 @@ describe('a stack whose start was killed outright', () => {
     const dir = stackDir(name);
     await admin.unsafe(`create database "${name}"`);
     try {
-      writeStackRecord(dir, {
-        name,
-        ownerPid: deadPid(),
-        server: serverKey,
-        databases: [name],
-        appRole: `${name}_app`,
-        ephemeral: false,
-      });
+      recordStack(dir, name, { ownerPid: deadPid(), databases: [name], ephemeral: false });
       const lines: string[] = [];
       await reapOrphans(root, serverUrl, (m) => lines.push(m), 2_000);
       const [kept] = await admin`select 1 from pg_database where datname = ${name}`;
@@ -156,12 +151,9 @@ describe('a stack whose start was killed outright', () => {
   it('leaves a stack whose owner is alive alone', async () => {
     const name = `orphan_${randomBytes(4).toString('hex')}`;
     const dir = stackDir(name);
-    writeStackRecord(dir, {
-      name,
+    recordStack(dir, name, {
       ownerPid: process.pid,
-      server: serverKey,
       databases: [`${name}_never_created`],
-      appRole: `${name}_app`,
       ephemeral: true,
     });
     const running = longRunning();

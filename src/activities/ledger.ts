@@ -2,7 +2,7 @@
 import { ApplicationFailure, log } from '@temporalio/activity';
 import type { Database } from '../db/client.js';
 import { BusinessError, type BusinessErrorCode } from '../errors.js';
-import { StepClosed, closeUnlessPosted } from '../ledger/fences.js';
+import { closeUnlessPosted, recordedRefusal, refusalMark } from '../ledger/fences.js';
 import { spendable } from '../ledger/grants.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { AdjustmentInput } from '../shared.js';
@@ -37,9 +37,6 @@ export async function refusalsAreFinal<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-/** How a refused step marks its closed fence: `refusal:<code>`. */
-const REFUSAL = 'refusal:';
-
 /**
  * A business refusal of a fenced forward step closes its fence: an earlier attempt of the same
  * step that is still running (it outlived its timeout) can then never post after the workflow was
@@ -56,8 +53,8 @@ export async function finalRefusalClosesStep<T>(
     // An earlier attempt was refused and closed the step, but its answer never reached the
     // workflow (its worker died, or it timed out): that refusal is this attempt's answer too,
     // not a closed step. Nothing was posted by either.
-    if (err instanceof StepClosed && err.closedBy?.startsWith(REFUSAL)) {
-      const code = err.closedBy.slice(REFUSAL.length) as BusinessErrorCode;
+    const code = recordedRefusal(err) as BusinessErrorCode | undefined;
+    if (code) {
       throw new BusinessError(
         code,
         `refused (${code}) by an earlier attempt of this step, whose answer was lost; nothing was charged`,
@@ -65,7 +62,7 @@ export async function finalRefusalClosesStep<T>(
       );
     }
     if (!(err instanceof BusinessError)) throw err;
-    const found = await closeUnlessPosted(db.sql, fence, `${REFUSAL}${err.code}`);
+    const found = await closeUnlessPosted(db.sql, fence, refusalMark(err.code));
     if (found.posted) return work();
     throw err;
   }

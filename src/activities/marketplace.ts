@@ -6,13 +6,10 @@ import { permanentDbErrorReason, sqlState } from '../db/errors.js';
 import { BusinessError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { OrderItemFailureReason, OrderState } from '../shared.js';
-import { StepClosed, closeUnlessPosted } from '../ledger/fences.js';
+import { closeUnlessPosted, recordedRefusal, refusalMark } from '../ledger/fences.js';
 import { itemSold, orderDebited, orderRefunded } from '../notifications/messages.js';
 import { finalRefusalClosesStep, refusalsAreFinal, spendableCredits } from './ledger.js';
 import { enqueueNotifications } from './notifications.js';
-
-/** How a refused sale marks its closed fence: `refusal:<reason>`. */
-const REFUSAL = 'refusal:';
 
 /** The idempotency (and fence) key of an order's debit: refunds give back to what it drew. */
 export const orderDebitKey = (workflowId: string) => `${workflowId}:debit`;
@@ -258,6 +255,7 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
         });
         return { sold: true, entryId: posted.entryId };
       } catch (err) {
+        const earlier = recordedRefusal(err) as OrderItemFailureReason | undefined;
         let reason: OrderItemFailureReason | undefined;
         if (err instanceof ItemRefusal) reason = err.reason;
         // The seller's wallet is gone: nothing was posted, and retrying will not bring it back.
@@ -266,9 +264,7 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
         }
         // An earlier attempt was refused and closed the sale, but its answer never reached the
         // workflow (its worker died, or it timed out): that refusal is this step's answer.
-        else if (err instanceof StepClosed && err.closedBy?.startsWith(REFUSAL)) {
-          reason = err.closedBy.slice(REFUSAL.length) as OrderItemFailureReason;
-        }
+        else if (earlier) reason = earlier;
         // Any other final refusal (the ledger or the database refuses the sale's data the same
         // way on every try): the sale did not post, so the item is not bought and its price goes
         // back from escrow. Failing the step instead would end the order with the buyer's credits
@@ -285,7 +281,7 @@ export function createMarketplaceActivities({ db, ledger, hooks }: MarketplaceAc
         if (!reason) throw err;
         // The workflow will refund this item: close its sale, so an earlier attempt still
         // running cannot pay the seller from escrow afterwards. If it already did, it is sold.
-        const found = await closeUnlessPosted(db.sql, key, `${REFUSAL}${reason}`);
+        const found = await closeUnlessPosted(db.sql, key, refusalMark(reason));
         if (found.posted) return { sold: true, entryId: found.entryId };
         log.info('order item skipped', { orderId: input.orderId, itemId: item.itemId, reason });
         return { sold: false, reason };

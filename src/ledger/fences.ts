@@ -20,6 +20,21 @@ export class StepClosed extends Error {
   }
 }
 
+const REFUSAL = 'refusal:';
+
+/** How a step closed by a final refusal marks its fence: `refusal:<code>`. */
+export const refusalMark = (code: string) => `${REFUSAL}${code}`;
+
+/**
+ * The code of the refusal that closed the step, when `err` is an attempt meeting a fence an
+ * earlier, refused attempt of the same step closed (its answer lost); undefined otherwise.
+ */
+export function recordedRefusal(err: unknown): string | undefined {
+  return err instanceof StepClosed && err.closedBy?.startsWith(REFUSAL)
+    ? err.closedBy.slice(REFUSAL.length)
+    : undefined;
+}
+
 /** Locks the fence row for `key` (creating it open) until the transaction ends. */
 export async function lockFence(
   tx: Tx,
