@@ -114,7 +114,15 @@ export interface FlowBenchResults {
         exact: boolean;
       }
     | undefined;
-  webhook: Array<{ eventsPerSecond: number; events: number; maxSendLagMs: number } & Compared>;
+  webhook: Array<
+    {
+      eventsPerSecond: number;
+      events: number;
+      maxSendLagMs: number;
+      /** From sending the webhook (or signal) to the workflow's close. */
+      closed: { app: Summary; baseline: Summary };
+    } & Compared
+  >;
   timeoutRefund: Array<
     {
       concurrency: number;
@@ -351,10 +359,14 @@ async function webhookToCredited(
     return p;
   });
   d.say(`webhook to credited: ${n} signed webhooks at ${rate}/s`);
+  const appSent: number[] = [];
   const app = await fixedRate(
     n,
     rate,
-    (i) => d.deliverStripe(events[i]!.body, events[i]!.signature),
+    (i) => {
+      appSent[i] = Date.now();
+      return d.deliverStripe(events[i]!.body, events[i]!.signature);
+    },
     async (i) => {
       const status = await closed[i]!;
       if (status !== 'credited') throw new Error(`checkout ended ${status}`);
@@ -371,19 +383,56 @@ async function webhookToCredited(
     p.catch(() => undefined);
     return p;
   });
+  const bareSent: number[] = [];
   const baseline = await fixedRate(
     n,
     rate,
-    (i) => d.signalBare(bareIds[i]!),
+    (i) => {
+      bareSent[i] = Date.now();
+      return d.signalBare(bareIds[i]!);
+    },
     async (i) => {
       await bareClosed[i]!;
     },
   );
+  // Credited: from sending the webhook (or the signal) to the completion of the step that
+  // credits, read from each history; `closed` is the send to the workflow's close.
+  const credited = async (
+    ids: string[],
+    sent: number[],
+    activity: 'creditTopup' | 'last',
+    run: { seconds: number },
+  ) => {
+    const delays: number[] = [];
+    let errors = 0;
+    let firstError: string | undefined;
+    await pool(
+      ids.map((id, i) => ({ id, i })),
+      opts.clients,
+      async ({ id, i }) => {
+        try {
+          delays.push((await d.creditedAt(id, activity)) - sent[i]!);
+        } catch (err) {
+          errors++;
+          firstError ??= (err as Error).message;
+        }
+      },
+    );
+    return { ...summarise(delays, errors, run.seconds), firstError };
+  };
+  const appCredited = await credited(
+    events.map((e) => e.workflowId),
+    appSent,
+    'creditTopup',
+    app,
+  );
+  const bareCredited = await credited(bareIds, bareSent, 'last', baseline);
   return {
     eventsPerSecond: rate,
     events: n,
     maxSendLagMs: Math.max(app.lagMs, baseline.lagMs),
-    ...compare(app, baseline),
+    ...compare(appCredited, bareCredited),
+    closed: { app, baseline },
   };
 }
 

@@ -70,8 +70,8 @@ export function flowRows(r: FlowBenchResults): Row[] {
   for (const w of r.webhook) {
     rows.push({
       figure: `Webhook to credited at ${w.eventsPerSecond}/s: p99 (${w.events} events)`,
-      app: `${ms(w.app.p99)} (p50 ${ms(w.app.p50)})`,
-      baseline: `${ms(w.baseline.p99)} (p50 ${ms(w.baseline.p50)})`,
+      app: `${ms(w.app.p99)} (p50 ${ms(w.app.p50)}; closed p99 ${ms(w.closed.app.p99)})`,
+      baseline: `${ms(w.baseline.p99)} (p50 ${ms(w.baseline.p50)}; closed p99 ${ms(w.closed.baseline.p99)})`,
       ratio: w.p99,
       target: '< 300 ms',
     });
@@ -131,8 +131,10 @@ export function flowErrors(r: FlowBenchResults): string[] {
     add(`end to end (${e.workers}) baseline`, e.baseline);
   }
   for (const w of r.webhook) {
-    add(`webhook ${w.eventsPerSecond}/s app`, w.app);
-    add(`webhook ${w.eventsPerSecond}/s baseline`, w.baseline);
+    add(`webhook ${w.eventsPerSecond}/s app`, w.closed.app);
+    add(`webhook ${w.eventsPerSecond}/s baseline`, w.closed.baseline);
+    add(`webhook ${w.eventsPerSecond}/s app history`, w.app);
+    add(`webhook ${w.eventsPerSecond}/s baseline history`, w.baseline);
   }
   for (const t of r.timeoutRefund) {
     add(`timeout ${t.concurrency} app`, t.app);

@@ -194,6 +194,32 @@ export class Driver {
     };
   }
 
+  /**
+   * When the step that credits completed (epoch ms, the server's clock): the top-up's
+   * creditTopup, or the baseline's last no-op step (its "credit"). The workflow closes after it
+   * with bookkeeping that does not move money.
+   */
+  async creditedAt(workflowId: string, activity: 'creditTopup' | 'last'): Promise<number> {
+    const history = await this.temporal.workflow.getHandle(workflowId).fetchHistory();
+    const events = history.events ?? [];
+    const scheduled = events.filter(
+      (e) =>
+        e.activityTaskScheduledEventAttributes &&
+        (activity === 'last' ||
+          e.activityTaskScheduledEventAttributes.activityType?.name === activity),
+    );
+    const step = scheduled[scheduled.length - 1];
+    const done =
+      step &&
+      events.find(
+        (e) =>
+          e.activityTaskCompletedEventAttributes &&
+          Number(e.activityTaskCompletedEventAttributes.scheduledEventId) === Number(step.eventId),
+      );
+    if (!done) throw new Error(`${workflowId}: no completed ${activity} step in its history`);
+    return tsToMs(done.eventTime);
+  }
+
   async started(customer: Customer, timeoutSeconds?: number): Promise<Started> {
     const { status, body } = await this.buyVerification(customer, timeoutSeconds);
     if (status !== 202)

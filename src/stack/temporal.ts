@@ -1,6 +1,7 @@
 // The local Temporal dev server: the CLI found or built (DESIGN.md "Local stack"), or the SDK's download.
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { searchAttributes } from '../shared.js';
+import { devServerDynamicConfigArgs } from './temporal-server.js';
 import { TEMPORAL_CLI, ensureTool, type Log } from './tools.js';
 
 export interface DevServerOptions {
@@ -42,6 +43,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
         ...(options.uiPort ? { ui: true, uiPort: options.uiPort } : { ui: false }),
         searchAttributes: Object.values(searchAttributes),
         log: { format: 'pretty', level: 'error' },
+        extraArgs: devServerDynamicConfigArgs(),
       },
     });
   } catch (err) {

@@ -6,6 +6,8 @@ import {
   freeTemporalServerPorts,
   postgresEndpoint,
   temporalDynamicConfig,
+  devServerDynamicConfigArgs,
+  TEMPORAL_DYNAMIC_CONFIG,
   temporalServerConfig,
   type TemporalServerPorts,
 } from '../../src/stack/temporal-server.js';
@@ -96,6 +98,20 @@ describe('the Temporal server config', () => {
     expect(c.global.metrics.prometheus.listenAddress).toBe('127.0.0.1:21010');
     expect(c.dynamicConfigClient.filepath).toBe('/tmp/stack/config/dynamicconfig.yaml');
     expect(temporalDynamicConfig()).toContain('limit.maxIDLength:');
+  });
+
+  it('runs both local servers with the same dynamic config: one partition per task queue', () => {
+    const file = temporalDynamicConfig();
+    expect(file).toContain('matching.numTaskqueueReadPartitions:\n  - value: 1\n');
+    expect(file).toContain('matching.numTaskqueueWritePartitions:\n  - value: 1\n');
+    const args = devServerDynamicConfigArgs();
+    for (const [key, value] of Object.entries(TEMPORAL_DYNAMIC_CONFIG)) {
+      expect(file).toContain(`${key}:\n  - value: ${String(value)}\n`);
+      expect(args).toContain(`${key}=${String(value)}`);
+    }
+    expect(args.filter((a) => a === '--dynamic-config-value')).toHaveLength(
+      Object.keys(TEMPORAL_DYNAMIC_CONFIG).length,
+    );
   });
 
   it('picks distinct free ports below 32768 (membership ports are stored as smallint)', async () => {
