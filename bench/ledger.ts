@@ -5,14 +5,17 @@
 // Two posting paths run side by side: `function` (one call of ledger_post_entry, what postEntry
 // uses) and `statements` (the multi-statement transaction it falls back to). Then growth: the
 // same posting with 1,000 and with 100,000 wallets and a million postings already in the ledger.
+// And what each part of a posting costs on the server alone: pgbench calling the function, then
+// copies of it with the guards, the system-account balances and per-grant accounting taken out.
 //
 //   npm run bench:ledger -- [--seconds 5] [--clients 1,8,32] [--customers 1000] [--no-growth]
-//                    [--growth-postings 1000000] [--growth-wallets 1000,100000]
+//                    [--no-parts] [--growth-postings 1000000] [--growth-wallets 1000,100000]
 //   (or BENCH_SECONDS, BENCH_CLIENTS, BENCH_CUSTOMERS; flags win)
 //
 // Prints a table and writes bench/results/ledger.json and bench/results/ledger.svg. Everything
 // runs in scratch databases that are dropped at the end, also on failure; the invariant checker
-// runs on each before it is dropped, and a failed check fails the run.
+// runs on each before it is dropped (but the parts database, which the cut-down copies leave
+// inconsistent on purpose), and a failed check fails the run.
 import { execFile } from 'node:child_process';
 import {
   chmodSync,
@@ -64,6 +67,8 @@ export interface LedgerBenchOptions {
   customers: number;
   /** Run the growth datasets (wallet counts, each with `growthPostings` pre-loaded). */
   growth: boolean;
+  /** Measure what each part of a posting costs on the server alone (pgbench, cut-down copies). */
+  parts: boolean;
   growthWallets: number[];
   growthPostings: number;
   /** Where ledger.json and ledger.svg go; undefined: write nothing. */
@@ -75,6 +80,7 @@ export const DEFAULT_BENCH_OPTIONS: LedgerBenchOptions = {
   clients: [1, 8, 32],
   customers: 1000,
   growth: true,
+  parts: true,
   growthWallets: [1000, 100_000],
   growthPostings: 1_000_000,
   resultsDir: resolve(import.meta.dirname, 'results'),
@@ -108,6 +114,7 @@ function readOptions(): LedgerBenchOptions {
         clients: { type: 'string' },
         customers: { type: 'string' },
         'no-growth': { type: 'boolean' },
+        'no-parts': { type: 'boolean' },
         'growth-wallets': { type: 'string' },
         'growth-postings': { type: 'string' },
       },
@@ -136,6 +143,7 @@ function readOptions(): LedgerBenchOptions {
       d.customers,
     ),
     growth: values['no-growth'] !== true,
+    parts: values['no-parts'] !== true,
     growthWallets: positiveInts(
       text(values['growth-wallets']),
       '--growth-wallets',
@@ -351,11 +359,13 @@ async function pgbenchBaseline(
   url: string,
   opts: RunShape,
   scratchDir: string,
+  /** A custom script run with prepared statements instead of the built-in TPC-B-like one. */
+  custom?: { script: string; variant: string },
 ): Promise<Measurement> {
   const env = processEnv();
   const logDir = mkdtempSync(join(scratchDir, 'pgbench-log-'));
   await withAdmin(url, checkpoint);
-  say(`pgbench: TPC-B-like, ${opts.clients} clients, ${opts.seconds} s`);
+  say(`pgbench: ${custom?.variant ?? `TPC-B-like, ${opts.clients} clients`}, ${opts.seconds} s`);
   // Per-transaction log (-l) so the baseline gets p50/p99 computed the same way as the ledger's.
   const prefix = join(logDir, 'pgbench');
   const { stdout } = await execFileAsync(
@@ -368,6 +378,7 @@ async function pgbenchBaseline(
       '-T',
       String(opts.seconds),
       '-n',
+      ...(custom ? ['-M', 'prepared', '-f', custom.script] : []),
       '-l',
       `--log-prefix=${prefix}`,
       url,
@@ -391,7 +402,7 @@ async function pgbenchBaseline(
   const perSecond = Number(tps[1]);
   const completed = processed ? Number(processed[1]) : latencies.length;
   return {
-    variant: `pgbench TPC-B-like, ${opts.clients} clients`,
+    variant: custom?.variant ?? `pgbench TPC-B-like, ${opts.clients} clients`,
     completed,
     errors: failed ? Number(failed[1]) : 0,
     seconds: completed / perSecond,
@@ -601,6 +612,214 @@ async function runChecker(sql: Sql, database: string): Promise<CheckResult> {
 const ledgerOn = (sql: Sql, path: PostingPath) => createLedger(sql, undefined, { path });
 
 // ---------------------------------------------------------------------------------------------
+// What each part of a posting costs: the server alone
+
+/**
+ * A copy of ledger_post_entry with parts taken out, made from the function as the database
+ * holds it. Each cut names the text it replaces; a definition that no longer holds that text
+ * makes the variant unavailable (reported, not fatal) rather than measuring something else.
+ */
+interface PartCut {
+  /** What the cut takes out. */
+  what: string;
+  apply: (definition: string) => string | undefined;
+}
+
+const replaceOnce = (text: string, from: string, to: string): string | undefined =>
+  text.split(from).length === 2 ? text.replace(from, to) : undefined;
+
+/** The system accounts' running balances: their UPDATE becomes a constant (no row, no lock). */
+const WITHOUT_SYSTEM_BALANCES: PartCut = {
+  what: 'system-account running balances',
+  apply: (d) =>
+    replaceOnce(
+      d,
+      `      UPDATE accounts SET balance = balance + v_line.n, updated_at = now()
+        WHERE id = v_line.a AND kind = v_line.k AND code = v_line.o
+        RETURNING balance INTO v_balance;`,
+      '      v_balance := 0;\n      PERFORM 1;',
+    ),
+};
+
+/** Per-grant accounting: no draw in burn-down order, no grant update, no grant posting. */
+const WITHOUT_GRANTS: PartCut = {
+  what: 'per-grant accounting',
+  apply: (d) => {
+    const opened = replaceOnce(
+      d,
+      '  v_kind := CASE p_type',
+      '  IF false THEN\n  v_kind := CASE p_type',
+    );
+    return (
+      opened &&
+      replaceOnce(
+        opened,
+        '  -- Every account in ascending id order',
+        '  END IF;\n  -- Every account in ascending id order',
+      )
+    );
+  },
+};
+
+export interface PartsRow {
+  /** The posting as far as this row goes. */
+  variant: string;
+  /** The parts taken out, cumulatively. */
+  without: string[];
+  measurement: Measurement;
+  /** Why it could not be measured. */
+  unavailable?: string;
+}
+
+export interface PartsResult {
+  clients: number;
+  tpcb: Measurement;
+  rows: PartsRow[];
+}
+
+/**
+ * pgbench (prepared statements, GROWTH_CLIENTS clients) calling ledger_post_entry with a debit
+ * line set read from a table, then the same with parts of the posting taken out one after the
+ * other: the guard triggers (session_replication_role = replica), the system accounts' running
+ * balances, per-grant accounting. Next to TPC-B-like in the same database. No node client is
+ * involved, so the ratios are the server's cost alone. Runs in its own scratch database, which
+ * the cut-down copies leave inconsistent on purpose: it is dropped, not checked.
+ */
+async function partsCost(
+  server: Server,
+  cleanups: Array<() => Promise<void>>,
+  opts: LedgerBenchOptions,
+  scratchDir: string,
+): Promise<PartsResult> {
+  const clients = GROWTH_CLIENTS;
+  const shape = { clients, seconds: opts.seconds };
+  const url = await createScratchDatabase(server, cleanups);
+  await runMigrations(url);
+  await pgbenchInit(url);
+  const setup = await openPool(url, clients);
+  let lineSets: number;
+  let definition: string;
+  try {
+    say(`parts: creating and funding ${opts.customers} wallets`);
+    const customers = await createWallets(setup.sql, opts.customers);
+    await fundThroughLedger(ledgerOn(setup.sql, 'function'), customers, clients);
+    // Every wallet with every revenue shard, as the function takes its lines.
+    await setup.sql`
+      create table bench_lines as
+      select row_number() over (order by w.id, s.id) - 1 as id,
+             jsonb_build_array(
+               jsonb_build_object('i', 0, 'a', w.id, 'k', 'wallet', 'o', w.customer_id, 'n', -1),
+               jsonb_build_object('i', 1, 'a', s.id, 'k', 'system', 'o', 'revenue', 'n', 1)) as lines
+      from accounts w, accounts s
+      where w.kind = 'wallet' and s.kind = 'system' and s.code = 'revenue'`;
+    await setup.sql`alter table bench_lines add primary key (id)`;
+    await setup.sql`vacuum analyze`;
+    const [count] = await setup.sql<{ n: number }[]>`select count(*)::int as n from bench_lines`;
+    lineSets = count!.n;
+    const [def] = await setup.sql<{ d: string }[]>`
+      select pg_get_functiondef('ledger_post_entry'::regproc) as d`;
+    definition = def!.d;
+  } finally {
+    await setup.close();
+  }
+
+  const script = (name: string, fn: string, guards: boolean) => {
+    const file = join(scratchDir, `parts-${name}.sql`);
+    writeFileSync(
+      file,
+      [
+        `\\set r random(0, ${lineSets - 1})`,
+        ...(guards ? [] : ['set session_replication_role = replica;']),
+        `select ${fn}('parts-' || gen_random_uuid(), 'h', 'bench_debit', 'Benchmark debit', ` +
+          `null, '{}', null, (select lines from bench_lines where id = :r));`,
+        '',
+      ].join('\n'),
+    );
+    return file;
+  };
+  const steps: Array<{ name: string; variant: string; guards: boolean; cuts: PartCut[] }> = [
+    { name: 'full', variant: 'the posting as it runs', guards: true, cuts: [] },
+    { name: 'no-guards', variant: 'without the guard triggers', guards: false, cuts: [] },
+    {
+      name: 'no-system',
+      variant: '… and without system-account running balances',
+      guards: false,
+      cuts: [WITHOUT_SYSTEM_BALANCES],
+    },
+    {
+      name: 'floor',
+      variant: '… and without per-grant accounting (entry, two postings, wallet balance)',
+      guards: false,
+      cuts: [WITHOUT_SYSTEM_BALANCES, WITHOUT_GRANTS],
+    },
+  ];
+
+  const tpcb = await pgbenchBaseline(url, shape, scratchDir);
+  const rows: PartsRow[] = [];
+  for (const step of steps) {
+    checkInterrupted();
+    const without = [...(step.guards ? [] : ['guard triggers']), ...step.cuts.map((c) => c.what)];
+    const label = `ledger_post_entry ${step.variant}, ${clients} clients`;
+    let fn = 'ledger_post_entry';
+    let unavailable: string | undefined;
+    if (step.cuts.length > 0) {
+      let copy: string | undefined = definition.replace(
+        /FUNCTION public\.ledger_post_entry\(/,
+        `FUNCTION public.bench_post_${step.name.replace('-', '_')}(`,
+      );
+      for (const cut of step.cuts) {
+        copy = copy && cut.apply(copy);
+        if (!copy) {
+          unavailable = `ledger_post_entry no longer holds the text the "${cut.what}" cut replaces`;
+          break;
+        }
+      }
+      if (copy) {
+        fn = `bench_post_${step.name.replace('-', '_')}`;
+        await withAdmin(url, (sql) => sql.unsafe(copy));
+      }
+    }
+    if (unavailable) {
+      say(`parts: ${label}: unavailable (${unavailable})`);
+      rows.push({ variant: step.variant, without, measurement: noneMeasured(label), unavailable });
+      continue;
+    }
+    try {
+      const measurement = await pgbenchBaseline(url, shape, scratchDir, {
+        script: script(step.name, fn, step.guards),
+        variant: label,
+      });
+      rows.push({ variant: step.variant, without, measurement });
+    } catch (err) {
+      const message =
+        ((err as { stderr?: string }).stderr || (err as Error).message)
+          .split('\n')
+          .find((l) => l.includes('ERROR')) ?? (err as Error).message;
+      say(`parts: ${label}: failed (${message})`);
+      rows.push({
+        variant: step.variant,
+        without,
+        measurement: noneMeasured(label),
+        unavailable: message.slice(0, 300),
+      });
+    }
+  }
+  // The cut-down copies broke this database's invariants on purpose: drop it now.
+  await withAdmin(server.adminUrl, (sql) =>
+    sql.unsafe(`drop database if exists ${new URL(url).pathname.slice(1)} with (force)`),
+  );
+  return { clients, tpcb, rows };
+}
+
+const noneMeasured = (variant: string): Measurement => ({
+  variant,
+  completed: 0,
+  errors: 0,
+  seconds: 0,
+  perSecond: 0,
+});
+
+// ---------------------------------------------------------------------------------------------
 // Results
 
 export interface ScalingRow {
@@ -635,6 +854,8 @@ export interface LedgerBenchResult {
   growth: GrowthRow[];
   /** pgbench at GROWTH_CLIENTS: the baseline of `variants` and `growth`. */
   growthBaseline?: Measurement | undefined;
+  /** What each part of a posting costs on the server alone (pgbench driving the function). */
+  parts?: PartsResult | undefined;
   checks: CheckResult[];
   ok: boolean;
 }
@@ -696,6 +917,24 @@ export function markdownSummary(result: LedgerBenchResult): string {
   return lines.join('\n');
 }
 
+/** The parts table: each cut-down posting next to TPC-B-like, on the server alone. */
+export function partsSummary(parts: PartsResult): string {
+  const lines = [
+    `| posting (pgbench, ${parts.clients} clients, server alone) | per second | vs TPC-B-like (${parts.tpcb.perSecond.toFixed(0)} tps) | vs the posting as it runs |`,
+    '| --- | ---: | ---: | ---: |',
+  ];
+  const full = parts.rows[0]?.measurement;
+  for (const row of parts.rows) {
+    const m = row.measurement;
+    lines.push(
+      row.unavailable
+        ? `| ${row.variant} | unavailable: ${row.unavailable} | | |`
+        : `| ${row.variant} | ${m.perSecond.toFixed(0)} | ${times(ratio(m, parts.tpcb))} | ${times(full && ratio(m, full))} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
 function printResult(result: LedgerBenchResult): void {
   console.log(
     `\n${table(
@@ -704,6 +943,7 @@ function printResult(result: LedgerBenchResult): void {
     )}\n`,
   );
   console.log(markdownSummary(result));
+  if (result.parts) console.log(`\n${partsSummary(result.parts)}`);
   const failed = [
     ...result.scaling.flatMap((s) => [s.statements, s.function]),
     ...result.variants,
@@ -826,6 +1066,7 @@ export async function runLedgerBench(
         clients: opts.clients,
         customers: opts.customers,
         growth: opts.growth,
+        parts: opts.parts,
         growthWallets: opts.growthWallets,
         growthPostings: opts.growthPostings,
       },
@@ -835,13 +1076,7 @@ export async function runLedgerBench(
       checks: [],
       ok: true,
     };
-    const none = (variant: string): Measurement => ({
-      variant,
-      completed: 0,
-      errors: 0,
-      seconds: 0,
-      perSecond: 0,
-    });
+    const none = noneMeasured;
     const baselineAt = (clients: number) =>
       hasPgbench
         ? whenConnectionsFree(`pgbench, ${clients} clients`, () =>
@@ -946,6 +1181,12 @@ export async function runLedgerBench(
       }
     }
 
+    // What each part costs, on the server alone.
+    if (opts.parts && hasPgbench) {
+      checkInterrupted();
+      result.parts = await partsCost(server, cleanups, opts, scratchDir);
+    }
+
     // Growth: the same debit with the ledger already holding a million postings.
     if (opts.growth) {
       for (const wallets of opts.growthWallets) {
@@ -1026,7 +1267,7 @@ async function main(): Promise<number> {
     } else if (err instanceof UsageError) {
       console.error(
         `${err.message}\nusage: npm run bench:ledger -- [--seconds N] [--clients 1,8,32] [--customers N] ` +
-          '[--no-growth] [--growth-wallets 1000,100000] [--growth-postings N]',
+          '[--no-growth] [--no-parts] [--growth-wallets 1000,100000] [--growth-postings N]',
       );
     } else {
       console.error(err instanceof Error ? (err.stack ?? err.message) : err);
