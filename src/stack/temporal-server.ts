@@ -127,15 +127,17 @@ export function temporalServerConfig(input: TemporalServerConfigInput): Record<s
 
 /**
  * Dynamic config both local servers (the dev server and this one) run with, beyond the defaults.
- * One partition per task queue: with one matching service, the default four make a task that
- * lands in a partition with no waiting poller travel to the root partition first; measured here,
- * a signal and two activities took about twice as long (p50 129 → 65 ms at 2/s). A cluster with
- * several matching hosts and thousands of tasks per second per queue wants more partitions.
+ * Tasks are written to one partition per task queue: with one matching service, the default four
+ * make a task that lands in a partition with no waiting poller travel to the root partition
+ * first; measured here, a signal and two activities took about twice as long (p50 129 → 65 ms
+ * at 2/s under load). Reads stay at the default four, so a task written to another partition
+ * before (a dev server's file kept from an earlier run, a cluster being tuned down) is still
+ * delivered; reading one partition only measured the same. A cluster with several matching
+ * hosts and thousands of tasks per second per queue wants more partitions.
  * Eager activities: a workflow task that schedules an activity on its own queue gets it back in
  * the answer when the worker has a free slot, instead of through matching.
  */
 export const TEMPORAL_DYNAMIC_CONFIG: Readonly<Record<string, number | boolean>> = {
-  'matching.numTaskqueueReadPartitions': 1,
   'matching.numTaskqueueWritePartitions': 1,
   'system.enableActivityEagerExecution': true,
 };
