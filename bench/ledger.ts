@@ -231,6 +231,14 @@ async function withAdmin<T>(url: string, fn: (sql: Sql) => Promise<T>): Promise<
   }
 }
 
+/** Drops a scratch database by name or URL (also when sessions are still connected). */
+async function dropScratchDatabase(server: Server, nameOrUrl: string): Promise<void> {
+  const name = nameOrUrl.includes('://') ? new URL(nameOrUrl).pathname.slice(1) : nameOrUrl;
+  await withAdmin(server.adminUrl, (sql) =>
+    sql.unsafe(`drop database if exists ${name} with (force)`),
+  );
+}
+
 async function createScratchDatabase(
   server: Server,
   cleanups: Array<() => Promise<void>>,
@@ -238,9 +246,7 @@ async function createScratchDatabase(
   const name = `creditflow_bench_${Date.now()}`;
   await withAdmin(server.adminUrl, (sql) => sql.unsafe(`create database ${name}`));
   cleanups.push(() =>
-    withAdmin(server.adminUrl, (sql) =>
-      sql.unsafe(`drop database if exists ${name} with (force)`),
-    ).then(() => say(`dropped scratch database ${name}`)),
+    dropScratchDatabase(server, name).then(() => say(`dropped scratch database ${name}`)),
   );
   const url = new URL(server.adminUrl);
   url.pathname = `/${name}`;
@@ -805,9 +811,7 @@ async function partsCost(
     }
   }
   // The cut-down copies broke this database's invariants on purpose: drop it now.
-  await withAdmin(server.adminUrl, (sql) =>
-    sql.unsafe(`drop database if exists ${new URL(url).pathname.slice(1)} with (force)`),
-  );
+  await dropScratchDatabase(server, url);
   return { clients, tpcb, rows };
 }
 
@@ -1076,13 +1080,12 @@ export async function runLedgerBench(
       checks: [],
       ok: true,
     };
-    const none = noneMeasured;
     const baselineAt = (clients: number) =>
       hasPgbench
         ? whenConnectionsFree(`pgbench, ${clients} clients`, () =>
             pgbenchBaseline(url, { clients, seconds: opts.seconds }, scratchDir),
           )
-        : Promise.resolve(none(`pgbench unavailable, ${clients} clients`));
+        : Promise.resolve(noneMeasured(`pgbench unavailable, ${clients} clients`));
 
     // Scaling: at each client count pgbench, then both paths, each with a pool that size.
     const setup = await openPool(url, GROWTH_CLIENTS);
@@ -1232,9 +1235,7 @@ export async function runLedgerBench(
           await db.close();
         }
         // Free the disk for the next dataset now rather than at the end.
-        await withAdmin(server.adminUrl, (sql) =>
-          sql.unsafe(`drop database if exists ${new URL(gurl).pathname.slice(1)} with (force)`),
-        );
+        await dropScratchDatabase(server, gurl);
       }
     }
 

@@ -34,6 +34,19 @@ const SERVICE = { service: 'whatsapp', country: 'US' } as const;
 /** Long enough that no purchase of the throughput runs times out while it is measured. */
 const LONG_TIMEOUT_SECONDS = 3_600;
 
+type HistoryEvent = NonNullable<
+  Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>['events']
+>[number];
+
+/** The completion of the activity `scheduled` scheduled, if it completed. */
+function completionOf(events: HistoryEvent[], scheduled: HistoryEvent): HistoryEvent | undefined {
+  return events.find(
+    (e) =>
+      e.activityTaskCompletedEventAttributes &&
+      Number(e.activityTaskCompletedEventAttributes.scheduledEventId) === Number(scheduled.eventId),
+  );
+}
+
 export class Driver {
   readonly sql: postgres.Sql;
   readonly ledger: Ledger;
@@ -179,13 +192,7 @@ export class Driver {
     const fired = events.find((e) => e.timerFiredEventAttributes);
     if (!started || !fired) throw new Error(`${workflowId}: no timer fired in its history`);
     const refund = events.find((e) => e.activityTaskScheduledEventAttributes && id(e) > id(fired));
-    const done =
-      refund &&
-      events.find(
-        (e) =>
-          e.activityTaskCompletedEventAttributes &&
-          Number(e.activityTaskCompletedEventAttributes.scheduledEventId) === id(refund),
-      );
+    const done = refund && completionOf(events, refund);
     if (!done) throw new Error(`${workflowId}: no step completed after its timer fired`);
     const expired = tsToMs(started.eventTime) + timeoutMs;
     return {
@@ -209,13 +216,7 @@ export class Driver {
           e.activityTaskScheduledEventAttributes.activityType?.name === activity),
     );
     const step = scheduled[scheduled.length - 1];
-    const done =
-      step &&
-      events.find(
-        (e) =>
-          e.activityTaskCompletedEventAttributes &&
-          Number(e.activityTaskCompletedEventAttributes.scheduledEventId) === Number(step.eventId),
-      );
+    const done = step && completionOf(events, step);
     if (!done) throw new Error(`${workflowId}: no completed ${activity} step in its history`);
     return tsToMs(done.eventTime);
   }
